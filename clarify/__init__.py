@@ -1,0 +1,1 @@
+"""Ferry clarify: bias metrics, SHAP explanations, reports."""

@@ -1,0 +1,1 @@
+"""Ferry feature store: online and offline stores, Kafka ingestion, REST API."""

@@ -1,0 +1,1 @@
+"""Ferry: the composition root (CLI, deploy-file schema, demo)."""

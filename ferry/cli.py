@@ -1,0 +1,26 @@
+"""The `ferry` command line: up, status, invoke, demo, and the Clarify, monitor and feature-store commands."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from ferry import cli_clarify, cli_features, cli_monitor, cli_serving
+
+app = typer.Typer(help="Ferry: self-hosted SageMaker-style hosting, monitoring, Clarify and feature store on Ray Serve.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+cli_serving.register(app)
+cli_clarify.register(app)
+cli_monitor.register(app)
+cli_features.register(app)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The deploy-file schema (`ferry.yaml`): one pydantic model, env overrides, clear errors.
+
+Every section is a typed model with defaults; unknown keys are errors. Environment variables
+``FERRY_<SECTION>__<FIELD>[__<INDEX>...]`` override the file (``FERRY_SERVER__HTTP_PORT=9000``),
+values parsed as YAML scalars so numbers and booleans keep their types.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from serving.spec import EndpointSpec, ModelSpec, ServerSpec
+
+ENV_PREFIX = "FERRY_"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSpec(Strict):
+    """Apache Kafka used by capture sinks and feature ingestion."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="host:port[,host:port]")
+    security_protocol: str = "PLAINTEXT"
+    client_id: str = "ferry"
+
+
+class RedisSpec(Strict):
+    """Redis used as the online feature store."""
+
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL")
+
+
+class DeployFile(Strict):
+    """The whole ferry.yaml."""
+
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    models: list[ModelSpec] = Field(default_factory=list)
+    endpoints: list[EndpointSpec] = Field(default_factory=list)
+    kafka: KafkaSpec | None = None
+    redis: RedisSpec | None = None
+    feature_groups: list[dict[str, Any]] = Field(default_factory=list)
+    monitoring_schedules: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> "DeployFile":
+        names = [m.name for m in self.models]
+        _unique(names, "models")
+        _unique([e.name for e in self.endpoints], "endpoints")
+        known = set(names)
+        for i, ep in enumerate(self.endpoints):
+            for j, v in enumerate(ep.variants):
+                if v.model not in known:
+                    raise ValueError(
+                        f"endpoints.{i}.variants.{j}.model: unknown model {v.model!r} "
+                        f"(declared models: {sorted(known) or 'none'})"
+                    )
+        return self
+
+    def model_by_name(self, name: str) -> ModelSpec:
+        return next(m for m in self.models if m.name == name)
+
+    def resolve_paths(self, base: Path) -> "DeployFile":
+        """Make relative model paths relative to the deploy file's folder."""
+        for m in self.models:
+            m.path = m.resolved_path(base)
+        return self
+
+
+def _unique(names: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"{where}: duplicate name {n!r}")
+        seen.add(n)
+
+
+class ConfigError(ValueError):
+    """A deploy file that cannot be used; the message names the field and the reason."""
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Overlay FERRY_A__B__0__C=value variables onto the parsed file (returns a new dict)."""
+    environ = os.environ if environ is None else environ
+    out = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for key in sorted(environ):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        if path[0] not in DeployFile.model_fields:
+            continue
+        _set_path(out, path, yaml.safe_load(environ[key]) if environ[key] != "" else "")
+    return out
+
+
+def _set_path(node: Any, path: list[str], value: Any) -> None:
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{'.'.join(path)}: index {part!r} is not in the list (length {len(node)})")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+            continue
+        if last:
+            node[part] = value
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+
+
+def format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(file)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return "invalid deploy file:\n  " + "\n  ".join(lines)
+
+
+def parse_config(data: dict[str, Any] | None, base: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> DeployFile:
+    """Validate a parsed deploy file (after env overrides); raise ConfigError naming the field."""
+    merged = apply_env_overrides(data or {}, environ)
+    try:
+        cfg = DeployFile.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+    return cfg.resolve_paths(base or Path.cwd())
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> DeployFile:
+    """Read, override from the environment, and validate ferry.yaml."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"deploy file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    return parse_config(data, base=p.parent.resolve(), environ=environ)

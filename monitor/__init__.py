@@ -1,0 +1,1 @@
+"""Ferry monitor: baselines, drift checks, violation reports, Prometheus metrics."""

@@ -1,0 +1,128 @@
+"""Typed serving options of the deploy file: server, models, endpoints, variants, capture.
+
+These are the serving part of ferry.yaml (composed by ``ferry.config.DeployFile``); every field has a
+default or a clear error, and unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")  # SageMaker's EndpointName/VariantName pattern
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_name(v: str) -> str:
+    if len(v) > 63 or not NAME_RE.match(v):
+        raise ValueError(f"{v!r} must be 1-63 letters, digits or hyphens, starting and ending alphanumeric")
+    return v
+
+
+class ServerSpec(Strict):
+    """Where Ferry listens, and the data-plane guards."""
+
+    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 exposes Ferry to the network")
+    http_port: int = Field(8080, ge=1, le=65535)
+    grpc_port: int = Field(9000, ge=1, le=65535)
+    max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, ge=1, description="larger bodies get 413")
+    ingress: Literal["python", "haproxy"] = Field(
+        "python", description="Ray Serve's Python proxy, or its HAProxy ingress (needs the haproxy extra)")
+    auth_token: str | None = Field(None, description="when set, data-plane requests need 'Authorization: Bearer <token>'")
+    ray_num_cpus: int | None = Field(None, ge=1, description="logical CPUs when Ferry starts Ray (default: max(8, cores))")
+
+
+class ModelSpec(Strict):
+    """An ONNX artifact."""
+
+    name: str
+    path: str = Field(description="a local path (relative to ferry.yaml) or an fsspec URI (s3://, gs://, file://)")
+    input_names: list[str] | None = Field(None, description="default: read from the model")
+    output_names: list[str] | None = Field(None, description="default: all model outputs")
+    intra_op_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per replica (0 = ORT default)")
+    inter_op_threads: int = Field(1, ge=0)
+
+    _v_name = field_validator("name")(_check_name)
+
+    def resolved_path(self, base: Path) -> str:
+        if "://" in self.path or Path(self.path).is_absolute():
+            return self.path
+        return str((base / self.path).resolve())
+
+
+class AutoscalingSpec(Strict):
+    """Passed through to Ray Serve's autoscaling_config."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    initial_replicas: int | None = Field(None, ge=0)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float = Field(30.0, ge=0)
+    downscale_delay_s: float = Field(600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscalingSpec":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})")
+        return self
+
+
+class BatchingSpec(Strict):
+    """Dynamic batching with @serve.batch."""
+
+    max_batch_size: int = Field(32, ge=1)
+    batch_wait_timeout_ms: float = Field(2.0, ge=0)
+
+
+class VariantSpec(Strict):
+    """A production variant: a model with its own replicas and traffic weight."""
+
+    name: str = "AllTraffic"
+    model: str
+    initial_weight: float = Field(1.0, ge=0)
+    replicas: int = Field(1, ge=1, description="fixed replica count (ignored when autoscaling is set)")
+    autoscaling: AutoscalingSpec | None = None
+    max_ongoing_requests: int = Field(64, ge=1, description="Ray Serve's default 5 collapses under load")
+    batching: BatchingSpec | None = None
+    num_cpus: float = Field(0.25, gt=0, description="logical CPUs each replica reserves in Ray")
+
+    _v_name = field_validator("name")(_check_name)
+
+
+class DataCaptureSpec(Strict):
+    """SageMaker DataCaptureConfig, per endpoint."""
+
+    enabled: bool = False
+    sampling_percentage: float = Field(20.0, ge=0, le=100)
+    capture: list[Literal["input", "output"]] = Field(default_factory=lambda: ["input", "output"])
+    csv_content_types: list[str] = Field(default_factory=lambda: ["text/csv"])
+    json_content_types: list[str] = Field(default_factory=lambda: ["application/json"])
+    destination: str = Field("./capture", description="a folder (JSONL files) or kafka://<topic>")
+
+
+class EndpointSpec(Strict):
+    """An endpoint: a router in front of one or more production variants."""
+
+    name: str
+    variants: list[VariantSpec] = Field(min_length=1)
+    router_max_ongoing_requests: int = Field(256, ge=1)
+    router_num_cpus: float = Field(0.25, gt=0)
+    data_capture: DataCaptureSpec = Field(default_factory=DataCaptureSpec)
+
+    _v_name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _variants(self) -> "EndpointSpec":
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        if sum(v.initial_weight for v in self.variants) <= 0:
+            raise ValueError("at least one variant needs a positive initial_weight")
+        return self
