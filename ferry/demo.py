@@ -1,0 +1,118 @@
+"""The demo: a seeded synthetic credit-risk table, an ONNX model trained on it, and a ferry.yaml.
+
+`make_credit_data` is the one generator every part of Ferry reuses (Clarify, the monitor, the feature
+store). The facet ``age_group`` carries an injected bias: applicants under 25 are approved less often
+than their features alone would say.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+log = logging.getLogger(__name__)
+
+EMPLOYMENT = ["salaried", "self_employed", "unemployed", "student"]
+HOUSING = ["own", "rent", "mortgage"]
+AGE_GROUPS = ["under_25", "25_to_60", "over_60"]
+MODEL_FEATURES = [
+    "age", "income", "debt_ratio", "credit_history_months", "num_open_accounts", "loan_amount",
+    "employment_code", "housing_code",
+]
+LABEL = "approved"
+FACET = "age_group"
+ENDPOINT = "credit-risk"
+BIAS_PENALTY = 1.2  # log-odds taken from under_25 applicants: the injected bias
+
+
+def make_credit_data(n_rows: int = 5000, seed: int = 7) -> pd.DataFrame:
+    """A deterministic credit-risk table with numeric and categorical features and a biased label."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 80, n_rows)
+    employment = rng.choice(EMPLOYMENT, n_rows, p=[0.6, 0.2, 0.1, 0.1])
+    housing = rng.choice(HOUSING, n_rows, p=[0.3, 0.4, 0.3])
+    income = np.round(rng.lognormal(10.6, 0.5, n_rows) * np.where(employment == "student", 0.4, 1.0), 2)
+    debt_ratio = np.round(np.clip(rng.beta(2, 5, n_rows), 0, 1), 4)
+    history = np.clip((age - 18) * 12 * rng.uniform(0.2, 1.0, n_rows), 0, None).round()
+    accounts = rng.poisson(3, n_rows).astype(float)
+    loan = np.round(rng.lognormal(9.5, 0.7, n_rows), 2)
+    age_group = np.where(age < 25, "under_25", np.where(age <= 60, "25_to_60", "over_60"))
+    logit = (
+        1.0 + 0.8 * (np.log(income) - 10.6) - 4.0 * (debt_ratio - 0.28) + 0.004 * (history - 150)
+        - 0.4 * (np.log(loan) - 9.5) - 1.5 * (employment == "unemployed") - 0.3 * (housing == "rent")
+        - BIAS_PENALTY * (age_group == "under_25")
+    )
+    approved = (rng.uniform(size=n_rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({
+        "applicant_id": np.arange(1, n_rows + 1),
+        "age": age,
+        "age_group": age_group,
+        "income": income,
+        "debt_ratio": debt_ratio,
+        "credit_history_months": history,
+        "num_open_accounts": accounts,
+        "loan_amount": loan,
+        "employment": employment,
+        "housing": housing,
+        LABEL: approved,
+    })
+
+
+def model_matrix(df: pd.DataFrame) -> np.ndarray:
+    """The model's float32 input: numeric columns plus categoricals coded as their index (unknown -> -1)."""
+    out = df.reindex(columns=MODEL_FEATURES[:6]).to_numpy(dtype=np.float32)
+    emp = pd.Categorical(df["employment"], categories=EMPLOYMENT).codes.astype(np.float32)
+    hou = pd.Categorical(df["housing"], categories=HOUSING).codes.astype(np.float32)
+    return np.column_stack([out, emp, hou]).astype(np.float32)
+
+
+def train_model(df: pd.DataFrame, seed: int = 7) -> bytes:
+    """Train a gradient-boosted classifier on the table; return it as ONNX (zipmap off)."""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    x = model_matrix(df)
+    clf = GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=seed).fit(x, df[LABEL].to_numpy())
+    onx = to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    onx.graph.input[0].name = _rename(onx, onx.graph.input[0].name, "input")
+    return onx.SerializeToString()
+
+
+def _rename(onx, old: str, new: str) -> str:
+    for node in onx.graph.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+    return new
+
+
+def demo_config(model_path: str = "model.onnx") -> dict:
+    """The demo's ferry.yaml as a dict."""
+    return {
+        "server": {"host": "127.0.0.1", "http_port": 8080, "grpc_port": 9000},
+        "models": [{"name": "credit-gbm", "path": model_path}],
+        "endpoints": [{
+            "name": ENDPOINT,
+            "variants": [{"name": "AllTraffic", "model": "credit-gbm", "initial_weight": 1.0,
+                          "replicas": 1, "max_ongoing_requests": 64}],
+            "data_capture": {"enabled": True, "sampling_percentage": 100, "destination": "./capture"},
+        }],
+    }
+
+
+def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
+    """Write train.csv, test.csv, test_features.csv (model rows, no header), model.onnx and ferry.yaml."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = make_credit_data(n_rows, seed)
+    n_train = int(len(df) * 0.8)
+    train, test = df.iloc[:n_train], df.iloc[n_train:]
+    train.to_csv(out / "train.csv", index=False)
+    test.to_csv(out / "test.csv", index=False)
+    np.savetxt(out / "test_features.csv", model_matrix(test), delimiter=",", fmt="%.6g")
+    (out / "model.onnx").write_bytes(train_model(train, seed))
+    (out / "ferry.yaml").write_text(yaml.safe_dump(demo_config(), sort_keys=False))
+    log.info("demo written to %s", out)
+    return out / "ferry.yaml"
