@@ -1,0 +1,184 @@
+"""The HTTP gateway: SageMaker runtime routes, KServe V2 REST, /ping and /metrics on one port.
+
+A thin protocol adapter: it checks size and auth, decodes the body into a `Payload`, calls the
+endpoint's router through its DeploymentHandle, and encodes the answer (or the error in the protocol's
+shape). The routing, variants and models live behind the router.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving import codecs, v2
+from serving.dataplane import Payload, RoutedRequest, RoutedResponse
+from serving.errors import FerryError, InferenceError, bad_request, not_found, too_large, unauthorized, unavailable
+from serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "ferry"
+SERVER_VERSION = "0.1.0"
+V2_EXTENSIONS = ["binary_tensor_data"]
+CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
+
+
+@serve.deployment
+class Gateway:
+    """Ingress of the `ferry` application, at route prefix /."""
+
+    def __init__(self, endpoints: list[str], max_payload_bytes: int, auth_token: str | None = None):
+        self.endpoints = endpoints
+        self.default = endpoints[0] if endpoints else None
+        self.max_payload = max_payload_bytes
+        self.token = auth_token
+        self.routers = {ep: serve.get_app_handle(ep) for ep in endpoints}
+        self.metrics = ServingMetrics()
+
+    async def __call__(self, request: Request) -> Response:
+        parts = [p for p in request.url.path.split("/") if p]
+        method = request.method
+        try:
+            if parts == ["ping"] and method == "GET":
+                ok = self.default is not None and await self.routers[self.default].ready.remote()
+                return Response(status_code=200 if ok else 503)
+            if parts == ["metrics"] and method == "GET":
+                return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
+            self._authorize(request)
+            if parts == ["invocations"] and method == "POST":
+                if self.default is None:
+                    raise FerryError(bad_request("no endpoint is deployed"))
+                return await self._sagemaker(request, self.default)
+            if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "invocations" and method == "POST":
+                return await self._sagemaker(request, parts[1])
+            if parts and parts[0] == "v2":
+                return await self._v2(request, parts[1:], method)
+        except FerryError as err:
+            is_v2 = bool(parts) and parts[0] == "v2"
+            return v2_error(err.error) if is_v2 else sagemaker_error(err.error)
+        return Response(json.dumps({"error": f"no route {method} {request.url.path}"}), status_code=404,
+                        media_type="application/json")
+
+    def _authorize(self, request: Request) -> None:
+        if not self.token:
+            return
+        got = request.headers.get("authorization", "")
+        if not hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode()):
+            raise FerryError(unauthorized("missing or wrong bearer token"))
+
+    async def _body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_payload:
+            raise FerryError(too_large(f"the body ({declared} bytes) is over the {self.max_payload}-byte limit"))
+        body = await request.body()
+        if len(body) > self.max_payload:
+            raise FerryError(too_large(f"the body ({len(body)} bytes) is over the {self.max_payload}-byte limit"))
+        return body
+
+    def _router(self, endpoint: str, sagemaker: bool):
+        router = self.routers.get(endpoint)
+        if router is None:
+            msg = f"Endpoint {endpoint} not found." if sagemaker else f"model {endpoint!r} not found; models: {self.endpoints}"
+            raise FerryError(bad_request(msg) if sagemaker else not_found(msg))
+        return router
+
+    async def _sagemaker(self, request: Request, endpoint: str) -> Response:
+        start = time.perf_counter()
+        router = self._router(endpoint, sagemaker=True)
+        ct = request.headers.get("content-type")
+        try:
+            body = await self._body(request)
+            accept = codecs.choose_accept(request.headers.get("accept"), ct)
+            decoded = codecs.decode(body, ct)
+        except FerryError as err:
+            self.metrics.observe(endpoint, "", "sagemaker", err.error.status, time.perf_counter() - start,
+                                 err.error.error_type)
+            raise
+        payload = Payload(named=decoded) if isinstance(decoded, dict) else Payload(matrix=decoded)
+        inference_id = request.headers.get("x-amzn-sagemaker-inference-id")
+        if inference_id is not None and not 1 <= len(inference_id) <= 64:
+            raise FerryError(bad_request("X-Amzn-SageMaker-Inference-Id must be 1-64 characters"))
+        req = RoutedRequest(payload, target_variant=request.headers.get("x-amzn-sagemaker-target-variant"),
+                            inference_id=inference_id, content_type=codecs.media_type(ct), accept=accept, body=body)
+        resp = await self._call(router, req, endpoint, "sagemaker", start)
+        headers = {"x-amzn-invoked-production-variant": resp.variant}
+        if CUSTOM_ATTRIBUTES in request.headers:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = request.headers[CUSTOM_ATTRIBUTES]
+        return Response(codecs.encode(resp.outputs, accept), media_type=accept, headers=headers)
+
+    async def _call(self, router, req: RoutedRequest, endpoint: str, protocol: str, start: float) -> RoutedResponse:
+        try:
+            resp: RoutedResponse = await router.infer.remote(req)
+        except Exception as err:  # replica died, backpressure, ... : retryable, never the client's fault
+            log.warning("endpoint %s unavailable: %s", endpoint, type(err).__name__)
+            error = unavailable(f"endpoint {endpoint} is unavailable: {type(err).__name__}")
+            self.metrics.observe(endpoint, "", protocol, error.status, time.perf_counter() - start, error.error_type)
+            raise FerryError(error) from None
+        err = resp.error
+        self.metrics.observe(endpoint, resp.variant, protocol, err.status if err else 200, time.perf_counter() - start,
+                             err.error_type if err else None, resp.batch_size, resp.model_seconds)
+        if err:
+            raise FerryError(err)
+        return resp
+
+    async def _v2(self, request: Request, parts: list[str], method: str) -> Response:
+        if method == "GET" and parts == []:
+            return _json({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": V2_EXTENSIONS})
+        if method == "GET" and parts == ["health", "live"]:
+            return _json({"live": True})
+        if method == "GET" and parts == ["health", "ready"]:
+            ready = all([await r.ready.remote() for r in self.routers.values()])
+            return _json({"ready": ready}, 200 if ready else 503)
+        if len(parts) < 2 or parts[0] != "models":
+            raise FerryError(not_found(f"no V2 route {method} {request.url.path}"))
+        name, rest, version = parts[1], parts[2:], None
+        if len(rest) >= 2 and rest[0] == "versions":
+            version, rest = rest[1], rest[2:]
+        router = self._router(name, sagemaker=False)
+        if method == "GET" and rest == []:
+            meta = await router.metadata.remote(version)
+            if meta is None:
+                raise FerryError(not_found(f"model {name!r} has no version {version!r}"))
+            return _json({"name": name, "versions": meta["versions"], "platform": "onnx_onnxv1",
+                          "inputs": meta["inputs"], "outputs": meta["outputs"]})
+        if method == "GET" and rest == ["ready"]:
+            ready = await router.ready.remote(version)
+            return _json({"name": name, "ready": ready}, 200 if ready else 503)
+        if method == "POST" and rest == ["infer"]:
+            return await self._v2_infer(request, router, name, version)
+        raise FerryError(not_found(f"no V2 route {method} {request.url.path}"))
+
+    async def _v2_infer(self, request: Request, router, name: str, version: str | None) -> Response:
+        start = time.perf_counter()
+        body = await self._body(request)
+        parsed = v2.parse_request(body, request.headers.get("inference-header-content-length"))
+        req = RoutedRequest(Payload(named=parsed.inputs, strict_dtype=True), output_names=parsed.outputs,
+                            target_variant=version, inference_id=parsed.id,
+                            content_type="application/json", body=body)
+        resp = await self._call(router, req, name, "v2", start)
+        out, headers = v2.encode_response(name, resp.variant, parsed, resp.outputs)
+        return Response(out, headers=headers)
+
+
+def _json(doc: dict, status: int = 200) -> Response:
+    return Response(json.dumps(doc), status_code=status, media_type="application/json")
+
+
+def v2_error(error: InferenceError) -> Response:
+    return _json({"error": error.message}, error.status)
+
+
+def sagemaker_error(error: InferenceError) -> Response:
+    """SageMaker's error shape: x-amzn-ErrorType header and a JSON body with Message."""
+    status = 400 if error.status == 404 else error.status
+    doc = {"ErrorCode": error.error_type, "Message": error.message}
+    if error.error_type == "ModelError":
+        doc.update(OriginalStatusCode=500, OriginalMessage=error.message)
+    return Response(json.dumps(doc), status_code=status, media_type="application/json",
+                    headers={"x-amzn-ErrorType": f"{error.error_type}:"})

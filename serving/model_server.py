@@ -1,0 +1,75 @@
+"""The model deployment: one onnxruntime session per replica, with optional dynamic batching."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+from ray import serve
+
+from serving.dataplane import Payload, RoutedResponse
+from serving.errors import FerryError
+from serving.runtime import OnnxModel
+
+
+@serve.deployment
+class ModelServer:
+    """Serves one variant's model; validated requests may be batched with @serve.batch."""
+
+    def __init__(self, model: dict, variant: str, batching: dict | None = None):
+        self.variant = variant
+        self.model = OnnxModel(model["path"], model.get("input_names"), model.get("output_names"),
+                               model.get("intra_op_threads", 1), model.get("inter_op_threads", 1))
+        self.batching = batching is not None
+        if batching:
+            self._run_batch.set_max_batch_size(batching["max_batch_size"])
+            self._run_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_ms"] / 1000.0)
+
+    def metadata(self) -> dict:
+        return {"inputs": [t.as_dict() for t in self.model.inputs],
+                "outputs": [t.as_dict() for t in self.model.outputs]}
+
+    def ready(self) -> bool:
+        return True
+
+    async def infer(self, payload: Payload, output_names: list[str] | None = None) -> RoutedResponse:
+        try:
+            feed = (self.model.from_matrix(payload.matrix) if payload.matrix is not None
+                    else self.model.validate(payload.named or {}, strict_dtype=payload.strict_dtype))
+            names = output_names or self.model.output_names
+            if self.batching:
+                return await self._run_batch((feed, tuple(names)))
+            start = time.perf_counter()
+            out = self.model.run(feed, list(names))
+            return RoutedResponse(self.variant, out, model_seconds=time.perf_counter() - start)
+        except FerryError as err:
+            return RoutedResponse(self.variant, error=err.error)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _run_batch(self, items: list[tuple[dict, tuple]]) -> list[RoutedResponse]:
+        """Run requests with the same input signature as one onnxruntime call, then split the rows."""
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, (feed, names) in enumerate(items):
+            sig = (names,) + tuple((k, v.dtype.str, v.shape[1:]) for k, v in feed.items())
+            groups[sig].append(i)
+        results: list[RoutedResponse | None] = [None] * len(items)
+        for idx in groups.values():
+            feeds = [items[i][0] for i in idx]
+            names = list(items[idx[0]][1])
+            sizes = [next(iter(f.values())).shape[0] for f in feeds]
+            merged = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+            start = time.perf_counter()
+            try:
+                out = self.model.run(merged, names)
+            except FerryError as err:
+                for i in idx:
+                    results[i] = RoutedResponse(self.variant, error=err.error, batch_size=len(items))
+                continue
+            took = time.perf_counter() - start
+            bounds = np.cumsum(sizes)[:-1]
+            parts = {k: np.split(v, bounds) for k, v in out.items()}
+            for j, i in enumerate(idx):
+                results[i] = RoutedResponse(self.variant, {k: parts[k][j] for k in names},
+                                            batch_size=len(items), model_seconds=took)
+        return results

@@ -1,0 +1,66 @@
+"""The endpoint router: picks a production variant (weights or the target-variant header) and calls it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serving.dataplane import RoutedRequest, RoutedResponse
+from serving.errors import bad_request
+
+log = logging.getLogger(__name__)
+
+
+class VariantPicker:
+    """Weighted random choice of a production variant; a named target always wins."""
+
+    def __init__(self, weights: dict[str, float], seed: int | None = None):
+        self.names = list(weights)
+        w = np.array([weights[n] for n in self.names], dtype=float)
+        self.cum = np.cumsum(w / w.sum())
+        self.rng = np.random.default_rng(seed)
+
+    def pick(self, target: str | None = None) -> str | None:
+        if target is not None:
+            return target if target in self.names else None
+        return self.names[int(np.searchsorted(self.cum, self.rng.random(), side="right").clip(max=len(self.names) - 1))]
+
+
+@serve.deployment
+class EndpointRouter:
+    """Ingress of one endpoint's application: variant choice in front of one model deployment per variant."""
+
+    def __init__(self, endpoint: dict, variants: dict[str, DeploymentHandle]):
+        self.name = endpoint["name"]
+        self.variants = variants
+        self.picker = VariantPicker({v["name"]: v["initial_weight"] for v in endpoint["variants"]})
+        self._meta: dict[str, dict] = {}
+
+    async def infer(self, req: RoutedRequest) -> RoutedResponse:
+        variant = self.picker.pick(req.target_variant)
+        if variant is None:
+            return RoutedResponse(req.target_variant or "", error=bad_request(
+                f"endpoint {self.name!r} has no variant {req.target_variant!r}; variants: {self.picker.names}"))
+        return await self.variants[variant].infer.remote(req.payload, req.output_names)
+
+    async def metadata(self, variant: str | None = None) -> dict | None:
+        name = variant or self.picker.names[0]
+        if name not in self.variants:
+            return None
+        if name not in self._meta:
+            self._meta[name] = await self.variants[name].metadata.remote()
+        return {**self._meta[name], "versions": self.picker.names}
+
+    async def ready(self, variant: str | None = None, timeout_s: float = 2.0) -> bool:
+        names = [variant] if variant else self.picker.names
+        if any(n not in self.variants for n in names):
+            return False
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self.variants[n].ready.remote() for n in names)), timeout_s)
+            return True
+        except Exception:  # a variant with no healthy replica is simply not ready
+            return False

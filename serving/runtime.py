@@ -1,0 +1,172 @@
+"""onnxruntime wrapped for serving: one InferenceSession, its tensor metadata, validated inputs.
+
+Inputs are checked against the model's declared names, dtypes and shapes before the session runs, so a
+client mistake is a 400 that names the tensor, never an onnxruntime crash. Classifier ZipMap outputs
+(sequences of maps) come back as 2-D arrays in label order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.errors import FerryError, bad_request, model_error
+
+log = logging.getLogger(__name__)
+
+ORT_TO_NUMPY = {
+    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+    "tensor(int8)": np.int8, "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_, "tensor(string)": np.object_,
+}
+NUMPY_TO_V2 = {
+    np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "UINT8", np.dtype(np.uint16): "UINT16",
+    np.dtype(np.uint32): "UINT32", np.dtype(np.uint64): "UINT64", np.dtype(np.int8): "INT8",
+    np.dtype(np.int16): "INT16", np.dtype(np.int32): "INT32", np.dtype(np.int64): "INT64",
+    np.dtype(np.float16): "FP16", np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64",
+    np.dtype(np.object_): "BYTES",
+}
+V2_TO_NUMPY = {v: k for k, v in NUMPY_TO_V2.items()}
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """A model input or output as the V2 protocol describes it (-1 = variable dimension)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return V2_TO_NUMPY[self.datatype]
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def _meta(arg) -> TensorMeta:
+    if arg.type in ORT_TO_NUMPY:
+        dtype = NUMPY_TO_V2[np.dtype(ORT_TO_NUMPY[arg.type])]
+        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
+    else:  # seq(map(...)) from a ZipMap: served as a 2-D FP32 array
+        dtype, shape = "FP32", (-1, -1)
+    return TensorMeta(arg.name, dtype, shape)
+
+
+def load_bytes(path: str) -> bytes:
+    """Read a model artifact from a local path or any fsspec URI."""
+    if "://" in path and not path.startswith("file://"):
+        import fsspec
+
+        with fsspec.open(path, "rb") as f:
+            return f.read()
+    with open(path.removeprefix("file://"), "rb") as f:
+        return f.read()
+
+
+class OnnxModel:
+    """One onnxruntime session with validated, dtype-exact inference."""
+
+    def __init__(self, model: str | bytes, input_names: list[str] | None = None,
+                 output_names: list[str] | None = None, intra_op_threads: int = 1, inter_op_threads: int = 1):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = inter_op_threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        data = model if isinstance(model, bytes) else load_bytes(model)
+        self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+        all_in = [_meta(a) for a in self.session.get_inputs()]
+        all_out = [_meta(a) for a in self.session.get_outputs()]
+        self.inputs = _select(all_in, input_names, "input")
+        self.outputs = _select(all_out, output_names, "output")
+        self._zipmap = {a.name for a in self.session.get_outputs() if a.type not in ORT_TO_NUMPY}
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def from_matrix(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Map a 2-D numeric matrix (CSV/JSON/NPY rows) onto the model's single input."""
+        if len(self.inputs) != 1:
+            raise FerryError(bad_request(
+                f"this model takes {len(self.inputs)} inputs {self.input_names}; send named tensors "
+                "(JSON {\"inputs\": {name: data}} or the V2 protocol)"))
+        meta = self.inputs[0]
+        if rows.ndim == 1:
+            rows = rows.reshape(1, -1)
+        if len(meta.shape) == 2 and meta.shape[1] > 0 and rows.shape[1] != meta.shape[1]:
+            raise FerryError(bad_request(
+                f"expected {meta.shape[1]} columns per row for input {meta.name!r}, got {rows.shape[1]}"))
+        return {meta.name: _cast(rows, meta, strict=False)}
+
+    def validate(self, inputs: dict[str, np.ndarray], strict_dtype: bool = True) -> dict[str, np.ndarray]:
+        """Check names, dtypes and shapes; return the feed for the session."""
+        known = {t.name: t for t in self.inputs}
+        unknown = sorted(set(inputs) - set(known))
+        if unknown:
+            raise FerryError(bad_request(f"unknown input(s) {unknown}; the model takes {self.input_names}"))
+        missing = [n for n in known if n not in inputs]
+        if missing:
+            raise FerryError(bad_request(f"missing input(s) {missing}; the model takes {self.input_names}"))
+        return {n: _cast(inputs[n], known[n], strict=strict_dtype) for n in known}
+
+    def run(self, feed: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the session on a validated feed; model failures become ModelError (424)."""
+        names = output_names or self.output_names
+        bad = sorted(set(names) - {t.name for t in self.outputs})
+        if bad:
+            raise FerryError(bad_request(f"unknown output(s) {bad}; the model gives {self.output_names}"))
+        try:
+            results = self.session.run(names, feed)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise FerryError(model_error(f"the model failed: {err}")) from None
+        return {n: self._as_array(n, r) for n, r in zip(names, results)}
+
+    def _as_array(self, name: str, value) -> np.ndarray:
+        if name in self._zipmap:
+            keys = sorted(value[0]) if value else []
+            return np.array([[row[k] for k in keys] for row in value], dtype=np.float32)
+        return np.asarray(value)
+
+
+def _select(metas: list[TensorMeta], names: list[str] | None, kind: str) -> list[TensorMeta]:
+    if not names:
+        return metas
+    by_name = {m.name: m for m in metas}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"model has no {kind}(s) {missing}; it has {list(by_name)}")
+    return [by_name[n] for n in names]
+
+
+def _cast(arr: np.ndarray, meta: TensorMeta, strict: bool) -> np.ndarray:
+    arr = np.asarray(arr)
+    want = meta.dtype
+    if arr.dtype != want:
+        if strict and not (arr.dtype.kind in "US" and want == np.object_):
+            raise FerryError(bad_request(
+                f"input {meta.name!r} has datatype {NUMPY_TO_V2.get(arr.dtype, str(arr.dtype))}; "
+                f"the model expects {meta.datatype}"))
+        try:
+            arr = arr.astype(want, casting="unsafe" if want != np.object_ else "unsafe")
+        except (TypeError, ValueError) as err:
+            raise FerryError(bad_request(f"input {meta.name!r} cannot be read as {meta.datatype}: {err}")) from None
+    if meta.shape:
+        if arr.ndim != len(meta.shape):
+            raise FerryError(bad_request(
+                f"input {meta.name!r} has shape {list(arr.shape)}; the model expects {list(meta.shape)}"))
+        for got, exp in zip(arr.shape, meta.shape):
+            if exp >= 0 and got != exp:
+                raise FerryError(bad_request(
+                    f"input {meta.name!r} has shape {list(arr.shape)}; the model expects {list(meta.shape)}"))
+    return arr
