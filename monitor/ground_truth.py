@@ -1,0 +1,75 @@
+"""Ground-truth records (SageMaker's JSONL shape) and their join to captured rows.
+
+A record is {"groundTruthData": {"data": "1", "encoding": "CSV"}, "eventMetadata": {"eventId": "<id>"},
+"eventVersion": "0"}; its eventId names the capture's inferenceId when the caller gave one, else the
+capture's eventId. A multi-line data field labels the capture's payload lines in order.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+GROUND_TRUTH_COLUMN = "groundTruth"
+
+
+def record(event_id: str, label, event_version: str = "0") -> dict:
+    """One ground-truth record."""
+    return {"groundTruthData": {"data": str(label), "encoding": "CSV"},
+            "eventMetadata": {"eventId": str(event_id)}, "eventVersion": event_version}
+
+
+def parse(records: list[dict]) -> pd.DataFrame:
+    """Records -> DataFrame[joinKey, line, groundTruth]; a bad record raises naming its field."""
+    keys, data = [], []
+    for i, r in enumerate(records):
+        gt = r.get("groundTruthData")
+        if not isinstance(gt, dict) or "data" not in gt:
+            raise ValueError(f"ground truth record {i}: groundTruthData.data is missing")
+        if gt.get("encoding", "CSV") != "CSV":
+            raise ValueError(f"ground truth record {i}: groundTruthData.encoding must be CSV, got {gt.get('encoding')!r}")
+        eid = (r.get("eventMetadata") or {}).get("eventId")
+        if not eid:
+            raise ValueError(f"ground truth record {i}: eventMetadata.eventId is missing")
+        keys.append(str(eid))
+        data.append(str(gt["data"]))
+    df = pd.DataFrame({"joinKey": keys, GROUND_TRUTH_COLUMN: pd.Series(data, dtype=object).str.split("\n")})
+    df = df.explode(GROUND_TRUTH_COLUMN)  # index = record number
+    df[GROUND_TRUTH_COLUMN] = df[GROUND_TRUTH_COLUMN].str.strip()
+    df["line"] = df.groupby(level=0).cumcount()
+    # a label posted again for the same event replaces the earlier one
+    df = df.drop_duplicates(["joinKey", "line"], keep="last").reset_index(drop=True)
+    return df
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    """Ground truth from a JSONL file or a folder of them (any depth)."""
+    p = Path(path)
+    files = sorted(p.rglob("*.jsonl")) if p.is_dir() else [p]
+    if not files or not files[0].exists():
+        raise FileNotFoundError(f"{p}: no ground-truth JSONL found")
+    records = []
+    for f in files:
+        for n, line in enumerate(f.read_text().splitlines()):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{f}:{n + 1}: not JSON: {err}") from None
+    return parse(records)
+
+
+def merge(captured: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
+    """Captured rows that have a label, with a groundTruth column (inner join on inferenceId else eventId)."""
+    if "eventId" not in captured.columns:
+        raise ValueError("captured data has no 'eventId' column (read it with monitor.capture_reader)")
+    cap = captured.copy()
+    key = cap["eventId"].astype(object)
+    if "inferenceId" in cap.columns:
+        key = cap["inferenceId"].where(cap["inferenceId"].notna() & (cap["inferenceId"] != ""), key)
+    cap["joinKey"] = key.astype(str)
+    cap["line"] = cap.groupby("joinKey").cumcount()
+    out = cap.merge(ground_truth[["joinKey", "line", GROUND_TRUTH_COLUMN]], on=["joinKey", "line"], how="inner")
+    return out.drop(columns=["joinKey", "line"])
