@@ -1,0 +1,71 @@
+"""The online store interface: event-time compare-and-set writes, TTL-aware reads.
+
+Rules every backend keeps (SageMaker Feature Store semantics):
+- put: applied only when the new event time is strictly greater than the stored one (or the stored
+  record has expired); otherwise the online record is left alone.
+- update: merges the given features; an event time older than the stored one is a ConflictError;
+  no event time keeps the stored one.
+- delete: applied only with a strictly newer event time. Soft: features dropped, the event time is kept
+  as a tombstone so older writes cannot resurrect the record. Hard: the row is removed; a hard delete
+  that is not newer raises RecordError.
+- get: a deleted or expired record (expires_at <= now) is never returned.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from featurestore.records import Record
+from featurestore.spec import FeatureGroupSpec
+
+KEEP = math.nan  # update(): keep the stored expiry
+
+
+@dataclass(slots=True)
+class StoredRecord:
+    event_time: float
+    expires_at: float | None
+    values: dict[str, Any]
+
+
+class OnlineStore(ABC):
+    """Latest record per (group, record id)."""
+
+    @abstractmethod
+    def create_group(self, spec: FeatureGroupSpec) -> None:
+        """Prepare storage for a group (idempotent)."""
+
+    @abstractmethod
+    def drop_group(self, spec: FeatureGroupSpec) -> None:
+        """Remove every record of a group."""
+
+    @abstractmethod
+    def put_many(self, spec: FeatureGroupSpec, records: Sequence[Record], now: float) -> int:
+        """Write records in order under the event-time rule; return how many were applied."""
+
+    @abstractmethod
+    def update(self, spec: FeatureGroupSpec, record: Record, expires_at: float | None, now: float) -> None:
+        """Merge record.values into the stored record (record.event_time NaN = keep; expires_at KEEP = keep)."""
+
+    @abstractmethod
+    def delete(self, spec: FeatureGroupSpec, record_id: str, event_time: float, hard: bool, now: float) -> bool:
+        """Delete under the event-time rule; True when applied online."""
+
+    @abstractmethod
+    def get_many(self, spec: FeatureGroupSpec, record_ids: Sequence[str], now: float,
+                 names: Sequence[str] | None = None) -> list[StoredRecord | None]:
+        """Live records in the order asked (None: missing, deleted or expired). `names` limits the features."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise when the backend cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def is_live(expires_at: float | None, now: float) -> bool:
+    return expires_at is None or expires_at > now

@@ -1,0 +1,199 @@
+"""Redis online store: one hash per record, every write an atomic Lua compare-and-set on the event time.
+
+Key `fs:<group>:<record id>`; fields `_e` (event time), `_x` (expires at, '' = never), `_d` ('1' = soft-deleted
+tombstone) and one field per feature (feature names start with a letter or digit, so never clash).
+Values: Integral/Fractional as decimal text, String as is, collections as JSON. A record with an expiry also
+gets a Redis PEXPIREAT one second later, so expired records are removed physically as well as hidden at read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Callable, Sequence
+
+import redis
+
+from featurestore.online.base import OnlineStore, StoredRecord
+from featurestore.records import ConflictError, Record, RecordError
+from featurestore.spec import FeatureGroupSpec, FeatureType
+
+_LIVE = """
+local function live(x, now)
+  return (not x) or x == '' or tonumber(x) > tonumber(now)
+end
+"""
+
+# KEYS[1]; ARGV: event_time, expires_at|'' , now, field1, value1, ...
+PUT = _LIVE + """
+local cur = redis.call('HMGET', KEYS[1], '_e', '_x')
+if cur[1] and tonumber(ARGV[1]) <= tonumber(cur[1]) and live(cur[2], ARGV[3]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '_e', ARGV[1], '_x', ARGV[2], unpack(ARGV, 4))
+if ARGV[2] ~= '' then redis.call('PEXPIREAT', KEYS[1], math.floor(tonumber(ARGV[2]) * 1000) + 1000) end
+return 1
+"""
+
+# KEYS[1]; ARGV: event_time|'' , expires_at|''|'-'(keep), now, n_set, f1, v1, ..., then fields to remove
+UPDATE = _LIVE + """
+local cur = redis.call('HMGET', KEYS[1], '_e', '_x', '_d')
+local present = cur[1] and live(cur[2], ARGV[3])
+local et = ARGV[1]
+local exp = ARGV[2]
+if present and cur[3] ~= '1' then
+  if et ~= '' and tonumber(et) < tonumber(cur[1]) then return {-1, cur[1]} end
+  if et == '' then et = cur[1] end
+  if exp == '-' then exp = cur[2] or '' end
+else
+  if present and et ~= '' and tonumber(et) <= tonumber(cur[1]) then return {-1, cur[1]} end
+  if et == '' then return {-2, ''} end
+  if exp == '-' then exp = '' end
+  redis.call('DEL', KEYS[1])
+end
+local n = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], '_e', et, '_x', exp)
+redis.call('HDEL', KEYS[1], '_d')
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * n)) end
+if #ARGV > 4 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + 2 * n)) end
+redis.call('PERSIST', KEYS[1])
+if exp ~= '' then redis.call('PEXPIREAT', KEYS[1], math.floor(tonumber(exp) * 1000) + 1000) end
+return {1, et}
+"""
+
+# KEYS[1]; ARGV: event_time, hard '1'|'0', now
+DELETE = _LIVE + """
+local cur = redis.call('HMGET', KEYS[1], '_e', '_x')
+if cur[1] and tonumber(ARGV[1]) <= tonumber(cur[1]) and live(cur[2], ARGV[3]) then
+  if ARGV[2] == '1' then return -1 end
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '1' then redis.call('HSET', KEYS[1], '_e', ARGV[1], '_d', '1') end
+return 1
+"""
+
+_PIPELINE = 1000
+
+
+def _encoder(ftype: FeatureType, collection: Any) -> Callable[[Any], str]:
+    if collection is not None:
+        return lambda v: json.dumps(v, separators=(",", ":"))
+    if ftype is FeatureType.FRACTIONAL:
+        return repr
+    return str
+
+
+def _decoder(ftype: FeatureType, collection: Any) -> Callable[[str], Any]:
+    if collection is not None:
+        return json.loads
+    return {FeatureType.INTEGRAL: int, FeatureType.FRACTIONAL: float, FeatureType.STRING: lambda s: s}[ftype]
+
+
+class _Codec:
+    def __init__(self, spec: FeatureGroupSpec):
+        self.enc = {f.name: _encoder(f.type, f.collection) for f in spec.features}
+        self.dec = {f.name: _decoder(f.type, f.collection) for f in spec.features}
+        self.prefix = f"fs:{spec.name}:"
+
+
+class RedisOnlineStore(OnlineStore):
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0"):
+        self.url = url
+        self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
+        self._put = self.r.register_script(PUT)
+        self._update = self.r.register_script(UPDATE)
+        self._delete = self.r.register_script(DELETE)
+        self._codecs: dict[str, tuple[FeatureGroupSpec, _Codec]] = {}
+
+    def _codec(self, spec: FeatureGroupSpec) -> _Codec:
+        hit = self._codecs.get(spec.name)
+        if hit is None or hit[0] is not spec:
+            hit = (spec, _Codec(spec))
+            self._codecs[spec.name] = hit
+        return hit[1]
+
+    def create_group(self, spec: FeatureGroupSpec) -> None:
+        self._codec(spec)
+
+    def drop_group(self, spec: FeatureGroupSpec) -> None:
+        keys = list(self.r.scan_iter(match=f"fs:{spec.name}:*", count=1000))
+        for i in range(0, len(keys), _PIPELINE):
+            self.r.unlink(*keys[i:i + _PIPELINE])
+
+    def put_many(self, spec: FeatureGroupSpec, records: Sequence[Record], now: float) -> int:
+        codec = self._codec(spec)
+        enc = codec.enc
+        applied = 0
+        for i in range(0, len(records), _PIPELINE):
+            pipe = self.r.pipeline(transaction=False)
+            for r in records[i:i + _PIPELINE]:
+                args: list[Any] = [repr(r.event_time), "" if r.expires_at is None else repr(r.expires_at), repr(now)]
+                for k, v in r.values.items():
+                    if v is not None:
+                        args.append(k)
+                        args.append(enc[k](v))
+                self._put(keys=[codec.prefix + r.record_id], args=args, client=pipe)
+            applied += sum(pipe.execute())
+        return applied
+
+    def update(self, spec: FeatureGroupSpec, record: Record, expires_at: float | None, now: float) -> None:
+        codec = self._codec(spec)
+        sets = [(k, codec.enc[k](v)) for k, v in record.values.items() if v is not None]
+        dels = [k for k, v in record.values.items() if v is None]
+        exp = "-" if expires_at is not None and math.isnan(expires_at) else ("" if expires_at is None else repr(expires_at))
+        et = "" if math.isnan(record.event_time) else repr(record.event_time)
+        args = [et, exp, repr(now), len(sets)] + [x for kv in sets for x in kv] + dels
+        code, stored = self._update(keys=[codec.prefix + record.record_id], args=args)
+        if code == -1:
+            raise ConflictError(f"EventTime is not newer than the stored record's ({stored})")
+        if code == -2:
+            raise RecordError(spec.event_time, "EventTime is required to update a record that does not exist")
+
+    def delete(self, spec: FeatureGroupSpec, record_id: str, event_time: float, hard: bool, now: float) -> bool:
+        code = self._delete(keys=[self._codec(spec).prefix + record_id],
+                            args=[repr(event_time), "1" if hard else "0", repr(now)])
+        if code == -1:
+            raise RecordError("EventTime", "HardDelete needs an EventTime newer than the stored record's")
+        return code == 1
+
+    def get_many(self, spec: FeatureGroupSpec, record_ids: Sequence[str], now: float,
+                 names: Sequence[str] | None = None) -> list[StoredRecord | None]:
+        codec = self._codec(spec)
+        dec = codec.dec
+        out: list[StoredRecord | None] = []
+        for i in range(0, len(record_ids), _PIPELINE):
+            chunk = record_ids[i:i + _PIPELINE]
+            if len(chunk) == 1 and names is None:
+                rows = [self.r.hgetall(codec.prefix + chunk[0])]
+            else:
+                pipe = self.r.pipeline(transaction=False)
+                for rid in chunk:
+                    if names is None:
+                        pipe.hgetall(codec.prefix + rid)
+                    else:
+                        pipe.hmget(codec.prefix + rid, "_e", "_x", "_d", *names)
+                rows = pipe.execute()
+            for h in rows:
+                if names is not None:
+                    h = dict(zip(("_e", "_x", "_d", *names), h))
+                e = h.get("_e")
+                if e is None or h.get("_d") == "1":
+                    out.append(None)
+                    continue
+                x = h.get("_x")
+                exp = float(x) if x else None
+                if exp is not None and exp <= now:
+                    out.append(None)
+                    continue
+                if names is None:
+                    values = {k: dec[k](v) for k, v in h.items() if k[0] != "_"}
+                else:
+                    values = {n: (None if h[n] is None else dec[n](h[n])) for n in names}
+                out.append(StoredRecord(float(e), exp, values))
+        return out
+
+    def ping(self) -> None:
+        self.r.ping()
+
+    def close(self) -> None:
+        self.r.close()
