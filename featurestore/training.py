@@ -60,8 +60,9 @@ def point_in_time_join(offline: OfflineStore, spec: FeatureGroupSpec, entities: 
         con.register("ents", ents)
         qnames = ", ".join(f'"{n}"' for n in names)
         if files:
-            con.execute("CREATE TEMP VIEW log AS SELECT * FROM read_parquet(?, union_by_name = true, "
-                        "hive_partitioning = false)", [files])
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            con.execute(f"CREATE TEMP VIEW log AS SELECT * FROM read_parquet([{listed}], union_by_name = true, "
+                        "hive_partitioning = false)")
         else:
             cols = ", ".join(f'NULL::{_duck_type(spec, n)} AS "{n}"' for n in names)
             con.execute(f"CREATE TEMP VIEW log AS SELECT NULL::{_duck_type(spec, spec.record_identifier)} AS "
