@@ -29,12 +29,17 @@ def iter_records(path: Path, start: datetime | None = None, end: datetime | None
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     records = []
     for f in files:
-        for i, line in enumerate(f.read_text().splitlines()):
+        text = f.read_text()
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as err:
+                if i == len(lines) - 1 and not text.endswith("\n"):
+                    log.info("%s: last line still being written, left for the next read", f)
+                    continue
                 raise ValueError(f"{f}:{i + 1}: not a JSON capture record: {err}") from None
     if start is None and end is None:
         return records
@@ -62,11 +67,12 @@ def _payload_text(part: dict) -> str | None:
     return data
 
 
-def _json_rows(obj: Any) -> list:
+def _json_rows(obj: Any, output: bool) -> list:
+    """Rows of a JSON payload; a flat list is one row of inputs but one output per row."""
     if isinstance(obj, dict):
         for key in ("instances", "predictions"):
             if key in obj:
-                return _json_rows(obj[key])
+                return _json_rows(obj[key], output)
         for key in ("inputs", "outputs"):
             if key in obj and isinstance(obj[key], list) and obj[key] and isinstance(obj[key][0], dict):
                 t = obj[key][0]
@@ -74,14 +80,14 @@ def _json_rows(obj: Any) -> list:
                 shape = t.get("shape") or [arr.size]
                 if len(shape) >= 2:
                     return arr.reshape(shape[0], -1).tolist()
-                return (arr.reshape(1, -1) if key == "inputs" else arr.reshape(-1, 1)).tolist()
+                return (arr.reshape(-1, 1) if output else arr.reshape(1, -1)).tolist()
         if "features" in obj:
             return [obj["features"]]
         return [obj]
     if isinstance(obj, list):
         if obj and isinstance(obj[0], (list, dict)):
             return obj
-        return [obj]
+        return [[v] for v in obj] if output else [obj]
     return [[obj]]
 
 
@@ -103,7 +109,7 @@ def _frame(records: list[dict], side: str) -> pd.DataFrame:
             csv_lines.extend(lines)
             csv_keys.extend((i, j) for j in range(len(lines)))
         elif enc == "JSON" or (enc == "BASE64" and "json" in ctype):
-            rows = _json_rows(json.loads(text))
+            rows = _json_rows(json.loads(text), side == "endpointOutput")
             json_rows.extend(rows)
             json_keys.extend((i, j) for j in range(len(rows)))
         else:

@@ -1,0 +1,67 @@
+"""Kafka capture sink (kafka-python): one JSON message per record, keyed by eventId, acks=all.
+
+The producer is created in the worker thread, so a broker that is down at start-up delays writing
+(with retries) instead of failing the endpoint. Each batch is sent, flushed, and every send's result
+checked; records whose send failed are retried by CaptureSink.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from kafka import KafkaProducer
+
+from serving.capture.sink import CaptureSink
+
+log = logging.getLogger(__name__)
+
+
+class KafkaSink(CaptureSink):
+    kind = "kafka"
+
+    def __init__(self, bootstrap_servers: str, topic: str, endpoint: str, send_timeout_s: float = 10.0, **kw):
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.send_timeout_s = send_timeout_s
+        self._producer: KafkaProducer | None = None
+        super().__init__(endpoint, **kw)
+
+    def _connect(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap_servers.split(","),
+                client_id=f"ferry-capture-{self.endpoint}",
+                acks="all",
+                retries=5,
+                linger_ms=20,
+                max_block_ms=int(self.send_timeout_s * 1000),
+                request_timeout_ms=int(self.send_timeout_s * 1000),
+                reconnect_backoff_max_ms=2000,
+                value_serializer=lambda r: json.dumps(r, separators=(",", ":")).encode("utf-8"),
+                key_serializer=lambda k: k.encode("utf-8") if k else None,
+            )
+        return self._producer
+
+    def write_batch(self, records: list[dict]) -> list[dict]:
+        producer = self._connect()
+        futures = []
+        failed = []
+        for r in records:
+            try:
+                futures.append((r, producer.send(self.topic, value=r, key=r["eventMetadata"].get("eventId"))))
+            except Exception as err:  # noqa: BLE001 - metadata timeout while the broker is away
+                log.debug("capture send failed: %s", err)
+                failed.append(r)
+        producer.flush(timeout=self.send_timeout_s)
+        for r, fut in futures:
+            try:
+                fut.get(timeout=self.send_timeout_s)
+            except Exception:  # noqa: BLE001 - counted and retried by the caller
+                failed.append(r)
+        return failed
+
+    def close_backend(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
