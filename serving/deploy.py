@@ -1,8 +1,9 @@
 """Turn the serving part of a deploy file into Ray Serve applications and run them.
 
-One application per endpoint (named after it, route_prefix None so only Ferry's gateway reaches it):
-an `EndpointRouter` ingress bound to one `ModelServer` deployment per variant. One `ferry` application
-at route prefix / holds the gateway with the HTTP routes.
+One Ray Serve application, `ferry`, at route prefix /: the gateway ingress (protocol adapters and each
+endpoint's router) bound to one `ModelServer` deployment per endpoint variant, named
+``<endpoint>.<variant>``. A single application keeps one network hop between the proxy and a model, and
+lets gRPC clients reach every endpoint by model name without Ray's `application` metadata.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from ray.serve.api import RunTarget, _run_many
 
 from serving.gateway import Gateway
 from serving.model_server import ModelServer
-from serving.router import EndpointRouter
 from serving.status import wait_running
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec, VariantSpec
 
 log = logging.getLogger(__name__)
 
-GATEWAY_APP = "ferry"
+APP_NAME = "ferry"
 GATEWAY_MAX_ONGOING = 1024
 QUIET = {"enable_access_log": False, "log_level": "WARNING"}  # per-request access logs cost ~1 ms each
 
@@ -34,10 +34,10 @@ def _replicas(v: VariantSpec) -> dict:
     return {"autoscaling_config": a}
 
 
-def variant_deployment(v: VariantSpec, model: ModelSpec):
+def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec):
     """The bound ModelServer of one production variant."""
     return ModelServer.options(
-        name=f"variant-{v.name}",
+        name=f"{endpoint}.{v.name}",
         max_ongoing_requests=v.max_ongoing_requests,
         ray_actor_options={"num_cpus": v.num_cpus},
         logging_config=QUIET,
@@ -45,20 +45,15 @@ def variant_deployment(v: VariantSpec, model: ModelSpec):
     ).bind(model.model_dump(), v.name, v.batching.model_dump() if v.batching else None)
 
 
-def endpoint_app(ep: EndpointSpec, models: dict[str, ModelSpec]):
-    """The application of one endpoint: router ingress plus a model deployment per variant."""
-    variants = {v.name: variant_deployment(v, models[v.model]) for v in ep.variants}
-    return EndpointRouter.options(
-        name="router", max_ongoing_requests=ep.router_max_ongoing_requests,
-        ray_actor_options={"num_cpus": ep.router_num_cpus}, logging_config=QUIET,
-    ).bind(ep.model_dump(), variants)
-
-
-def gateway_app(server: ServerSpec, endpoints: list[str]):
+def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec):
+    """The `ferry` application: gateway ingress bound to every endpoint's variant deployments."""
+    by_name = {m.name: m for m in models}
+    variants = {ep.name: {v.name: variant_deployment(ep.name, v, by_name[v.model]) for v in ep.variants}
+                for ep in endpoints}
     return Gateway.options(
-        name="gateway", max_ongoing_requests=GATEWAY_MAX_ONGOING, ray_actor_options={"num_cpus": 0.25},
-        logging_config=QUIET,
-    ).bind(endpoints, server.max_payload_bytes, server.auth_token)
+        name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=GATEWAY_MAX_ONGOING,
+        ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
+    ).bind([ep.model_dump() for ep in endpoints], variants, server.max_payload_bytes, server.auth_token)
 
 
 def start_ray(server: ServerSpec, address: str | None = None) -> None:
@@ -75,19 +70,12 @@ def start_ray(server: ServerSpec, address: str | None = None) -> None:
 
 
 def deploy(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
-           timeout_s: float = 180.0) -> None:
-    """Deploy every endpoint, then the gateway; raise with the reason if something cannot start."""
-    by_name = {m.name: m for m in models}
-    for ep in endpoints:
-        log.info("deploying endpoint %s (%d variant(s))", ep.name, len(ep.variants))
-        _run(endpoint_app(ep, by_name), ep.name, None, timeout_s)
-    _run(gateway_app(server, [ep.name for ep in endpoints]), GATEWAY_APP, "/", timeout_s)
-
-
-def _run(app, name: str, route_prefix: str | None, timeout_s: float) -> None:
-    _run_many([RunTarget(app, name=name, route_prefix=route_prefix)],
+           timeout_s: float = 180.0, app_name: str = APP_NAME, route_prefix: str = "/") -> None:
+    """Deploy (or update in place) the `ferry` application; raise with the reason if it cannot start."""
+    log.info("deploying %d endpoint(s): %s", len(endpoints), ", ".join(ep.name for ep in endpoints))
+    _run_many([RunTarget(build_app(models, endpoints, server), name=app_name, route_prefix=route_prefix)],
               wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
-    wait_running(name, timeout_s)
+    wait_running(app_name, timeout_s)
 
 
 def shutdown() -> None:

@@ -1,8 +1,8 @@
 """The HTTP gateway: SageMaker runtime routes, KServe V2 REST, /ping and /metrics on one port.
 
-A thin protocol adapter: it checks size and auth, decodes the body into a `Payload`, calls the
-endpoint's router through its DeploymentHandle, and encodes the answer (or the error in the protocol's
-shape). The routing, variants and models live behind the router.
+A thin protocol adapter: it checks size and auth, decodes the body into a `Payload`, hands it to the
+endpoint's router (which calls a variant's model deployment through its DeploymentHandle), and encodes
+the answer, or the error in the protocol's shape.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from serving import codecs, v2
 from serving.dataplane import Payload, RoutedRequest, RoutedResponse
 from serving.errors import FerryError, InferenceError, bad_request, not_found, too_large, unauthorized, unavailable
 from serving.metrics import ServingMetrics
+from serving.router import EndpointRouter
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +32,24 @@ CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
 
 @serve.deployment
 class Gateway:
-    """Ingress of the `ferry` application, at route prefix /."""
+    """Ingress of the `ferry` application, at route prefix /; holds every endpoint's router."""
 
-    def __init__(self, endpoints: list[str], max_payload_bytes: int, auth_token: str | None = None):
-        self.endpoints = endpoints
-        self.default = endpoints[0] if endpoints else None
+    def __init__(self, endpoints: list[dict], variants: dict[str, dict], max_payload_bytes: int,
+                 auth_token: str | None = None):
+        self.endpoints = [ep["name"] for ep in endpoints]
+        self.default = self.endpoints[0] if endpoints else None
         self.max_payload = max_payload_bytes
         self.token = auth_token
-        self.routers = {ep: serve.get_app_handle(ep) for ep in endpoints}
+        self.routers = {ep["name"]: EndpointRouter(ep, variants[ep["name"]]) for ep in endpoints}
         self.metrics = ServingMetrics()
 
     async def __call__(self, request: Request) -> Response:
-        parts = [p for p in request.url.path.split("/") if p]
+        path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+        parts = [p for p in path.split("/") if p]
         method = request.method
         try:
             if parts == ["ping"] and method == "GET":
-                ok = self.default is not None and await self.routers[self.default].ready.remote()
+                ok = self.default is not None and await self.routers[self.default].ready()
                 return Response(status_code=200 if ok else 503)
             if parts == ["metrics"] and method == "GET":
                 return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
@@ -114,7 +117,7 @@ class Gateway:
 
     async def _call(self, router, req: RoutedRequest, endpoint: str, protocol: str, start: float) -> RoutedResponse:
         try:
-            resp: RoutedResponse = await router.infer.remote(req)
+            resp: RoutedResponse = await router.infer(req)
         except Exception as err:  # replica died, backpressure, ... : retryable, never the client's fault
             log.warning("endpoint %s unavailable: %s", endpoint, type(err).__name__)
             error = unavailable(f"endpoint {endpoint} is unavailable: {type(err).__name__}")
@@ -133,7 +136,7 @@ class Gateway:
         if method == "GET" and parts == ["health", "live"]:
             return _json({"live": True})
         if method == "GET" and parts == ["health", "ready"]:
-            ready = all([await r.ready.remote() for r in self.routers.values()])
+            ready = all([await r.ready() for r in self.routers.values()])
             return _json({"ready": ready}, 200 if ready else 503)
         if len(parts) < 2 or parts[0] != "models":
             raise FerryError(not_found(f"no V2 route {method} {request.url.path}"))
@@ -142,13 +145,13 @@ class Gateway:
             version, rest = rest[1], rest[2:]
         router = self._router(name, sagemaker=False)
         if method == "GET" and rest == []:
-            meta = await router.metadata.remote(version)
+            meta = await router.metadata(version)
             if meta is None:
                 raise FerryError(not_found(f"model {name!r} has no version {version!r}"))
             return _json({"name": name, "versions": meta["versions"], "platform": "onnx_onnxv1",
                           "inputs": meta["inputs"], "outputs": meta["outputs"]})
         if method == "GET" and rest == ["ready"]:
-            ready = await router.ready.remote(version)
+            ready = await router.ready(version)
             return _json({"name": name, "ready": ready}, 200 if ready else 503)
         if method == "POST" and rest == ["infer"]:
             return await self._v2_infer(request, router, name, version)

@@ -1,18 +1,18 @@
-"""The endpoint router: picks a production variant (weights or the target-variant header) and calls it."""
+"""An endpoint's router: picks a production variant (weights or the target-variant header) and calls it.
+
+The router lives in the gateway replica (no extra network hop); each variant is its own Ray Serve
+deployment reached through a DeploymentHandle, so variants scale and fail independently.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import numpy as np
-from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serving.dataplane import RoutedRequest, RoutedResponse
 from serving.errors import bad_request
-
-log = logging.getLogger(__name__)
 
 
 class VariantPicker:
@@ -27,12 +27,12 @@ class VariantPicker:
     def pick(self, target: str | None = None) -> str | None:
         if target is not None:
             return target if target in self.names else None
-        return self.names[int(np.searchsorted(self.cum, self.rng.random(), side="right").clip(max=len(self.names) - 1))]
+        i = int(np.searchsorted(self.cum, self.rng.random(), side="right"))
+        return self.names[min(i, len(self.names) - 1)]
 
 
-@serve.deployment
 class EndpointRouter:
-    """Ingress of one endpoint's application: variant choice in front of one model deployment per variant."""
+    """Variant choice in front of one model deployment per production variant."""
 
     def __init__(self, endpoint: dict, variants: dict[str, DeploymentHandle]):
         self.name = endpoint["name"]

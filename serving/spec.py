@@ -36,6 +36,8 @@ class ServerSpec(Strict):
     ingress: Literal["python", "haproxy"] = Field(
         "python", description="Ray Serve's Python proxy, or its HAProxy ingress (needs the haproxy extra)")
     auth_token: str | None = Field(None, description="when set, data-plane requests need 'Authorization: Bearer <token>'")
+    gateway_replicas: int = Field(1, ge=1, description="replicas of the HTTP/gRPC gateway")
+    gateway_num_cpus: float = Field(0.25, gt=0)
     ray_num_cpus: int | None = Field(None, ge=1, description="logical CPUs when Ferry starts Ray (default: max(8, cores))")
 
 
@@ -112,8 +114,6 @@ class EndpointSpec(Strict):
 
     name: str
     variants: list[VariantSpec] = Field(min_length=1)
-    router_max_ongoing_requests: int = Field(256, ge=1)
-    router_num_cpus: float = Field(0.25, gt=0)
     data_capture: DataCaptureSpec = Field(default_factory=DataCaptureSpec)
 
     _v_name = field_validator("name")(_check_name)
