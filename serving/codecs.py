@@ -82,6 +82,8 @@ def decode_json(body: bytes) -> np.ndarray | dict[str, np.ndarray]:
                 'JSON bodies are {"instances": [[...], ...]}, a list of rows, or {"inputs": {name: data}}'))
         doc = doc["instances"]
     rows = _array(doc, "instances", numeric=True)
+    if rows.size == 0:
+        raise FerryError(bad_request("instances must be a non-empty list of rows"))
     if rows.ndim == 1:
         rows = rows.reshape(1, -1)
     if rows.ndim != 2 or rows.shape[0] == 0:
