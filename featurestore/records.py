@@ -116,7 +116,13 @@ def converter(fd: FeatureDefinition) -> Callable[[Any], Any]:
     scalar = _SCALAR[fd.type]
     name = fd.name
     if fd.collection is None:
-        return lambda v: None if v is None else scalar(v, name)
+        if fd.type is FeatureType.INTEGRAL:
+            return lambda v: v if type(v) is int and INT64_MIN <= v <= INT64_MAX else (
+                None if v is None else scalar(v, name))
+        if fd.type is FeatureType.STRING:
+            return lambda v: v if type(v) is str and len(v) <= MAX_VALUE_CHARS else (
+                None if v is None else scalar(v, name))
+        return lambda v: v if type(v) is float else (None if v is None else scalar(v, name))
 
     def collection(v: Any) -> Any:
         if v is None:

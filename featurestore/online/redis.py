@@ -8,10 +8,10 @@ gets a Redis PEXPIREAT one second later, so expired records are removed physical
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Callable, Sequence
 
+import orjson
 import redis
 
 from featurestore.online.base import OnlineStore, StoredRecord
@@ -24,14 +24,27 @@ local function live(x, now)
 end
 """
 
-# KEYS[1]; ARGV: event_time, expires_at|'' , now, field1, value1, ...
-PUT = _LIVE + """
-local cur = redis.call('HMGET', KEYS[1], '_e', '_x')
-if cur[1] and tonumber(ARGV[1]) <= tonumber(cur[1]) and live(cur[2], ARGV[3]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '_e', ARGV[1], '_x', ARGV[2], unpack(ARGV, 4))
-if ARGV[2] ~= '' then redis.call('PEXPIREAT', KEYS[1], math.floor(tonumber(ARGV[2]) * 1000) + 1000) end
-return 1
+# KEYS: one per record; ARGV: now, then per record: event_time, expires_at|'', n_fields, f1, v1, ...
+PUT_MANY = _LIVE + """
+local now = ARGV[1]
+local i = 2
+local applied = 0
+for k = 1, #KEYS do
+  local et, exp, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local cur = redis.call('HMGET', KEYS[k], '_e', '_x')
+  if not (cur[1] and tonumber(et) <= tonumber(cur[1]) and live(cur[2], now)) then
+    redis.call('DEL', KEYS[k])
+    if n > 0 then
+      redis.call('HSET', KEYS[k], '_e', et, '_x', exp, unpack(ARGV, i + 3, i + 2 + 2 * n))
+    else
+      redis.call('HSET', KEYS[k], '_e', et, '_x', exp)
+    end
+    if exp ~= '' then redis.call('PEXPIREAT', KEYS[k], math.floor(tonumber(exp) * 1000) + 1000) end
+    applied = applied + 1
+  end
+  i = i + 3 + 2 * n
+end
+return applied
 """
 
 # KEYS[1]; ARGV: event_time|'' , expires_at|''|'-'(keep), now, n_set, f1, v1, ..., then fields to remove
@@ -73,11 +86,12 @@ return 1
 """
 
 _PIPELINE = 1000
+_PUT_CHUNK = 500  # records per atomic PUT_MANY call
 
 
 def _encoder(ftype: FeatureType, collection: Any) -> Callable[[Any], str]:
     if collection is not None:
-        return lambda v: json.dumps(v, separators=(",", ":"))
+        return lambda v: orjson.dumps(v).decode()
     if ftype is FeatureType.FRACTIONAL:
         return repr
     return str
@@ -85,7 +99,7 @@ def _encoder(ftype: FeatureType, collection: Any) -> Callable[[Any], str]:
 
 def _decoder(ftype: FeatureType, collection: Any) -> Callable[[str], Any]:
     if collection is not None:
-        return json.loads
+        return orjson.loads
     return {FeatureType.INTEGRAL: int, FeatureType.FRACTIONAL: float, FeatureType.STRING: lambda s: s}[ftype]
 
 
@@ -100,7 +114,7 @@ class RedisOnlineStore(OnlineStore):
     def __init__(self, url: str = "redis://127.0.0.1:6379/0"):
         self.url = url
         self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
-        self._put = self.r.register_script(PUT)
+        self._put = self.r.register_script(PUT_MANY)
         self._update = self.r.register_script(UPDATE)
         self._delete = self.r.register_script(DELETE)
         self._codecs: dict[str, tuple[FeatureGroupSpec, _Codec]] = {}
@@ -123,17 +137,20 @@ class RedisOnlineStore(OnlineStore):
     def put_many(self, spec: FeatureGroupSpec, records: Sequence[Record], now: float) -> int:
         codec = self._codec(spec)
         enc = codec.enc
+        prefix = codec.prefix
         applied = 0
-        for i in range(0, len(records), _PIPELINE):
-            pipe = self.r.pipeline(transaction=False)
-            for r in records[i:i + _PIPELINE]:
-                args: list[Any] = [repr(r.event_time), "" if r.expires_at is None else repr(r.expires_at), repr(now)]
-                for k, v in r.values.items():
-                    if v is not None:
-                        args.append(k)
-                        args.append(enc[k](v))
-                self._put(keys=[codec.prefix + r.record_id], args=args, client=pipe)
-            applied += sum(pipe.execute())
+        pipe = self.r.pipeline(transaction=False)
+        for i in range(0, len(records), _PUT_CHUNK):
+            keys: list[str] = []
+            args: list[Any] = [repr(now)]
+            for r in records[i:i + _PUT_CHUNK]:
+                keys.append(prefix + r.record_id)
+                fields = [(k, enc[k](v)) for k, v in r.values.items() if v is not None]
+                args += (repr(r.event_time), "" if r.expires_at is None else repr(r.expires_at), len(fields))
+                for kv in fields:
+                    args += kv
+            self._put(keys=keys, args=args, client=pipe)
+        applied += sum(pipe.execute())
         return applied
 
     def update(self, spec: FeatureGroupSpec, record: Record, expires_at: float | None, now: float) -> None:

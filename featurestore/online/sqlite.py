@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 import threading
+
+import orjson
 from pathlib import Path
 from typing import Sequence
 
@@ -45,7 +46,7 @@ class SQLiteOnlineStore(OnlineStore):
     def create_group(self, spec: FeatureGroupSpec) -> None:
         self._conn().execute(
             f"CREATE TABLE IF NOT EXISTS {_table(spec)} (record_id TEXT PRIMARY KEY, event_time REAL NOT NULL, "
-            "expires_at REAL, deleted INTEGER NOT NULL DEFAULT 0, data TEXT) WITHOUT ROWID")
+            "expires_at REAL, deleted INTEGER NOT NULL DEFAULT 0, data BLOB) WITHOUT ROWID")
 
     def drop_group(self, spec: FeatureGroupSpec) -> None:
         self._conn().execute(f"DROP TABLE IF EXISTS {_table(spec)}")
@@ -54,7 +55,7 @@ class SQLiteOnlineStore(OnlineStore):
         t = _table(spec)
         c = self._conn()
         before = c.total_changes
-        rows = [(r.record_id, r.event_time, r.expires_at, json.dumps(r.values, separators=(",", ":")))
+        rows = [(r.record_id, r.event_time, r.expires_at, orjson.dumps(r.values))
                 for r in records]
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -90,7 +91,7 @@ class SQLiteOnlineStore(OnlineStore):
             else:
                 if not math.isnan(new_et) and new_et < row[0]:
                     raise ConflictError(f"EventTime is older than the stored record's ({row[0]})")
-                values = json.loads(row[3])
+                values = orjson.loads(row[3])
                 for k, v in record.values.items():
                     if v is None:
                         values.pop(k, None)
@@ -100,7 +101,7 @@ class SQLiteOnlineStore(OnlineStore):
                     new_et = row[0]
                 exp = row[1] if expires_at is not None and math.isnan(expires_at) else expires_at
             c.execute(f"INSERT OR REPLACE INTO {t} VALUES (?, ?, ?, 0, ?)",
-                      (record.record_id, new_et, exp, json.dumps(values, separators=(",", ":"))))
+                      (record.record_id, new_et, exp, orjson.dumps(values)))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -142,7 +143,7 @@ class SQLiteOnlineStore(OnlineStore):
                  f"WHERE deleted = 0 AND record_id IN ({','.join('?' * len(chunk))})")
             for rid, et, exp, data in c.execute(q, chunk):
                 if exp is None or exp > now:
-                    values = json.loads(data)
+                    values = orjson.loads(data)
                     if names is not None:
                         values = {n: values.get(n) for n in names}
                     found[rid] = StoredRecord(et, exp, values)
