@@ -25,7 +25,7 @@ METADATA_COLUMNS = ("eventId", "inferenceId", "inferenceTime", "variant")
 
 
 def iter_records(path: Path, start: datetime | None = None, end: datetime | None = None) -> list[dict]:
-    """Capture records of a file or folder, in file-name order, inside [start, end) when given."""
+    """Capture records of a file or folder, in file-name order, once per eventId, inside [start, end) when given."""
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     records = []
     for f in files:
@@ -41,6 +41,10 @@ def iter_records(path: Path, start: datetime | None = None, end: datetime | None
                     log.info("%s: last line still being written, left for the next read", f)
                     continue
                 raise ValueError(f"{f}:{i + 1}: not a JSON capture record: {err}") from None
+    ids = pd.Series([(r.get("eventMetadata") or {}).get("eventId") for r in records], dtype=object)
+    dup = (ids.duplicated() & ids.notna()).to_numpy()
+    if dup.any():  # at-least-once sinks may repeat a record; keep its first copy
+        records = [r for r, d in zip(records, dup) if not d]
     if start is None and end is None:
         return records
     times = pd.to_datetime([r.get("eventMetadata", {}).get("inferenceTime") for r in records], utc=True,

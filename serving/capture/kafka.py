@@ -33,6 +33,7 @@ class KafkaSink(CaptureSink):
                 bootstrap_servers=self.bootstrap_servers.split(","),
                 client_id=f"ferry-capture-{self.endpoint}",
                 acks="all",
+                enable_idempotence=True,
                 retries=5,
                 linger_ms=20,
                 max_block_ms=int(self.send_timeout_s * 1000),
