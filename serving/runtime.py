@@ -152,6 +152,9 @@ def _select(metas: list[TensorMeta], names: list[str] | None, kind: str) -> list
 def _cast(arr: np.ndarray, meta: TensorMeta, strict: bool) -> np.ndarray:
     arr = np.asarray(arr)
     want = meta.dtype
+    if want == np.object_ and arr.dtype == np.object_:  # V2 BYTES arrive as bytes; onnxruntime wants str
+        arr = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in arr.ravel()],
+                       dtype=object).reshape(arr.shape)
     if arr.dtype != want:
         if strict and not (arr.dtype.kind in "US" and want == np.object_):
             raise FerryError(bad_request(

@@ -1,0 +1,67 @@
+"""Session fixtures on real servers: Ray Serve (started once) with Ferry deployed on it."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from ferry.config import parse_config
+from ferry.demo import demo_config, write_demo
+from tests.models import fragile_model, multi_dtype_model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_serve():
+    """Ray and Ray Serve, started once per test session; yields the HTTP port."""
+    import ray
+    from ray import serve
+
+    port = free_port()
+    ray.init(num_cpus=8, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"})
+    yield port
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    write_demo(out)
+    (out / "multi.onnx").write_bytes(multi_dtype_model())
+    (out / "fragile.onnx").write_bytes(fragile_model())
+    return out
+
+
+MAX_PAYLOAD = 1_000_000
+
+
+@pytest.fixture(scope="session")
+def ferry_url(ray_serve, demo_dir):
+    """Ferry deployed with the demo endpoint, an A/B endpoint, a batched one and test models."""
+    from serving.deploy import deploy
+
+    doc = demo_config()
+    doc["server"].update(http_port=ray_serve, max_payload_bytes=MAX_PAYLOAD)
+    doc["endpoints"][0].pop("data_capture")
+    doc["models"] += [{"name": "multi", "path": "multi.onnx"}, {"name": "fragile", "path": "fragile.onnx"}]
+    doc["endpoints"] += [
+        {"name": "ab-test", "variants": [
+            {"name": "A", "model": "credit-gbm", "initial_weight": 3},
+            {"name": "B", "model": "credit-gbm", "initial_weight": 1}]},
+        {"name": "batched", "variants": [
+            {"model": "credit-gbm", "batching": {"max_batch_size": 16, "batch_wait_timeout_ms": 5}}]},
+        {"name": "multi", "variants": [{"model": "multi"}]},
+        {"name": "fragile", "variants": [{"model": "fragile"}]},
+    ]
+    cfg = parse_config(doc, base=demo_dir, environ={})
+    deploy(cfg.models, cfg.endpoints, cfg.server, timeout_s=240)
+    return f"http://127.0.0.1:{ray_serve}"
