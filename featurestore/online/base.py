@@ -18,6 +18,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from featurestore.records import Record
 from featurestore.spec import FeatureGroupSpec
 
@@ -58,6 +60,14 @@ class OnlineStore(ABC):
     def get_many(self, spec: FeatureGroupSpec, record_ids: Sequence[str], now: float,
                  names: Sequence[str] | None = None) -> list[StoredRecord | None]:
         """Live records in the order asked (None: missing, deleted or expired). `names` limits the features."""
+
+    def get_matrix(self, spec: FeatureGroupSpec, record_ids: Sequence[str], names: Sequence[str],
+                   now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Numeric features of live records as float64 (n, len(names)) (NaN where absent) and a found mask."""
+        got = self.get_many(spec, record_ids, now, names)
+        found = np.fromiter((g is not None for g in got), dtype=bool, count=len(got))
+        rows = [[None] * len(names) if g is None else [g.values.get(n) for n in names] for g in got]
+        return np.array(rows, dtype=np.float64).reshape(len(got), len(names)), found
 
     @abstractmethod
     def ping(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import orjson
 import redis
 
@@ -208,6 +209,21 @@ class RedisOnlineStore(OnlineStore):
                     values = {n: (None if h[n] is None else dec[n](h[n])) for n in names}
                 out.append(StoredRecord(float(e), exp, values))
         return out
+
+    def get_matrix(self, spec: FeatureGroupSpec, record_ids: Sequence[str], names: Sequence[str],
+                   now: float) -> tuple[np.ndarray, np.ndarray]:
+        prefix = self._codec(spec).prefix
+        pipe = self.r.pipeline(transaction=False)
+        for rid in record_ids:
+            pipe.hmget(prefix + rid, "_e", "_x", "_d", *names)
+        raw = np.array(pipe.execute(), dtype=object).reshape(len(record_ids), 3 + len(names))
+        exp = raw[:, 1]
+        exp = np.where((exp == None) | (exp == ""), "inf", exp).astype(np.float64)  # noqa: E711
+        found = (raw[:, 0] != None) & (raw[:, 2] != "1") & (exp > now)  # noqa: E711
+        vals = raw[:, 3:]
+        vals = np.where(vals == None, "nan", vals).astype(np.float64)  # noqa: E711
+        vals[~found] = np.nan
+        return vals, found
 
     def ping(self) -> None:
         self.r.ping()

@@ -10,6 +10,8 @@ import orjson
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from featurestore.online.base import OnlineStore, StoredRecord, is_live
 from featurestore.records import ConflictError, Record, RecordError
 from featurestore.spec import FeatureGroupSpec
@@ -46,7 +48,7 @@ class SQLiteOnlineStore(OnlineStore):
     def create_group(self, spec: FeatureGroupSpec) -> None:
         self._conn().execute(
             f"CREATE TABLE IF NOT EXISTS {_table(spec)} (record_id TEXT PRIMARY KEY, event_time REAL NOT NULL, "
-            "expires_at REAL, deleted INTEGER NOT NULL DEFAULT 0, data BLOB) WITHOUT ROWID")
+            "expires_at REAL, deleted INTEGER NOT NULL DEFAULT 0, data TEXT) WITHOUT ROWID")
 
     def drop_group(self, spec: FeatureGroupSpec) -> None:
         self._conn().execute(f"DROP TABLE IF EXISTS {_table(spec)}")
@@ -55,7 +57,7 @@ class SQLiteOnlineStore(OnlineStore):
         t = _table(spec)
         c = self._conn()
         before = c.total_changes
-        rows = [(r.record_id, r.event_time, r.expires_at, orjson.dumps(r.values))
+        rows = [(r.record_id, r.event_time, r.expires_at, orjson.dumps(r.values).decode())
                 for r in records]
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -101,7 +103,7 @@ class SQLiteOnlineStore(OnlineStore):
                     new_et = row[0]
                 exp = row[1] if expires_at is not None and math.isnan(expires_at) else expires_at
             c.execute(f"INSERT OR REPLACE INTO {t} VALUES (?, ?, ?, 0, ?)",
-                      (record.record_id, new_et, exp, orjson.dumps(values)))
+                      (record.record_id, new_et, exp, orjson.dumps(values).decode()))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -148,6 +150,29 @@ class SQLiteOnlineStore(OnlineStore):
                         values = {n: values.get(n) for n in names}
                     found[rid] = StoredRecord(et, exp, values)
         return [found.get(r) for r in record_ids]
+
+    def get_matrix(self, spec: FeatureGroupSpec, record_ids: Sequence[str], names: Sequence[str],
+                   now: float) -> tuple[np.ndarray, np.ndarray]:
+        t = _table(spec)
+        c = self._conn()
+        cols = ", ".join(f"json_extract(data, '$.\"{n}\"')" for n in names)
+        pos = {rid: i for i, rid in enumerate(record_ids)}
+        out = np.full((len(record_ids), len(names)), np.nan)
+        found = np.zeros(len(record_ids), dtype=bool)
+        ids = list(pos)
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            q = (f"SELECT record_id, {cols} FROM {t} WHERE deleted = 0 AND (expires_at IS NULL OR expires_at > ?) "
+                 f"AND record_id IN ({','.join('?' * len(chunk))})")
+            rows = c.execute(q, [now, *chunk]).fetchall()
+            if rows:
+                idx = np.fromiter((pos[r[0]] for r in rows), dtype=np.int64, count=len(rows))
+                out[idx] = np.array([r[1:] for r in rows], dtype=np.float64)
+                found[idx] = True
+        if len(pos) != len(record_ids):  # repeated ids: copy from the first occurrence
+            first = np.fromiter((pos[r] for r in record_ids), dtype=np.int64, count=len(record_ids))
+            out, found = out[first], found[first]
+        return out, found
 
     def ping(self) -> None:
         self._conn().execute("SELECT 1")

@@ -1,4 +1,4 @@
-"""The SageMaker record-semantics suite (tests/unit/test_featurestore_semantics.py) on a real Redis server."""
+"""The record-semantics and lookup suites (tests/unit/test_featurestore_{semantics,lookup}.py) on a real Redis server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 from featurestore.online.redis import RedisOnlineStore
 from featurestore.records import Record
 from tests.integration.services import redis_url  # noqa: F401  (fixture)
+from tests.unit.test_featurestore_lookup import (  # noqa: F401  (the lookup step on Redis)
+    store, test_bad_step_configuration, test_matrix_in_requested_order, test_unknown_and_deleted_ids_are_named)
 from tests.unit.test_featurestore_semantics import *  # noqa: F401,F403  (the same tests, Redis backend)
 
 
