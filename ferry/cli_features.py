@@ -1,7 +1,163 @@
-"""`ferry` commands for features (filled in by its issue)."""
+"""`ferry features ...`: create, put, get, ingest, training-set and serve for feature groups in ferry.yaml."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
+
+log = logging.getLogger("ferry.features")
+
+features = typer.Typer(help="Feature store: groups, records, Kafka ingestion, training sets, REST API.",
+                       no_args_is_help=True)
+
+FILE = typer.Option("ferry.yaml", "-f", "--file", help="deploy file declaring feature_groups")
+DATA_DIR = typer.Option(None, "--data-dir", help="feature store folder (default: .ferry/features beside the file)")
+ONLINE = typer.Option(None, "--online", help="online store: sqlite or redis (default: redis when ferry.yaml "
+                                             "has a redis section)")
+
+
+def _open(file: Path, data_dir: Optional[Path], online: Optional[str]):
+    """The FeatureStore, its settings and the declared groups from the deploy file."""
+    from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+    from featurestore.store import FeatureStore
+    from ferry.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(file)
+        groups = [g if isinstance(g, FeatureGroupSpec) else FeatureGroupSpec.model_validate(g)
+                  for g in cfg.feature_groups]
+    except (ConfigError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--file") from None
+    base = getattr(cfg, "feature_store", None)
+    settings = FeatureStoreSettings.model_validate(base.model_dump() if base is not None else {})
+    upd: dict[str, Any] = {"data_dir": str(data_dir or Path(file).resolve().parent / settings.data_dir)}
+    if cfg.redis is not None:
+        upd |= {"redis_url": cfg.redis.url, "online": "redis"}
+    if cfg.kafka is not None:
+        upd["kafka_bootstrap_servers"] = cfg.kafka.bootstrap_servers
+    if online:
+        upd["online"] = online
+    settings = FeatureStoreSettings.model_validate({**settings.model_dump(), **upd})
+    return FeatureStore(settings, groups), settings, groups
+
+
+def _echo(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=1, default=str))
+
+
+@features.command("create")
+def create(file: Path = FILE, spec: Optional[Path] = typer.Option(None, "--spec", help="JSON/YAML of a new group"),
+           data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
+    """Prepare the declared groups' stores, or register a new group from --spec."""
+    import yaml
+
+    store, _, groups = _open(file, data_dir, online)
+    if spec is not None:
+        try:
+            created = store.create_group(yaml.safe_load(spec.read_text()))
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--spec") from None
+        groups = [created]
+    for g in groups:
+        typer.echo(f"feature group {g.name}: record id {g.record_identifier}, event time {g.event_time}, "
+                   f"{len(g.features)} features, topic {g.kafka_topic}")
+
+
+@features.command("put")
+def put(group: str, record: str = typer.Option(..., "--record", help='JSON object {"feature": value, ...}'),
+        file: Path = FILE, data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
+    """PutRecord: write one record (online when its event time is newer, offline always)."""
+    store, _, _ = _open(file, data_dir, online)
+    try:
+        applied = store.put_record(group, json.loads(record))
+    except (ValueError, LookupError) as e:
+        raise typer.BadParameter(str(e), param_hint="--record") from None
+    typer.echo("written online and offline" if applied else "older or equal event time: written offline only")
+
+
+@features.command("get")
+def get(group: str, record_id: str, feature: list[str] = typer.Option(None, "--feature", help="repeatable"),
+        file: Path = FILE, data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
+    """GetRecord: print the online record (empty when unknown, deleted or expired)."""
+    store, _, _ = _open(file, data_dir, online)
+    try:
+        _echo(store.get_record(group, record_id, feature or None, expiration=True))
+    except (ValueError, LookupError) as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+@features.command("ingest")
+def ingest(file: Path = FILE, group: Optional[str] = typer.Option(None, "--group", help="only this feature group"),
+           consumer_group: str = typer.Option("ferry-features", help="Kafka consumer group id"),
+           until_idle: Optional[float] = typer.Option(None, help="exit after this many idle seconds at zero lag"),
+           metrics_port: Optional[int] = typer.Option(None, help="serve Prometheus metrics on 127.0.0.1:PORT"),
+           max_batch: int = typer.Option(5000, help="records per micro-batch"),
+           data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
+    """Consume the groups' Kafka topics into the online and offline stores."""
+    from featurestore.ingest import IngestWorker
+
+    store, settings, groups = _open(file, data_dir, online)
+    if group is not None:
+        groups = [store.group(group)] if group in {g.name for g in store.groups()} else []
+        if not groups:
+            raise typer.BadParameter(f"unknown feature group {group!r}", param_hint="--group")
+    if not groups:
+        raise typer.BadParameter("the deploy file declares no feature_groups", param_hint="--file")
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
+    worker = IngestWorker(store, groups, settings.kafka_bootstrap_servers, consumer_group=consumer_group,
+                          max_batch=max_batch)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    log.info("ingesting %s from %s", ", ".join(g.kafka_topic for g in groups), settings.kafka_bootstrap_servers)
+    try:
+        worker.run(until_idle=until_idle)
+    except KeyboardInterrupt:
+        pass
+
+
+@features.command("training-set")
+def training_set(group: str, entities: Path = typer.Option(..., help="CSV or Parquet with the id and timestamp"),
+                 out: Path = typer.Option(..., help="output .parquet or .csv"),
+                 timestamp_column: str = typer.Option("event_timestamp"),
+                 feature: list[str] = typer.Option(None, "--feature", help="repeatable; default all"),
+                 ttl: Optional[float] = typer.Option(None, help="ignore feature rows older than this many seconds"),
+                 file: Path = FILE, data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
+    """Point-in-time join of entity rows with the group's offline log."""
+    import pandas as pd
+
+    from featurestore.training import point_in_time_join
+
+    store, _, _ = _open(file, data_dir, online)
+    ents = pd.read_parquet(entities) if entities.suffix == ".parquet" else pd.read_csv(entities)
+    try:
+        spec = store.group(group)
+        df = point_in_time_join(store.offline(spec), spec, ents, features=feature or None,
+                                timestamp_column=timestamp_column, ttl=ttl)
+    except (ValueError, LookupError) as e:
+        raise typer.BadParameter(str(e)) from None
+    df.to_parquet(out, index=False) if out.suffix == ".parquet" else df.to_csv(out, index=False)
+    typer.echo(f"{len(df)} rows -> {out}")
+
+
+@features.command("serve")
+def serve(file: Path = FILE, host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8070),
+          data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
+    """Serve the feature-store REST API alone."""
+    import uvicorn
+
+    from featurestore.api import create_app
+
+    store, _, _ = _open(file, data_dir, online)
+    uvicorn.run(create_app(store), host=host, port=port, log_level="warning")
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the main app."""
+    app.add_typer(features, name="features")
