@@ -1,7 +1,288 @@
-"""`ferry` commands for monitor (filled in by its issue)."""
+"""`ferry baseline` and `ferry monitor ...`: thin wrappers over monitor.jobs and monitor.runner."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+monitor_app = typer.Typer(help="Model Monitor: data quality, model quality, bias drift, attribution drift.",
+                          no_args_is_help=True)
+
+
+class Kind(str, Enum):
+    data_quality = "data-quality"
+    model_quality = "model-quality"
+    bias = "bias"
+    attribution = "attribution"
+
+
+class Problem(str, Enum):
+    Regression = "Regression"
+    BinaryClassification = "BinaryClassification"
+    MulticlassClassification = "MulticlassClassification"
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def _split(v: Optional[str]) -> Optional[list[str]]:
+    return [x.strip() for x in v.split(",") if x.strip()] if v else None
+
+
+def _label_value(v: str):
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+def _facets(facet: list[str]) -> list:
+    """name, or name=v1|v2 (values), or name>t (threshold)."""
+    out = []
+    for f in facet:
+        if ">" in f:
+            name, t = f.split(">", 1)
+            out.append({"name": name, "threshold": float(t)})
+        elif "=" in f:
+            name, vals = f.split("=", 1)
+            out.append({"name": name, "values": [_label_value(v) for v in vals.split("|")]})
+        else:
+            out.append(f)
+    return out
+
+
+def _report(result, out: Path) -> None:
+    status = "CompletedWithViolations" if result.violations else "Completed"
+    typer.echo(json.dumps({"status": status, "violations": result.violations, "notes": result.notes,
+                           "out": str(out)}, indent=2, default=str))
+
+
+def _with_labels(df, ground_truth: Optional[Path]):
+    if ground_truth is None:
+        return df
+    from monitor import ground_truth as gt
+    return gt.merge(df, gt.read(ground_truth))
+
+
+DATA = typer.Option(..., "--data", help="CSV with a header, Parquet, or a folder of capture JSONL")
+OUT = typer.Option(..., "--out", help="output folder")
+BASELINE = typer.Option(..., "--baseline", help="baseline folder")
+
+
+def baseline(
+    data: Path = DATA, out: Path = OUT,
+    kind: Kind = typer.Option(Kind.data_quality, "--type", help="which baseline"),
+    exclude: Optional[str] = typer.Option(None, help="data-quality: comma-separated columns to leave out"),
+    input_columns: Optional[str] = typer.Option(None, help="names of captured CSV columns, comma-separated"),
+    problem_type: Problem = typer.Option(Problem.BinaryClassification, help="model-quality problem type"),
+    label: str = typer.Option("label", help="model-quality/bias: ground-truth label column"),
+    prediction: str = typer.Option("prediction", help="predicted label column"),
+    probability: Optional[str] = typer.Option(None, help="probability column"),
+    probability_threshold: Optional[float] = typer.Option(None, help="predicted = probability > threshold"),
+    positive_label: str = typer.Option("1", help="positive label value"),
+    facet: list[str] = typer.Option([], help="bias: facet column (name, name=v1|v2, or name>threshold)"),
+    model: Optional[Path] = typer.Option(None, help="attribution: ONNX model"),
+    features: Optional[str] = typer.Option(None, help="attribution: model feature columns, comma-separated"),
+) -> None:
+    """Write a baseline (statistics.json + constraints.json, or analysis.json) from a dataset."""
+    from monitor import jobs
+    from monitor.tables import load_window
+    try:
+        df = load_window(data, _split(input_columns))
+        if kind == Kind.data_quality:
+            from monitor.capture_reader import METADATA_COLUMNS
+            drop = [c for c in [*(_split(exclude) or []), *METADATA_COLUMNS] if c in df.columns]
+            jobs.baseline_data_quality(df.drop(columns=drop), out)
+        elif kind == Kind.model_quality:
+            jobs.baseline_model_quality(df, out, problem_type.value, label, prediction, probability,
+                                        probability_threshold, _label_value(positive_label))
+        elif kind == Kind.bias:
+            if not facet:
+                _fail("--facet is required for a bias baseline")
+            jobs.baseline_bias(df, out, label=label, positive_label_values=[_label_value(positive_label)],
+                               facets=_facets(facet), predicted_label=prediction if prediction in df.columns else None,
+                               probability=probability)
+        else:
+            if model is None or not features:
+                _fail("--model and --features are required for an attribution baseline")
+            jobs.baseline_attribution(df, out, str(model), _split(features))
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(f"baseline written to {out}")
+
+
+@monitor_app.command("data-quality")
+def data_quality_cmd(
+    baseline: Path = BASELINE, data: Path = DATA, out: Path = OUT,
+    min_rows: int = typer.Option(50, help="below this many rows, drift checks are skipped"),
+    input_columns: Optional[str] = typer.Option(None, help="names of captured CSV columns (default: baseline's)"),
+) -> None:
+    """Check a dataset against a data-quality baseline; write constraint_violations.json."""
+    from monitor import jobs
+    from monitor.capture_reader import METADATA_COLUMNS
+    from monitor.jsonio import read_json
+    from monitor.tables import load_window
+    try:
+        names = _split(input_columns) or [f["name"] for f in read_json(baseline / "constraints.json")["features"]]
+        df = load_window(data, names)
+        outputs = [c for c in df.columns if str(c).startswith("prediction")] if data.is_dir() else []
+        df = df.drop(columns=[c for c in (*METADATA_COLUMNS, *outputs) if c in df.columns])
+        _report(jobs.data_quality(df, baseline, out, min_rows), out)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        _fail(str(err))
+
+
+@monitor_app.command("model-quality")
+def model_quality_cmd(
+    baseline: Path = BASELINE, data: Path = DATA, out: Path = OUT,
+    ground_truth: Optional[Path] = typer.Option(None, help="ground-truth JSONL file/folder to join to captures"),
+    problem_type: Problem = typer.Option(Problem.BinaryClassification),
+    label: str = typer.Option("groundTruth", help="label column"),
+    prediction: str = typer.Option("prediction"),
+    probability: Optional[str] = typer.Option(None),
+    probability_threshold: Optional[float] = typer.Option(None),
+    positive_label: str = typer.Option("1"),
+) -> None:
+    """Model-quality metrics of a dataset against the baseline constraints."""
+    from monitor import jobs
+    from monitor.tables import load_window
+    try:
+        df = _with_labels(load_window(data), ground_truth)
+        _report(jobs.model_quality(df, baseline, out, problem_type.value, label, prediction, probability,
+                                   probability_threshold, _label_value(positive_label)), out)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+
+
+@monitor_app.command("bias")
+def bias_cmd(
+    baseline: Path = BASELINE, data: Path = DATA, out: Path = OUT,
+    facet: list[str] = typer.Option(..., help="facet column (name, name=v1|v2, or name>threshold)"),
+    ground_truth: Optional[Path] = typer.Option(None),
+    label: str = typer.Option("groundTruth"),
+    positive_label: str = typer.Option("1"),
+    prediction: Optional[str] = typer.Option("prediction"),
+    input_columns: Optional[str] = typer.Option(None, help="names of captured CSV columns"),
+) -> None:
+    """Bias metrics (clarify) of a dataset against the baseline analysis.json."""
+    from monitor import jobs
+    from monitor.tables import load_window
+    try:
+        df = _with_labels(load_window(data, _split(input_columns)), ground_truth)
+        _report(jobs.bias(df, baseline, out, label=label, positive_label_values=[_label_value(positive_label)],
+                          facets=_facets(facet), predicted_label=prediction), out)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+
+
+@monitor_app.command("attribution")
+def attribution_cmd(
+    baseline: Path = BASELINE, data: Path = DATA, out: Path = OUT,
+    model: Path = typer.Option(..., help="ONNX model"),
+    features: str = typer.Option(..., help="model feature columns, comma-separated, in model order"),
+    threshold: float = typer.Option(0.90, help="NDCG below this is a violation"),
+    max_rows: int = typer.Option(500, help="rows of the window explained"),
+) -> None:
+    """Feature-attribution drift (NDCG of global SHAP) of a dataset against the baseline analysis.json."""
+    from monitor import jobs
+    from monitor.tables import load_window
+    try:
+        names = _split(features)
+        df = load_window(data, names)
+        _report(jobs.attribution(df, baseline, out, str(model), names, threshold, max_rows), out)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+
+
+def _schedules(config: Path):
+    from ferry.config import ConfigError, load_config
+    from monitor.spec import MonitoringScheduleSpec
+    try:
+        cfg = load_config(config)
+    except ConfigError as err:
+        _fail(str(err))
+    out = []
+    for i, entry in enumerate(cfg.monitoring_schedules):
+        if isinstance(entry, MonitoringScheduleSpec):
+            out.append(entry)
+            continue
+        try:
+            out.append(MonitoringScheduleSpec.model_validate(entry))
+        except ValueError as err:
+            _fail(f"monitoring_schedules.{i}: {err}")
+    return out
+
+
+@monitor_app.command("run")
+def run_cmd(
+    config: Path = typer.Option(Path("ferry.yaml"), "--config", "-f", help="deploy file"),
+    once: bool = typer.Option(False, "--once", help="run each schedule once and exit"),
+    schedule: Optional[str] = typer.Option(None, help="only this schedule"),
+    at: Optional[str] = typer.Option(None, help="run time (ISO-8601 UTC) whose window is checked; default now"),
+) -> None:
+    """Run the deploy file's monitoring schedules (once, or on their intervals until interrupted)."""
+    from monitor.runner import run_once
+    specs = [s for s in _schedules(config) if schedule is None or s.name == schedule]
+    if not specs:
+        _fail(f"no monitoring schedule{' named ' + schedule if schedule else ''} in {config}")
+    if once:
+        when = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else datetime.now(timezone.utc)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        results = [run_once(s, when) for s in specs]
+        typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
+        raise typer.Exit(1 if any(r.status == "Failed" for r in results) else 0)
+    import time
+
+    from monitor.service import MonitorService
+    svc = MonitorService(specs)
+    svc.start()
+    typer.echo(f"monitoring {len(specs)} schedule(s); Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        svc.stop()
+
+
+@monitor_app.command("list")
+def list_cmd(
+    output: Path = typer.Option(Path("monitoring"), help="monitoring output root"),
+    endpoint: Optional[str] = None, schedule: Optional[str] = None,
+) -> None:
+    """Executions under the output root, oldest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from monitor.runner import list_executions
+    t = Table("endpoint", "schedule", "type", "window end", "status", "violations", "reason", "path")
+    for e in list_executions(output, endpoint, schedule):
+        t.add_row(e["endpoint"], e["schedule"], e["monitor_type"], e["window_end"], e["status"],
+                  str(e["violation_count"]), e.get("failure_reason") or "", e["path"])
+    Console().print(t)
+
+
+@monitor_app.command("show")
+def show_cmd(path: Path = typer.Argument(..., help="an execution folder")) -> None:
+    """An execution's record and violations as JSON."""
+    from monitor.runner import show_execution
+    try:
+        typer.echo(json.dumps(show_execution(path), indent=2))
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to the main app."""
+    """Add `ferry baseline` and `ferry monitor ...` to the main app."""
+    app.command("baseline")(baseline)
+    app.add_typer(monitor_app, name="monitor")

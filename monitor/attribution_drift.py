@@ -6,23 +6,19 @@ cutoff); ties in live values are averaged (sklearn's ndcg_score). Violation when
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.metrics import ndcg_score
+import pandas as pd
+
+import clarify
 
 DEFAULT_THRESHOLD = 0.90
 
 
 def ndcg(baseline: dict[str, float], live: dict[str, float]) -> float:
-    """NDCG of the live ranking with baseline attributions as relevance, over the baseline's features."""
+    """NDCG of the live ranking with baseline attributions as relevance (clarify.ndcg)."""
     missing = [f for f in baseline if f not in live]
     if missing:
         raise ValueError(f"live attributions lack features {missing}")
-    names = list(baseline)
-    if len(names) < 2:
-        return 1.0
-    rel = np.asarray([[float(baseline[f]) for f in names]])
-    score = np.asarray([[float(live[f]) for f in names]])
-    return float(ndcg_score(rel, score))
+    return clarify.ndcg(baseline, live)
 
 
 def _global_shap(analysis: dict, where: str) -> dict[str, dict[str, float]]:
@@ -48,3 +44,21 @@ def check(baseline_analysis: dict, live_analysis: dict, threshold: float = DEFAU
                                "constraint_check_type": "feature_attribution_drift_check",
                                "description": f"Feature attribution drift {s!r} exceeds threshold {threshold!r}"})
     return scores, violations
+
+
+def run(window: pd.DataFrame, baseline_analysis: dict, model, features: list[str], threshold: float = DEFAULT_THRESHOLD,
+        max_rows: int = 500, seed: int = 0, **explain_options) -> tuple[dict, dict, list]:
+    """(live analysis, {label: ndcg}, violations): global SHAP (clarify.explain) on a sample of the window."""
+    missing = [f for f in features if f not in window.columns]
+    if missing:
+        raise ValueError(f"window lacks model feature columns {missing}")
+    rows = window[features].dropna()
+    if rows.empty:
+        raise ValueError("no complete rows in the window to explain")
+    if len(rows) > max_rows:
+        rows = rows.sample(max_rows, random_state=seed)
+    base_cfg = baseline_analysis.get("explanation_config") or {}
+    explain_options.setdefault("agg_method", base_cfg.get("agg_method", "mean_abs"))
+    live = clarify.explain(model, rows.astype("float32"), features=features, seed=seed, **explain_options)
+    scores, violations = check(baseline_analysis, live, threshold)
+    return live, scores, violations

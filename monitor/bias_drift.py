@@ -1,15 +1,17 @@
 """Bias drift: each live Clarify metric against the baseline's (a violation when farther from the ideal).
 
-Ideal values: 1 for DI (disparate impact), 0 for every other metric. Errors and nulls are not compared.
+The metrics come from clarify.bias_report on the window; each metric's ideal value is the one clarify
+registers (1 for DI, 0 for the others). Errors and nulls are not compared.
 """
 
 from __future__ import annotations
 
 import math
 
-from monitor.jsonio import as_float
+import pandas as pd
 
-IDEAL = {"DI": 1.0}
+import clarify
+from monitor.jsonio import as_float
 STAGES = ("pre_training_bias_metrics", "post_training_bias_metrics")
 CLOUDWATCH_INF = 2.348543e108  # how the service publishes +-inf
 
@@ -30,7 +32,10 @@ def _metrics(analysis: dict) -> dict[tuple[str, str, str, str], float]:
 
 def drifted(metric: str, baseline: float, live: float) -> bool:
     """True when live is farther from the metric's ideal value than baseline."""
-    ideal = IDEAL.get(metric, 0.0)
+    try:
+        ideal = clarify.get_metric(metric).ideal
+    except ValueError:
+        ideal = 0.0
     if math.isnan(live) or math.isnan(baseline):
         return False
     return abs(live - ideal) > abs(baseline - ideal)
@@ -56,3 +61,12 @@ def metric_value_for_export(v: float) -> float:
     if math.isinf(v):
         return math.copysign(CLOUDWATCH_INF, v)
     return v
+
+
+def run(window: pd.DataFrame, baseline_analysis: dict, **bias_config) -> tuple[dict, list]:
+    """(live analysis, violations): clarify.bias_report on the window (bias_config passed through:
+    label, positive_label_values, facets, predicted_label or probability, probability_threshold, group)."""
+    if window.empty:
+        raise ValueError("no rows in the window to compute bias metrics on")
+    live = clarify.bias_report(window, **bias_config)
+    return live, check(baseline_analysis, live)[1]

@@ -177,3 +177,14 @@ def feature_frame(df: pd.DataFrame, drop: list[str] | None = None) -> pd.DataFra
     """The capture frame without metadata (and the given output) columns."""
     gone = [c for c in (*METADATA_COLUMNS, *(drop or [])) if c in df.columns]
     return df.drop(columns=gone)
+
+
+def name_inputs(df: pd.DataFrame, names: list[str] | None, where: str = "capture") -> pd.DataFrame:
+    """Give the unnamed input columns (_c0, _c1, ...) their names; the counts must agree."""
+    unnamed = [c for c in df.columns if isinstance(c, str) and c.startswith("_c") and c[2:].isdigit()]
+    if not unnamed or not names:
+        return df
+    if len(unnamed) != len(names):
+        raise ValueError(f"{where}: captured payloads have {len(unnamed)} columns but {len(names)} "
+                         f"names are known ({names}); set input_columns")
+    return df.rename(columns=dict(zip(unnamed, names)))

@@ -62,7 +62,8 @@ def read(path: str | Path) -> pd.DataFrame:
 
 
 def merge(captured: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
-    """Captured rows that have a label, with a groundTruth column (inner join on inferenceId else eventId)."""
+    """Captured rows that have a label, with a groundTruth column (inner join on inferenceId else eventId;
+    numeric when every label is a number)."""
     if "eventId" not in captured.columns:
         raise ValueError("captured data has no 'eventId' column (read it with monitor.capture_reader)")
     cap = captured.copy()
@@ -72,4 +73,7 @@ def merge(captured: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
     cap["joinKey"] = key.astype(str)
     cap["line"] = cap.groupby("joinKey").cumcount()
     out = cap.merge(ground_truth[["joinKey", "line", GROUND_TRUTH_COLUMN]], on=["joinKey", "line"], how="inner")
+    numeric = pd.to_numeric(out[GROUND_TRUTH_COLUMN], errors="coerce")
+    if len(out) and numeric.notna().all():  # labels arrive as CSV text; numbers become numbers
+        out[GROUND_TRUTH_COLUMN] = numeric
     return out.drop(columns=["joinKey", "line"])

@@ -84,7 +84,7 @@ def test_ground_truth_joins_on_inference_id_else_event_id():
                              ground_truth.record("e3", 1),  # e3 has an inferenceId: no match on eventId
                              ground_truth.record("e4", 0), ground_truth.record("e4", 1)])  # re-posted label wins
     merged = ground_truth.merge(captured, gt)
-    assert merged[["x", "groundTruth"]].values.tolist() == [[1, "1"], [2, "0"], [4, "1"]]
+    assert merged[["x", "groundTruth"]].values.tolist() == [[1, 1], [2, 0], [4, 1]]
 
 
 def test_ground_truth_bad_record_names_field():

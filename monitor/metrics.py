@@ -1,0 +1,87 @@
+"""Prometheus gauges the monitor sets after each execution (on prometheus_client's default registry).
+
+Names follow Model Monitor's CloudWatch metrics with a ferry_monitor_ prefix and labels for endpoint
+and schedule; +-inf bias values are published as +-2.348543e108 like the service.
+"""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import REGISTRY, Gauge
+
+from monitor.bias_drift import metric_value_for_export
+
+_L = ["endpoint", "schedule"]
+BASELINE_DRIFT = Gauge("ferry_monitor_feature_baseline_drift", "Drift distance of a feature from the baseline "
+                       "(feature_baseline_drift_<f>)", _L + ["feature"], registry=REGISTRY)
+DRIFT_METRIC = Gauge("ferry_monitor_feature_drift_metric", "Other per-feature drift measures (ks_pvalue, psi, "
+                     "jensen_shannon, wasserstein_normed, linf_simple, linf_robust)", _L + ["feature", "metric"],
+                     registry=REGISTRY)
+NON_NULL = Gauge("ferry_monitor_feature_non_null", "Completeness (non-null fraction) of a feature in the window",
+                 _L + ["feature"], registry=REGISTRY)
+VIOLATIONS = Gauge("ferry_monitor_violations", "Violations found by the last execution, by check type",
+                   _L + ["monitor_type", "check_type"], registry=REGISTRY)
+MODEL_QUALITY = Gauge("ferry_monitor_model_quality", "Model-quality metric of the last window", _L + ["metric"],
+                      registry=REGISTRY)
+BIAS = Gauge("ferry_monitor_bias_metric", "Clarify bias metric of the last window (bias_metric_<X>)",
+             _L + ["facet", "facet_value", "metric"], registry=REGISTRY)
+NDCG = Gauge("ferry_monitor_attribution_ndcg", "NDCG of the live feature-attribution ranking vs the baseline",
+             _L + ["label"], registry=REGISTRY)
+ATTRIBUTION = Gauge("ferry_monitor_feature_attribution", "Global SHAP value of a feature in the last window",
+                    _L + ["label", "feature"], registry=REGISTRY)
+STATUS = Gauge("ferry_monitor_execution_status", "1 for the status of the last execution, 0 for the others",
+               _L + ["status"], registry=REGISTRY)
+LAST_RUN = Gauge("ferry_monitor_last_execution_timestamp_seconds", "When the last execution finished",
+                 _L, registry=REGISTRY)
+
+CHECK_TYPES = {
+    "data_quality": ["data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
+                     "extra_column_check", "categorical_values_check"],
+    "model_quality": ["LessThanThreshold", "GreaterThanThreshold"],
+    "bias": ["bias_drift_check"],
+    "attribution": ["feature_attribution_drift_check"],
+}
+STATUSES = ("Completed", "CompletedWithViolations", "Failed")
+
+
+def _finite(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def publish(endpoint: str, schedule: str, monitor_type: str, status: str, finished_at: float,
+            violations: list[dict], gauges: dict) -> None:
+    """Set every gauge of one execution; `gauges` is the job's metrics dict (see monitor.jobs)."""
+    lab = {"endpoint": endpoint, "schedule": schedule}
+    for s in STATUSES:
+        STATUS.labels(status=s, **lab).set(1.0 if s == status else 0.0)
+    LAST_RUN.labels(**lab).set(finished_at)
+    if status == "Failed":
+        return
+    for check in CHECK_TYPES[monitor_type]:
+        n = sum(1 for v in violations if v.get("constraint_check_type") == check)
+        VIOLATIONS.labels(monitor_type=monitor_type, check_type=check, **lab).set(n)
+    for feature, d in gauges.get("drift", {}).items():
+        if (v := _finite(d.get("distance"))) is not None:
+            BASELINE_DRIFT.labels(feature=feature, **lab).set(v)
+        for m in ("ks_pvalue", "psi", "jensen_shannon", "wasserstein_normed", "linf_simple", "linf_robust",
+                  "chi_squared_pvalue"):
+            if (v := _finite(d.get(m))) is not None:
+                DRIFT_METRIC.labels(feature=feature, metric=m, **lab).set(v)
+    for feature, c in gauges.get("completeness", {}).items():
+        NON_NULL.labels(feature=feature, **lab).set(c)
+    for name, m in gauges.get("model_quality", {}).items():
+        if isinstance(m, dict) and (v := _finite(m.get("value"))) is not None:
+            MODEL_QUALITY.labels(metric=name, **lab).set(v)
+    for (facet, value, name), v in gauges.get("bias", {}).items():
+        if not math.isnan(v):
+            BIAS.labels(facet=facet, facet_value=value, metric=name, **lab).set(metric_value_for_export(v))
+    for label, score in gauges.get("ndcg", {}).items():
+        NDCG.labels(label=label, **lab).set(score)
+    for label, values in gauges.get("attribution", {}).items():
+        for feature, v in values.items():
+            ATTRIBUTION.labels(label=label, feature=feature, **lab).set(v)

@@ -1,0 +1,55 @@
+"""MonitorService: runs every monitoring schedule on its interval or cron, in one background thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+
+from monitor.runner import run_once
+from monitor.spec import MonitoringScheduleSpec
+
+log = logging.getLogger(__name__)
+
+
+def next_run(spec: MonitoringScheduleSpec, after: datetime) -> datetime:
+    """The first run time strictly after `after` (UTC)."""
+    if spec.cron:
+        from croniter import croniter
+        return croniter(spec.cron, after).get_next(datetime).astimezone(timezone.utc)
+    step = spec.interval_s
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    n = int((after - epoch).total_seconds() // step) + 1
+    return epoch + timedelta(seconds=n * step)
+
+
+class MonitorService:
+    """start() launches the scheduler thread; stop() ends it after the running execution."""
+
+    def __init__(self, schedules: list[MonitoringScheduleSpec]):
+        self.schedules = list(schedules)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None and self.schedules:
+            self._thread = threading.Thread(target=self._loop, name="ferry-monitor", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _loop(self) -> None:
+        now = datetime.now(timezone.utc)
+        due = {s.name: next_run(s, now) for s in self.schedules}
+        while not self._stop.is_set():
+            now = datetime.now(timezone.utc)
+            for s in self.schedules:
+                if due[s.name] <= now:
+                    run_once(s, due[s.name])
+                    due[s.name] = next_run(s, max(now, due[s.name]))
+            wait = min(due.values()) - datetime.now(timezone.utc)
+            self._stop.wait(max(0.05, min(wait.total_seconds(), 5.0)))
