@@ -1,0 +1,74 @@
+"""`ferry baseline` and `ferry monitor ...` through the real CLI app."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from ferry.cli import app
+from serving.capture import build_record, make_sink
+from serving.spec import DataCaptureSpec
+
+runner = CliRunner()
+
+
+def _frame(n, seed, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"x": rng.normal(shift, 1, n), "n": rng.integers(0, 9, n), "c": rng.choice(["a", "b"], n)})
+
+
+def test_baseline_then_data_quality_on_csv_parquet_and_capture(tmp_path):
+    _frame(2000, 1).assign(label=1).to_csv(tmp_path / "train.csv", index=False)
+    r = runner.invoke(app, ["baseline", "--data", str(tmp_path / "train.csv"), "--out", str(tmp_path / "base"),
+                            "--exclude", "label"])
+    assert r.exit_code == 0, r.output
+    cons = json.loads((tmp_path / "base" / "constraints.json").read_text())
+    assert [f["name"] for f in cons["features"]] == ["x", "n", "c"]
+    assert cons["monitoring_config"]["distribution_constraints"]["comparison_method"] == "Robust"
+
+    _frame(500, 2, shift=1.0).to_parquet(tmp_path / "live.parquet")
+    r = runner.invoke(app, ["monitor", "data-quality", "--baseline", str(tmp_path / "base"),
+                            "--data", str(tmp_path / "live.parquet"), "--out", str(tmp_path / "o1")])
+    assert r.exit_code == 0, r.output
+    v = json.loads((tmp_path / "o1" / "constraint_violations.json").read_text())["violations"]
+    assert [(x["feature_name"], x["constraint_check_type"]) for x in v] == [("x", "baseline_drift_check")]
+
+    spec = DataCaptureSpec(enabled=True, destination=str(tmp_path / "cap"))
+    sink = make_sink(spec, "ep", None)
+    for row in _frame(300, 3).itertuples(index=False):
+        sink.put(build_record(spec, variant="AllTraffic", input_data=f"{row.x},{row.n},{row.c}",
+                              input_content_type="text/csv", output_data="1", output_content_type="text/csv"))
+    sink.close()
+    r = runner.invoke(app, ["monitor", "data-quality", "--baseline", str(tmp_path / "base"),
+                            "--data", str(tmp_path / "cap"), "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["status"] == "Completed"
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    r = runner.invoke(app, ["monitor", "data-quality", "--baseline", str(tmp_path / "nope"),
+                            "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "constraints.json: no such file" in r.output
+
+
+def test_run_once_from_deploy_file_then_list_and_show(tmp_path):
+    _frame(2000, 1).to_csv(tmp_path / "train.csv", index=False)
+    runner.invoke(app, ["baseline", "--data", str(tmp_path / "train.csv"), "--out", str(tmp_path / "base")])
+    cfg = {"monitoring_schedules": [{"name": "dq", "endpoint": "ep", "baseline": str(tmp_path / "base"),
+                                     "capture": str(tmp_path / "cap"), "output": str(tmp_path / "mon")}]}
+    (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(cfg))
+    r = runner.invoke(app, ["monitor", "run", "--once", "-f", str(tmp_path / "ferry.yaml"),
+                            "--at", "2026-01-01T00:00:00Z"])
+    assert r.exit_code == 1
+    ex = json.loads(r.output)[0]
+    assert ex["status"] == "Failed" and "no captured data" in ex["failure_reason"]
+    r = runner.invoke(app, ["monitor", "list", "--output", str(tmp_path / "mon")])
+    assert r.exit_code == 0 and "Failed" in r.output
+    r = runner.invoke(app, ["monitor", "show", ex["path"]])
+    assert json.loads(r.output)["status"] == "Failed"
+    cfg["monitoring_schedules"][0]["monitor_type"] = "model_quality"
+    (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(cfg))
+    r = runner.invoke(app, ["monitor", "run", "--once", "-f", str(tmp_path / "ferry.yaml")])
+    assert r.exit_code == 2 and "ground_truth" in r.output
