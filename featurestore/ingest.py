@@ -70,7 +70,8 @@ class IngestWorker:
 
     def __init__(self, store: FeatureStore, groups: Iterable[FeatureGroupSpec], bootstrap_servers: str,
                  consumer_group: str = "ferry-features", max_batch: int = 5000, poll_ms: int = 200,
-                 client_id: str = "ferry-ingest"):
+                 client_id: str = "ferry-ingest", instance_id: str | None = None,
+                 session_timeout_ms: int = 10_000):
         self.store = store
         self.by_topic = {g.kafka_topic: g for g in groups}
         if not self.by_topic:
@@ -81,6 +82,7 @@ class IngestWorker:
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers, group_id=consumer_group, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=max_batch,
+            group_instance_id=instance_id, session_timeout_ms=session_timeout_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
         self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers, client_id=client_id + "-dlq",
                                       acks="all", linger_ms=5)

@@ -97,6 +97,8 @@ def ingest(file: Path = FILE, group: Optional[str] = typer.Option(None, "--group
            until_idle: Optional[float] = typer.Option(None, help="exit after this many idle seconds at zero lag"),
            metrics_port: Optional[int] = typer.Option(None, help="serve Prometheus metrics on 127.0.0.1:PORT"),
            max_batch: int = typer.Option(5000, help="records per micro-batch"),
+           instance_id: Optional[str] = typer.Option(None, help="static group membership id: a restarted worker "
+                                                                "gets its partitions back at once"),
            data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
     """Consume the groups' Kafka topics into the online and offline stores."""
     from featurestore.ingest import IngestWorker
@@ -113,7 +115,7 @@ def ingest(file: Path = FILE, group: Optional[str] = typer.Option(None, "--group
 
         start_http_server(metrics_port, addr="127.0.0.1")
     worker = IngestWorker(store, groups, settings.kafka_bootstrap_servers, consumer_group=consumer_group,
-                          max_batch=max_batch)
+                          max_batch=max_batch, instance_id=instance_id)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     log.info("ingesting %s from %s", ", ".join(g.kafka_topic for g in groups), settings.kafka_bootstrap_servers)
     try:
