@@ -112,9 +112,10 @@ class _Codec:
 
 
 class RedisOnlineStore(OnlineStore):
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0"):
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", timeout: float = 10.0):
         self.url = url
-        self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
+        self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
+                                      socket_connect_timeout=min(timeout, 5.0))
         self._put = self.r.register_script(PUT_MANY)
         self._update = self.r.register_script(UPDATE)
         self._delete = self.r.register_script(DELETE)
