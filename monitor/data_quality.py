@@ -121,7 +121,7 @@ def check(window: pd.DataFrame, statistics: dict, constraints: dict,
         domains = (f.get("string_constraints") or {}).get("domains")
         live_counts = None
         if expected == "String" or domains:
-            live_counts = ty.string_values(col).value_counts()
+            live_counts = ty.string_counts(col)
         if domains and live_counts is not None and live_counts.sum() > 0:
             inside = live_counts.index.isin([str(d) for d in domains])
             frac = float(live_counts[inside].sum() / live_counts.sum())

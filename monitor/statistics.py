@@ -47,7 +47,7 @@ def profile_column(name: str, col: pd.Series) -> ColumnProfile:
             "distribution": {"kll": {"buckets": sk.buckets(v), "sketch": sketch_json}},
         }
     elif itype == "String":
-        counts = ty.string_values(col).value_counts(sort=True)
+        counts = ty.string_counts(col)
         prof.counts = counts
         top = counts.iloc[:MAX_CATEGORICAL_BUCKETS]
         if len(counts) > len(top):

@@ -29,13 +29,14 @@ def classify(col: pd.Series) -> np.ndarray:
         out[finite & (v == np.floor(np.where(finite, v, 0)))] = INTEGRAL
         out[np.isnan(v)] = NULL
         return out
-    s = col.astype("string").str.strip()
-    isnull = s.isna() | (s == "")
-    out = np.full(len(s), STRING, dtype=np.int8)
-    out[s.str.fullmatch(_FRAC_RE).fillna(False).to_numpy(dtype=bool)] = FRACTIONAL
-    out[s.str.fullmatch(_INT_RE).fillna(False).to_numpy(dtype=bool)] = INTEGRAL
-    out[isnull.to_numpy(dtype=bool)] = NULL
-    return out
+    # strings: classify each distinct value once
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    u = pd.Series(uniques, dtype=object).astype("string").str.strip()
+    kinds = np.full(len(u), STRING, dtype=np.int8)
+    kinds[u.str.fullmatch(_FRAC_RE).fillna(False).to_numpy(dtype=bool)] = FRACTIONAL
+    kinds[u.str.fullmatch(_INT_RE).fillna(False).to_numpy(dtype=bool)] = INTEGRAL
+    kinds[(u.isna() | (u == "")).to_numpy(dtype=bool)] = NULL
+    return np.where(codes < 0, NULL, kinds[np.maximum(codes, 0)]).astype(np.int8)
 
 
 def infer_type(codes: np.ndarray) -> str:
@@ -71,7 +72,12 @@ def numeric_values(col: pd.Series) -> np.ndarray:
     return v[~np.isnan(v)]
 
 
-def string_values(col: pd.Series) -> pd.Series:
-    """The column's present values as strings (nulls and blanks dropped)."""
-    s = col.astype("string").str.strip()
-    return s[s.notna() & (s != "")]
+def string_counts(col: pd.Series) -> pd.Series:
+    """Count of each present value as a string (nulls and blanks dropped), most frequent first."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    keys = pd.Series(uniques, dtype=object).astype("string").str.strip()
+    out = pd.Series(counts, index=pd.Index(keys.to_numpy(dtype=object)), dtype=np.int64)
+    out = out[keys.notna().to_numpy() & (keys != "").fillna(False).to_numpy(dtype=bool)]
+    out = out.groupby(level=0, sort=False).sum()
+    return out.sort_values(ascending=False, kind="stable")

@@ -201,3 +201,14 @@ def test_robust_ignores_noise_on_a_small_window_that_simple_flags(baseline):
     simple = {**cons, "monitoring_config": {"distribution_constraints": {"comparison_method": "Simple"}}}
     assert any(v["constraint_check_type"] == "baseline_drift_check" for v in data_quality.check(w, stats, simple).violations)
     assert not any(v["constraint_check_type"] == "baseline_drift_check" for v in data_quality.check(w, stats, cons).violations)
+
+
+def test_linf_with_ties_on_both_sides_matches_scipy():
+    from scipy import stats
+    rng = np.random.default_rng(5)
+    a, b = rng.poisson(3, 1500).astype(float), rng.poisson(3.1, 700).astype(float)
+    assert _numeric(a, b)["linf_simple"] == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+    big_a, big_b = rng.poisson(3, 300_000).astype(float), rng.poisson(3, 300_000).astype(float)
+    assert abs(_numeric(big_a, big_b)["linf_simple"] - stats.ks_2samp(big_a, big_b).statistic) < 2e-3
+    assert _numeric(big_a, big_b)["wasserstein_normed"] == pytest.approx(
+        stats.wasserstein_distance(big_a, big_b) / big_a.std(), abs=2e-3)
