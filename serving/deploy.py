@@ -35,14 +35,17 @@ def _replicas(v: VariantSpec) -> dict:
 
 
 def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec):
-    """The bound ModelServer of one production variant."""
+    """The bound ModelServer of one production variant (or, in-process, the arguments of its runner)."""
+    batching = v.batching.model_dump() if v.batching else None
+    if v.in_process:
+        return {"model": model.model_dump(), "variant": v.name, "batching": batching}
     return ModelServer.options(
         name=f"{endpoint}.{v.name}",
         max_ongoing_requests=v.max_ongoing_requests,
         ray_actor_options={"num_cpus": v.num_cpus},
         logging_config=QUIET,
         **_replicas(v),
-    ).bind(model.model_dump(), v.name, v.batching.model_dump() if v.batching else None)
+    ).bind(model.model_dump(), v.name, batching)
 
 
 def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec):

@@ -20,6 +20,7 @@ from serving import codecs, v2
 from serving.dataplane import Payload, RoutedRequest, RoutedResponse
 from serving.errors import FerryError, InferenceError, bad_request, not_found, too_large, unauthorized, unavailable
 from serving.metrics import ServingMetrics
+from serving.model_server import RemoteVariant, VariantRunner
 from serving.router import EndpointRouter
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class Gateway:
         self.default = self.endpoints[0] if endpoints else None
         self.max_payload = max_payload_bytes
         self.token = auth_token
-        self.routers = {ep["name"]: EndpointRouter(ep, variants[ep["name"]]) for ep in endpoints}
+        self.routers = {ep["name"]: EndpointRouter(ep, {name: _variant(v) for name, v in variants[ep["name"]].items()})
+                        for ep in endpoints}
         self.metrics = ServingMetrics()
 
     async def __call__(self, request: Request) -> Response:
@@ -167,6 +169,13 @@ class Gateway:
         resp = await self._call(router, req, name, "v2", start)
         out, headers = v2.encode_response(name, resp.variant, parsed, resp.outputs)
         return Response(out, headers=headers)
+
+
+def _variant(target):
+    """A bound deployment arrives as a DeploymentHandle; an in-process variant as its runner arguments."""
+    if isinstance(target, dict):
+        return VariantRunner(target["model"], target["variant"], target["batching"])
+    return RemoteVariant(target)
 
 
 def _json(doc: dict, status: int = 200) -> Response:

@@ -1,4 +1,7 @@
-"""The model deployment: one onnxruntime session per replica, with optional dynamic batching."""
+"""Running a variant's model: `VariantRunner` (onnxruntime + optional dynamic batching) and the
+`ModelServer` deployment that hosts one per replica. An in-process variant runs its VariantRunner inside
+the gateway replica instead, saving the network hop.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,15 @@ from collections import defaultdict
 
 import numpy as np
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from serving.dataplane import Payload, RoutedResponse
 from serving.errors import FerryError
 from serving.runtime import OnnxModel
 
 
-@serve.deployment
-class ModelServer:
-    """Serves one variant's model; validated requests may be batched with @serve.batch."""
+class VariantRunner:
+    """One variant's onnxruntime session; validated requests may be batched with @serve.batch."""
 
     def __init__(self, model: dict, variant: str, batching: dict | None = None):
         self.variant = variant
@@ -26,11 +29,11 @@ class ModelServer:
             self._run_batch.set_max_batch_size(batching["max_batch_size"])
             self._run_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_ms"] / 1000.0)
 
-    def metadata(self) -> dict:
+    async def metadata(self) -> dict:
         return {"inputs": [t.as_dict() for t in self.model.inputs],
                 "outputs": [t.as_dict() for t in self.model.outputs]}
 
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return True
 
     async def infer(self, payload: Payload, output_names: list[str] | None = None) -> RoutedResponse:
@@ -73,3 +76,36 @@ class ModelServer:
                 results[i] = RoutedResponse(self.variant, {k: parts[k][j] for k in names},
                                             batch_size=len(items), model_seconds=took)
         return results
+
+
+class RemoteVariant:
+    """A variant served by its own ModelServer deployment, with the VariantRunner interface."""
+
+    def __init__(self, handle: DeploymentHandle):
+        self.handle = handle
+
+    async def metadata(self) -> dict:
+        return await self.handle.metadata.remote()
+
+    async def ready(self) -> bool:
+        return await self.handle.ready.remote()
+
+    async def infer(self, payload: Payload, output_names: list[str] | None = None) -> RoutedResponse:
+        return await self.handle.infer.remote(payload, output_names)
+
+
+@serve.deployment
+class ModelServer:
+    """The deployment of one production variant: a VariantRunner per replica."""
+
+    def __init__(self, model: dict, variant: str, batching: dict | None = None):
+        self.runner = VariantRunner(model, variant, batching)
+
+    async def metadata(self) -> dict:
+        return await self.runner.metadata()
+
+    async def ready(self) -> bool:
+        return True
+
+    async def infer(self, payload: Payload, output_names: list[str] | None = None) -> RoutedResponse:
+        return await self.runner.infer(payload, output_names)

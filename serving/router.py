@@ -1,7 +1,8 @@
 """An endpoint's router: picks a production variant (weights or the target-variant header) and calls it.
 
-The router lives in the gateway replica (no extra network hop); each variant is its own Ray Serve
-deployment reached through a DeploymentHandle, so variants scale and fail independently.
+The router lives in the gateway replica (no extra network hop). Each variant is either its own Ray Serve
+deployment reached through a DeploymentHandle (the default: variants scale and fail independently) or,
+with ``in_process: true``, a model session inside the gateway replica itself (no hop at all).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from ray.serve.handle import DeploymentHandle
 
 from serving.dataplane import RoutedRequest, RoutedResponse
 from serving.errors import bad_request
@@ -34,7 +34,8 @@ class VariantPicker:
 class EndpointRouter:
     """Variant choice in front of one model deployment per production variant."""
 
-    def __init__(self, endpoint: dict, variants: dict[str, DeploymentHandle]):
+    def __init__(self, endpoint: dict, variants: dict):
+        """`variants` maps each variant name to a VariantRunner or RemoteVariant (same interface)."""
         self.name = endpoint["name"]
         self.variants = variants
         self.picker = VariantPicker({v["name"]: v["initial_weight"] for v in endpoint["variants"]})
@@ -45,14 +46,14 @@ class EndpointRouter:
         if variant is None:
             return RoutedResponse(req.target_variant or "", error=bad_request(
                 f"endpoint {self.name!r} has no variant {req.target_variant!r}; variants: {self.picker.names}"))
-        return await self.variants[variant].infer.remote(req.payload, req.output_names)
+        return await self.variants[variant].infer(req.payload, req.output_names)
 
     async def metadata(self, variant: str | None = None) -> dict | None:
         name = variant or self.picker.names[0]
         if name not in self.variants:
             return None
         if name not in self._meta:
-            self._meta[name] = await self.variants[name].metadata.remote()
+            self._meta[name] = await self.variants[name].metadata()
         return {**self._meta[name], "versions": self.picker.names}
 
     async def ready(self, variant: str | None = None, timeout_s: float = 2.0) -> bool:
@@ -60,7 +61,7 @@ class EndpointRouter:
         if any(n not in self.variants for n in names):
             return False
         try:
-            await asyncio.wait_for(asyncio.gather(*(self.variants[n].ready.remote() for n in names)), timeout_s)
+            await asyncio.wait_for(asyncio.gather(*(self.variants[n].ready() for n in names)), timeout_s)
             return True
         except Exception:  # a variant with no healthy replica is simply not ready
             return False

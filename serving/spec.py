@@ -94,6 +94,9 @@ class VariantSpec(Strict):
     max_ongoing_requests: int = Field(64, ge=1, description="Ray Serve's default 5 collapses under load")
     batching: BatchingSpec | None = None
     num_cpus: float = Field(0.25, gt=0, description="logical CPUs each replica reserves in Ray")
+    in_process: bool = Field(False, description=(
+        "run the model inside the gateway replicas (no network hop; scales with server.gateway_replicas; "
+        "replicas and autoscaling of this variant are then unused)"))
 
     _v_name = field_validator("name")(_check_name)
 
