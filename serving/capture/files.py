@@ -17,16 +17,15 @@ from typing import IO
 from serving.capture.sink import CaptureSink
 
 
-class JsonlFileSink(CaptureSink):
-    kind = "files"
+class RotatingJsonlWriter:
+    """Appends records to the hour-folder files of one endpoint (not thread-safe: one writer per thread)."""
 
     def __init__(self, destination: str | Path, endpoint: str, max_file_bytes: int = 64 * 1024 * 1024,
-                 rotate_after_s: float = 300.0, **kw):
+                 rotate_after_s: float = 300.0):
         self.root = Path(destination) / endpoint
         self.max_file_bytes = max_file_bytes
         self.rotate_after_s = rotate_after_s
         self._open: dict[tuple[str, str], tuple[IO[str], float]] = {}
-        super().__init__(endpoint, **kw)
 
     def _file(self, variant: str, hour: str) -> IO[str]:
         key = (variant, hour)
@@ -48,7 +47,8 @@ class JsonlFileSink(CaptureSink):
         self._open[key] = (f, time.monotonic())
         return f
 
-    def write_batch(self, records: list[dict]) -> list[dict]:
+    def write(self, records: list[dict]) -> None:
+        """Append records (each batch one write and flush per file)."""
         groups: dict[tuple[str, str], list[str]] = {}
         for r in records:
             t = r["eventMetadata"]["inferenceTime"]  # 2022-02-14T17:25:49.123Z
@@ -58,9 +58,24 @@ class JsonlFileSink(CaptureSink):
             f = self._file(variant, hour)
             f.write("\n".join(lines) + "\n")
             f.flush()
-        return []
 
-    def close_backend(self) -> None:
+    def close(self) -> None:
         for f, _ in self._open.values():
             f.close()
         self._open.clear()
+
+
+class JsonlFileSink(CaptureSink):
+    kind = "files"
+
+    def __init__(self, destination: str | Path, endpoint: str, max_file_bytes: int = 64 * 1024 * 1024,
+                 rotate_after_s: float = 300.0, **kw):
+        self.writer = RotatingJsonlWriter(destination, endpoint, max_file_bytes, rotate_after_s)
+        super().__init__(endpoint, **kw)
+
+    def write_batch(self, records: list[dict]) -> list[dict]:
+        self.writer.write(records)
+        return []
+
+    def close_backend(self) -> None:
+        self.writer.close()

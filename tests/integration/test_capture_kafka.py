@@ -165,3 +165,21 @@ def test_broker_restart_loses_no_captured_record(private_broker):
     assert ids == {f"inf-{i}" for i in range(300)}
     assert sum(_metric("ferry_capture_dropped_records_total", reason=x, **labels)
                for x in ("queue_full", "retries_exhausted", "closed", "error")) == 0
+
+
+def test_archived_topic_reads_back_as_a_capture_folder(kafka_bootstrap, tmp_path):  # noqa: F811
+    from monitor.capture_reader import read_capture
+    from serving.capture.archive import archive_topic
+
+    topic = f"ferry.capture.archive.{uuid.uuid4().hex[:8]}"
+    spec = DataCaptureSpec(enabled=True, destination=f"kafka://{topic}")
+    sink = make_sink(spec, "credit-archive", kafka_bootstrap)
+    for r in _records(spec, 120):
+        sink.put(r)
+    sink.close()
+    n = archive_topic(kafka_bootstrap, topic, tmp_path, "credit-archive", group_id=f"g-{uuid.uuid4().hex[:6]}",
+                      idle_exit_s=3)
+    assert n == 120
+    df = read_capture(tmp_path / "credit-archive", input_columns=["i", "half"])
+    assert sorted(df["i"]) == list(range(120)) and (df["half"] == df["i"] * 0.5).all()
+    assert set(df["variant"]) == {"AllTraffic"}
