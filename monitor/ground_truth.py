@@ -8,6 +8,7 @@ capture's eventId. A multi-line data field labels the capture's payload lines in
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,18 @@ def parse(records: list[dict]) -> pd.DataFrame:
     # a label posted again for the same event replaces the earlier one
     df = df.drop_duplicates(["joinKey", "line"], keep="last").reset_index(drop=True)
     return df
+
+
+def write(records: list[dict], folder: str | Path, now: datetime | None = None) -> Path:
+    """Validate ground-truth records and append them under <folder>/yyyy/mm/dd/hh/ (collection time, as the
+    service stores them); a bad record raises before anything is written."""
+    parse(records)
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    path = Path(folder) / f"{now:%Y/%m/%d/%H}" / "ground-truth.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    return path
 
 
 def read(path: str | Path) -> pd.DataFrame:

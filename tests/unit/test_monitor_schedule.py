@@ -1,0 +1,45 @@
+"""Schedule spec validation, next run times, ground-truth files."""
+
+from datetime import datetime, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from monitor import ground_truth
+from monitor.service import next_run
+from monitor.spec import MonitoringScheduleSpec
+
+T = datetime(2026, 5, 4, 12, 7, 30, tzinfo=timezone.utc)
+
+
+def _spec(**kw):
+    return MonitoringScheduleSpec(name="s", endpoint="ep", baseline="b", **kw)
+
+
+def test_next_run_on_interval_and_cron():
+    assert next_run(_spec(interval_s=600), T) == datetime(2026, 5, 4, 12, 10, tzinfo=timezone.utc)
+    assert next_run(_spec(cron="0 * * * *"), T) == datetime(2026, 5, 4, 13, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"cron": "every hour"}, "cron"),
+    ({"monitor_type": "model_quality"}, "ground_truth"),
+    ({"monitor_type": "bias", "ground_truth": "gt"}, "bias"),
+    ({"monitor_type": "attribution"}, "model, features"),
+    ({"window_start_offset_s": 60, "window_end_offset_s": 60}, "window_end_offset_s"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_schedules_name_the_field(kw, field):
+    with pytest.raises(ValidationError, match=field):
+        _spec(**kw)
+
+
+def test_ground_truth_write_then_read(tmp_path):
+    recs = [ground_truth.record("a", 1), ground_truth.record("b", 0)]
+    p = ground_truth.write(recs, tmp_path, now=T)
+    assert p.relative_to(tmp_path).as_posix() == "2026/05/04/12/ground-truth.jsonl"
+    ground_truth.write([ground_truth.record("a", 0)], tmp_path, now=T)
+    df = ground_truth.read(tmp_path)
+    assert dict(zip(df["joinKey"], df["groundTruth"])) == {"a": "0", "b": "0"}
+    with pytest.raises(ValueError, match="groundTruthData.data"):
+        ground_truth.write([{"eventMetadata": {"eventId": "x"}}], tmp_path)
