@@ -1,0 +1,56 @@
+"""`ferry features` commands on the embedded default (SQLite + Parquet), through the real typer app."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from ferry.cli import app
+
+GROUP = {"name": "users", "record_identifier": "user_id", "event_time": "ts",
+         "features": [{"name": "user_id", "type": "Integral"}, {"name": "ts", "type": "Fractional"},
+                      {"name": "score", "type": "Fractional"}]}
+
+
+def run(*args):
+    return CliRunner().invoke(app, ["features", *args])
+
+
+def test_put_get_training_set(tmp_path):
+    cfg = tmp_path / "ferry.yaml"
+    cfg.write_text(yaml.safe_dump({"feature_groups": [GROUP]}))
+    f = ["-f", str(cfg)]
+    r = run("create", *f)
+    assert r.exit_code == 0 and "users" in r.output and "ferry.features.users" in r.output
+    assert run("put", "users", "--record", '{"user_id": 1, "ts": 10, "score": 0.5}', *f).exit_code == 0
+    r = run("put", "users", "--record", '{"user_id": 1, "ts": 5, "score": 0.9}', *f)
+    assert "offline only" in r.output
+    r = run("get", "users", "1", *f)
+    assert r.exit_code == 0, r.output
+    assert {"FeatureName": "score", "ValueAsString": "0.5"} in json.loads(r.output)["Record"]
+    assert (tmp_path / ".ferry" / "features" / "online.db").exists()  # beside the deploy file
+
+    bad = run("put", "users", "--record", '{"user_id": 1, "ts": 11, "score": "high"}', *f)
+    assert bad.exit_code != 0 and "score" in bad.output
+
+    pd.DataFrame({"user_id": [1, 1, 2], "event_timestamp": [7, 12, 12]}).to_csv(tmp_path / "e.csv", index=False)
+    r = run("training-set", "users", "--entities", str(tmp_path / "e.csv"), "--out", str(tmp_path / "o.parquet"), *f)
+    assert r.exit_code == 0, r.output
+    out = pd.read_parquet(tmp_path / "o.parquet")
+    assert out["score"].tolist()[:2] == [0.9, 0.5] and pd.isna(out["score"][2])
+
+
+def test_create_from_spec_file_and_bad_config(tmp_path):
+    cfg = tmp_path / "ferry.yaml"
+    cfg.write_text(yaml.safe_dump({"feature_groups": []}))
+    spec = tmp_path / "g.yaml"
+    spec.write_text(yaml.safe_dump({**GROUP, "name": "extra"}))
+    r = run("create", "-f", str(cfg), "--spec", str(spec))
+    assert r.exit_code == 0 and "extra" in r.output
+    assert run("get", "extra", "1", "-f", str(cfg)).output.strip() == "{}"
+    cfg.write_text(yaml.safe_dump({"feature_groups": [{**GROUP, "event_time": "nope"}]}))
+    r = run("get", "users", "1", "-f", str(cfg))
+    assert r.exit_code != 0 and "event_time" in r.output
