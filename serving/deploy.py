@@ -23,6 +23,7 @@ from serving.spec import EndpointSpec, ModelSpec, ServerSpec, VariantSpec
 log = logging.getLogger(__name__)
 
 APP_NAME = "ferry"
+GRPC_SERVICER = "serving.protos.inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
 GATEWAY_MAX_ONGOING = 1024
 QUIET = {"enable_access_log": False, "log_level": "WARNING"}  # per-request access logs cost ~1 ms each
 
@@ -42,6 +43,7 @@ def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec):
     return ModelServer.options(
         name=f"{endpoint}.{v.name}",
         max_ongoing_requests=v.max_ongoing_requests,
+        max_queued_requests=v.max_queued_requests,
         ray_actor_options={"num_cpus": v.num_cpus},
         logging_config=QUIET,
         **_replicas(v),
@@ -63,13 +65,16 @@ def start_ray(server: ServerSpec, address: str | None = None) -> None:
     """Start (or join) Ray with enough logical CPUs for Ferry's fractional replicas, then Serve."""
     if server.ingress == "haproxy":
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    for var in ("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"):
+        os.environ.setdefault(var, str(server.grpc_max_message_bytes))
     if not ray.is_initialized():
         kwargs = {"include_dashboard": False, "logging_level": logging.WARNING}
         if address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=server.ray_num_cpus or max(8, os.cpu_count() or 1), **kwargs)
-    serve.start(http_options={"host": server.host, "port": server.http_port, "location": "HeadOnly"})
+    serve.start(http_options={"host": server.host, "port": server.http_port, "location": "HeadOnly"},
+                grpc_options={"port": server.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]})
 
 
 def deploy(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,

@@ -1,4 +1,5 @@
-"""The HTTP gateway: SageMaker runtime routes, KServe V2 REST, /ping and /metrics on one port.
+"""The gateway: SageMaker runtime routes, KServe V2 REST, /ping and /metrics over HTTP, and the V2
+`inference.GRPCInferenceService` RPCs through Ray Serve's gRPC proxy.
 
 A thin protocol adapter: it checks size and auth, decodes the body into a `Payload`, hands it to the
 endpoint's router (which calls a variant's model deployment through its DeploymentHandle), and encodes
@@ -13,12 +14,14 @@ import logging
 import time
 
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving import codecs, v2
+from serving import codecs, grpc_codec, v2
 from serving.dataplane import Payload, RoutedRequest, RoutedResponse
-from serving.errors import FerryError, InferenceError, bad_request, not_found, too_large, unauthorized, unavailable
+from serving.errors import (FerryError, InferenceError, bad_request, not_found, throttled, too_large, unauthorized,
+                            unavailable)
 from serving.metrics import ServingMetrics
 from serving.model_server import RemoteVariant, VariantRunner
 from serving.router import EndpointRouter
@@ -120,9 +123,12 @@ class Gateway:
     async def _call(self, router, req: RoutedRequest, endpoint: str, protocol: str, start: float) -> RoutedResponse:
         try:
             resp: RoutedResponse = await router.infer(req)
-        except Exception as err:  # replica died, backpressure, ... : retryable, never the client's fault
+        except Exception as err:  # backpressure, replica died, ...: retryable, never the client's fault
             log.warning("endpoint %s unavailable: %s", endpoint, type(err).__name__)
-            error = unavailable(f"endpoint {endpoint} is unavailable: {type(err).__name__}")
+            if isinstance(err, BackPressureError):
+                error = throttled(f"endpoint {endpoint} is at its queue limit; retry later")
+            else:
+                error = unavailable(f"endpoint {endpoint} is unavailable: {type(err).__name__}")
             self.metrics.observe(endpoint, "", protocol, error.status, time.perf_counter() - start, error.error_type)
             raise FerryError(error) from None
         err = resp.error
@@ -159,6 +165,63 @@ class Gateway:
             return await self._v2_infer(request, router, name, version)
         raise FerryError(not_found(f"no V2 route {method} {request.url.path}"))
 
+    # --- V2 gRPC: method names are the RPC names (Ray Serve's gRPC proxy dispatches on them). Protobuf
+    # classes are imported here, in the replica, never at module import: no type hints on purpose.
+
+    async def ServerLive(self, request):
+        from serving.protos import inference_pb2 as pb
+
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request):
+        from serving.protos import inference_pb2 as pb
+
+        return pb.ServerReadyResponse(ready=all([await r.ready() for r in self.routers.values()]))
+
+    async def ServerMetadata(self, request):
+        from serving.protos import inference_pb2 as pb
+
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=V2_EXTENSIONS)
+
+    async def ModelReady(self, request, grpc_context=None):
+        from serving.protos import inference_pb2 as pb
+
+        try:
+            router = self._router(request.name, sagemaker=False)
+        except FerryError as err:
+            return _grpc_fail(grpc_context, err.error, pb.ModelReadyResponse())
+        return pb.ModelReadyResponse(ready=await router.ready(request.version or None))
+
+    async def ModelMetadata(self, request, grpc_context=None):
+        from serving.protos import inference_pb2 as pb
+
+        try:
+            meta = await self._router(request.name, sagemaker=False).metadata(request.version or None)
+            if meta is None:
+                raise FerryError(not_found(f"model {request.name!r} has no version {request.version!r}"))
+        except FerryError as err:
+            return _grpc_fail(grpc_context, err.error, pb.ModelMetadataResponse())
+        tm = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=request.name, versions=meta["versions"], platform="onnx_onnxv1",
+            inputs=[tm(**t) for t in meta["inputs"]], outputs=[tm(**t) for t in meta["outputs"]])
+
+    async def ModelInfer(self, request, grpc_context=None):
+        from serving.protos import inference_pb2 as pb
+
+        start = time.perf_counter()
+        try:
+            router = self._router(request.model_name, sagemaker=False)
+            req = RoutedRequest(Payload(named=grpc_codec.request_inputs(request), strict_dtype=True),
+                                output_names=[o.name for o in request.outputs] or None,
+                                target_variant=request.model_version or None, inference_id=request.id or None,
+                                content_type="application/grpc")
+            resp = await self._call(router, req, request.model_name, "grpc", start)
+        except FerryError as err:
+            return _grpc_fail(grpc_context, err.error, pb.ModelInferResponse())
+        out = pb.ModelInferResponse(model_name=request.model_name, model_version=resp.variant, id=request.id)
+        return grpc_codec.fill_response(out, resp.outputs, raw=bool(request.raw_input_contents))
+
     async def _v2_infer(self, request: Request, router, name: str, version: str | None) -> Response:
         start = time.perf_counter()
         body = await self._body(request)
@@ -176,6 +239,16 @@ def _variant(target):
     if isinstance(target, dict):
         return VariantRunner(target["model"], target["variant"], target["batching"])
     return RemoteVariant(target)
+
+
+def _grpc_fail(context, error: InferenceError, empty):
+    """Set the gRPC status of a failed call (Ray Serve sends it instead of the empty message)."""
+    import grpc
+
+    if context is not None:
+        context.set_code(getattr(grpc.StatusCode, error.grpc_code))
+        context.set_details(error.message)
+    return empty
 
 
 def _json(doc: dict, status: int = 200) -> Response:

@@ -32,7 +32,8 @@ class ServerSpec(Strict):
     host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 exposes Ferry to the network")
     http_port: int = Field(8080, ge=1, le=65535)
     grpc_port: int = Field(9000, ge=1, le=65535)
-    max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, ge=1, description="larger bodies get 413")
+    max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, ge=1, description="larger bodies get 413 (gRPC: RESOURCE_EXHAUSTED)")
+    grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC message size limit of Ray's proxy")
     ingress: Literal["python", "haproxy"] = Field(
         "python", description="Ray Serve's Python proxy, or its HAProxy ingress (needs the haproxy extra)")
     auth_token: str | None = Field(None, description="when set, data-plane requests need 'Authorization: Bearer <token>'")
@@ -92,6 +93,8 @@ class VariantSpec(Strict):
     replicas: int = Field(1, ge=1, description="fixed replica count (ignored when autoscaling is set)")
     autoscaling: AutoscalingSpec | None = None
     max_ongoing_requests: int = Field(64, ge=1, description="Ray Serve's default 5 collapses under load")
+    max_queued_requests: int = Field(-1, ge=-1, description="queued requests per caller before 429 / "
+                                     "RESOURCE_EXHAUSTED (-1: no limit)")
     batching: BatchingSpec | None = None
     num_cpus: float = Field(0.25, gt=0, description="logical CPUs each replica reserves in Ray")
     in_process: bool = Field(False, description=(

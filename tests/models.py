@@ -47,3 +47,10 @@ def fragile_model() -> bytes:
     vi = helper.make_tensor_value_info
     return _model([helper.make_node("Reshape", ["x", "shape"], ["y"])],
                   [vi("x", TensorProto.FLOAT, ["n", 4])], [vi("y", TensorProto.FLOAT, [3, "m"])], [shape])
+
+
+def identity_model() -> bytes:
+    """x FP32[-1, -1] -> y = x: for large tensors."""
+    vi = helper.make_tensor_value_info
+    return _model([helper.make_node("Identity", ["x"], ["y"])],
+                  [vi("x", TensorProto.FLOAT, ["n", "m"])], [vi("y", TensorProto.FLOAT, ["n", "m"])])

@@ -9,7 +9,7 @@ import pytest
 
 from ferry.config import parse_config
 from ferry.demo import demo_config, write_demo
-from tests.models import fragile_model, multi_dtype_model
+from tests.models import fragile_model, identity_model, multi_dtype_model
 
 
 def free_port() -> int:
@@ -19,14 +19,23 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_serve():
-    """Ray and Ray Serve, started once per test session; yields the HTTP port."""
+def grpc_port():
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_serve(grpc_port):
+    """Ray and Ray Serve (HTTP and the V2 gRPC service), started once per test session; yields the HTTP port."""
     import ray
     from ray import serve
 
+    from serving.deploy import GRPC_SERVICER
+
     port = free_port()
+    os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(64 * 1024 * 1024))
     ray.init(num_cpus=8, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"})
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"},
+                grpc_options={"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]})
     yield port
     serve.shutdown()
     ray.shutdown()
@@ -38,6 +47,7 @@ def demo_dir(tmp_path_factory):
     write_demo(out)
     (out / "multi.onnx").write_bytes(multi_dtype_model())
     (out / "fragile.onnx").write_bytes(fragile_model())
+    (out / "big.onnx").write_bytes(identity_model())
     return out
 
 
@@ -51,8 +61,11 @@ def ferry_url(ray_serve, demo_dir):
 
     doc = demo_config()
     doc["server"].update(http_port=ray_serve, max_payload_bytes=MAX_PAYLOAD)
+    doc["endpoints"][0]["variants"].append({"name": "InProcess", "model": "credit-gbm", "initial_weight": 0,
+                                            "in_process": True})
     doc["endpoints"][0].pop("data_capture")
-    doc["models"] += [{"name": "multi", "path": "multi.onnx"}, {"name": "fragile", "path": "fragile.onnx"}]
+    doc["models"] += [{"name": "multi", "path": "multi.onnx"}, {"name": "fragile", "path": "fragile.onnx"},
+                      {"name": "big", "path": "big.onnx"}]
     doc["endpoints"] += [
         {"name": "ab-test", "variants": [
             {"name": "A", "model": "credit-gbm", "initial_weight": 3},
@@ -60,6 +73,7 @@ def ferry_url(ray_serve, demo_dir):
         {"name": "batched", "variants": [
             {"model": "credit-gbm", "batching": {"max_batch_size": 16, "batch_wait_timeout_ms": 5}}]},
         {"name": "multi", "variants": [{"model": "multi"}]},
+        {"name": "big", "variants": [{"model": "big", "in_process": True}]},
         {"name": "fragile", "variants": [{"model": "fragile"}]},
     ]
     cfg = parse_config(doc, base=demo_dir, environ={})
