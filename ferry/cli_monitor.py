@@ -129,14 +129,14 @@ def data_quality_cmd(
 ) -> None:
     """Check a dataset against a data-quality baseline; write constraint_violations.json."""
     from monitor import jobs
-    from monitor.capture_reader import METADATA_COLUMNS
+    from monitor.capture_reader import feature_frame
     from monitor.jsonio import read_json
     from monitor.tables import load_window
     try:
         names = _split(input_columns) or [f["name"] for f in read_json(baseline / "constraints.json")["features"]]
         df = load_window(data, names)
-        outputs = [c for c in df.columns if str(c).startswith("prediction")] if data.is_dir() else []
-        df = df.drop(columns=[c for c in (*METADATA_COLUMNS, *outputs) if c in df.columns])
+        if data.is_dir() or data.suffix.lower() in (".jsonl", ".json"):
+            df = feature_frame(df)
         _report(jobs.data_quality(df, baseline, out, min_rows), out)
     except (ValueError, FileNotFoundError, KeyError) as err:
         _fail(str(err))

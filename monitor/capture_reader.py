@@ -173,9 +173,10 @@ def read_capture(path: str | Path, input_columns: list[str] | None = None, outpu
     return df
 
 
-def feature_frame(df: pd.DataFrame, drop: list[str] | None = None) -> pd.DataFrame:
-    """The capture frame without metadata (and the given output) columns."""
-    gone = [c for c in (*METADATA_COLUMNS, *(drop or [])) if c in df.columns]
+def feature_frame(df: pd.DataFrame, outputs: list[str] | None = None) -> pd.DataFrame:
+    """The input feature columns of a capture frame: without metadata, prediction* and the given outputs."""
+    gone = [c for c in df.columns
+            if c in METADATA_COLUMNS or c in (outputs or []) or (isinstance(c, str) and c.startswith("prediction"))]
     return df.drop(columns=gone)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from monitor import ground_truth, jobs, metrics
-from monitor.capture_reader import METADATA_COLUMNS, name_inputs, read_capture
+from monitor.capture_reader import feature_frame, name_inputs, read_capture
 from monitor.jsonio import read_json, write_json
 from monitor.spec import MonitoringScheduleSpec
 
@@ -72,9 +72,7 @@ def _load_window(spec: MonitoringScheduleSpec, start: datetime, end: datetime) -
 
 def _run_job(spec: MonitoringScheduleSpec, df: pd.DataFrame, out: Path) -> jobs.JobResult:
     if spec.monitor_type == "data_quality":
-        outputs = [c for c in df.columns if str(c).startswith("prediction")] + list(spec.output_columns or [])
-        features = df.drop(columns=[c for c in (*METADATA_COLUMNS, *outputs) if c in df.columns])
-        return jobs.data_quality(features, spec.baseline, out, spec.min_window_rows)
+        return jobs.data_quality(feature_frame(df, spec.output_columns), spec.baseline, out, spec.min_window_rows)
     if spec.monitor_type == "attribution":
         return jobs.attribution(df, spec.baseline, out, spec.model, spec.features, spec.ndcg_threshold,
                                 spec.explain_max_rows)

@@ -5,7 +5,6 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-import pandas as pd
 from prometheus_client import REGISTRY
 
 from monitor.capture_reader import read_capture

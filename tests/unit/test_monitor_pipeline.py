@@ -51,7 +51,6 @@ def world(tmp_path_factory):
 
     def send(frame, start, gt_flip):
         x = model_matrix(frame)
-        x_csv = x.astype(object)
         lab, prob = predict(np.nan_to_num(x, nan=0.0).astype(np.float32))
         sink = make_sink(spec, EP, None)
         gts = []
@@ -68,7 +67,6 @@ def world(tmp_path_factory):
         gt_dir = root / "gt" / f"{start:%H}"
         gt_dir.mkdir(parents=True, exist_ok=True)
         (gt_dir / "labels.jsonl").write_text("\n".join(json.dumps(g) for g in gts) + "\n")
-        del x_csv
 
     send(test.iloc[:500], NOW - timedelta(hours=2), gt_flip=False)
     drifted = test.iloc[500:].copy()
