@@ -7,7 +7,8 @@ validate -> bad records to `<topic>.dlq` (same key/value, headers `ferry.error`,
 `ferry.source.partition`, `ferry.source.offset`) -> online upsert under the event-time rule -> offline append
 -> DLQ flushed -> offsets committed. At-least-once delivery; replays are no-ops online (equal event time is not
 newer) and offline files written after the last commit are removed on (re)assignment, so a crash anywhere
-leaves both stores exact. DLQ records may repeat after a crash: their source offset header identifies them.
+leaves both stores exact. The DLQ is exact too: each commit stores how far the DLQ was written (commit
+metadata), and a restarted worker scans the DLQ from there to skip records an earlier run already sent.
 When a store fails the worker pauses its partitions, rewinds the batch, keeps polling (heartbeats) and resumes
 when the store answers again.
 """
@@ -86,7 +87,11 @@ class IngestWorker:
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
         self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers, client_id=client_id + "-dlq",
                                       acks="all", linger_ms=5)
+        self.bootstrap_servers = bootstrap_servers
         self._pending: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._dlq_sent: list[Any] = []
+        self._dlq_marks: dict[str, dict[int, int]] = defaultdict(dict)
+        self._dlq_done: dict[TopicPartition, set[int]] = defaultdict(set)
         self._fresh: set[TopicPartition] = set()
         self._stop = threading.Event()
         self._rate_window: list[tuple[float, int]] = []
@@ -123,16 +128,61 @@ class IngestWorker:
 
     # ---- the micro-batch
     def _clean_fresh(self) -> None:
-        """Newly assigned partitions: drop offline files written past the committed offset (a crashed run's)."""
+        """Newly assigned partitions: undo what a crashed run wrote past the committed offset.
+
+        Offline files from those offsets are removed (they will be rewritten); DLQ records already sent for
+        them are found by scanning the DLQ from the marks stored in the commit metadata, and not sent again.
+        """
         fresh, self._fresh = self._fresh, set()
         by_topic: dict[str, dict[int, int]] = defaultdict(dict)
+        marks: dict[str, dict[int, int]] = defaultdict(dict)
         for tp in fresh:
-            committed = self.consumer.committed(tp)
-            by_topic[tp.topic][tp.partition] = committed or 0
+            om = self.consumer.committed(tp, metadata=True)
+            by_topic[tp.topic][tp.partition] = om.offset if om else 0
+            dlq = tp.topic + ".dlq"
+            for p, o in (orjson.loads(om.metadata) if om and om.metadata else {}).items():
+                p = int(p)
+                marks[dlq][p] = min(marks[dlq].get(p, o), o)
+                self._dlq_marks[dlq][p] = max(self._dlq_marks[dlq].get(p, 0), o)
         for topic, committed in by_topic.items():
             spec = self.by_topic[topic]
             if spec.offline_store.enabled:
                 self.store.offline(spec).remove_uncommitted(spec, topic, committed)
+            for (part, off) in self._scan_dlq(topic, marks[topic + ".dlq"], committed):
+                self._dlq_done[TopicPartition(topic, part)].add(off)
+
+    def _scan_dlq(self, topic: str, start: dict[int, int], committed: dict[int, int]) -> set[tuple[int, int]]:
+        """(source partition, offset) of DLQ records for `topic` at or past the committed offsets."""
+        dlq = topic + ".dlq"
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False, group_id=None)
+        found: set[tuple[int, int]] = set()
+        try:
+            parts = c.partitions_for_topic(dlq)
+            if not parts:
+                return found
+            tps = [TopicPartition(dlq, p) for p in parts]
+            c.assign(tps)
+            ends = c.end_offsets(tps)
+            for tp in tps:
+                if tp.partition in start:
+                    c.seek(tp, start[tp.partition])
+                else:
+                    c.seek_to_beginning(tp)
+            deadline = time.monotonic() + 120
+            while any(c.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+                for msgs in c.poll(timeout_ms=200).values():
+                    for m in msgs:
+                        h = dict(m.headers or [])
+                        if h.get("ferry.source.topic", b"").decode() != topic:
+                            continue
+                        part, off = int(h["ferry.source.partition"]), int(h["ferry.source.offset"])
+                        if part in committed and off >= committed[part]:
+                            found.add((part, off))
+        finally:
+            c.close()
+        if found:
+            log.info("%s: %d records already in the DLQ from an earlier run; not sent again", topic, len(found))
+        return found
 
     def _process(self, batch: dict[TopicPartition, list[Any]]) -> bool:
         started = time.time()
@@ -145,21 +195,32 @@ class IngestWorker:
                 try:
                     ok.append(decode(parser, m.value))
                 except RecordError as e:
-                    self._dead_letter(tp, m, e)
-                    n_dlq[self.by_topic[tp.topic].name] += 1
+                    if self._dead_letter(tp, m, e):
+                        n_dlq[self.by_topic[tp.topic].name] += 1
             good[tp] = ok
         try:
             applied = self._write(batch, good)
             self.producer.flush(timeout=30)
+            self._note_dlq_offsets()
         except Exception as e:  # a store or the DLQ is failing: rewind and back off, never skip records
             log.warning("write failed (%s: %s); pausing partitions", type(e).__name__, e)
             for tp, msgs in batch.items():
                 self.consumer.seek(tp, msgs[0].offset)
-            self._fresh.update(batch)  # files of the failed batch are removed before the retry
+            self._fresh.update(batch)  # files and DLQ records of the failed batch are found before the retry
+            try:
+                self.producer.flush(timeout=30)
+                self._note_dlq_offsets()
+            except Exception as fe:
+                log.warning("DLQ flush failed: %s", fe)
             self._backoff()
             return False
         for tp, msgs in batch.items():
-            self._pending[tp] = OffsetAndMetadata(msgs[-1].offset + 1, "", -1)
+            nxt = msgs[-1].offset + 1
+            meta = orjson.dumps({str(k): v for k, v in self._dlq_marks[tp.topic + ".dlq"].items()}).decode()
+            self._pending[tp] = OffsetAndMetadata(nxt, meta, -1)
+            done = self._dlq_done.get(tp)
+            if done:
+                self._dlq_done[tp] = {o for o in done if o >= nxt}
         self._commit_pending()
         self._observe(batch, good, applied, n_dlq, started)
         return True
@@ -181,14 +242,26 @@ class IngestWorker:
                                                                            msgs[-1].offset))
         return applied
 
-    def _dead_letter(self, tp: TopicPartition, m: Any, err: RecordError) -> None:
+    def _dead_letter(self, tp: TopicPartition, m: Any, err: RecordError) -> bool:
+        """Send a bad record to `<topic>.dlq` unless an earlier run already did; True when sent."""
+        if m.offset in self._dlq_done.get(tp, ()):
+            return False
         headers = [("ferry.error", f"{type(err).__name__}: {err}".encode()),
                    ("ferry.error.field", str(err.field).encode()),
                    ("ferry.source.topic", tp.topic.encode()),
                    ("ferry.source.partition", str(tp.partition).encode()),
                    ("ferry.source.offset", str(m.offset).encode()),
                    ("ferry.source.timestamp", str(m.timestamp).encode())]
-        self.producer.send(tp.topic + ".dlq", key=m.key, value=m.value, headers=headers)
+        self._dlq_sent.append(self.producer.send(tp.topic + ".dlq", key=m.key, value=m.value, headers=headers))
+        return True
+
+    def _note_dlq_offsets(self) -> None:
+        """After a flush: remember how far each DLQ partition has been written (stored in commit metadata)."""
+        sent, self._dlq_sent = self._dlq_sent, []
+        for fut in sent:
+            md = fut.get(timeout=30)
+            marks = self._dlq_marks[md.topic]
+            marks[md.partition] = max(marks.get(md.partition, 0), md.offset + 1)
 
     def _commit_pending(self) -> None:
         if self._pending:
