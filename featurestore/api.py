@@ -99,10 +99,15 @@ def make_router(store: FeatureStore) -> APIRouter:
         return _json({})
 
     @r.get("/FeatureGroup/{name}")
+    async def get_record(name: str, RecordIdentifierValueAsString: str | None = None,
+                         FeatureName: list[str] | None = Query(None),
+                         ExpirationTimeResponse: str = "Disabled") -> Response:
+        # sub-millisecond store reads run on the event loop: no thread hop on the hot path
+        return _get(name, RecordIdentifierValueAsString, FeatureName, ExpirationTimeResponse)
+
     @_errors_as_responses
-    def get_record(name: str, RecordIdentifierValueAsString: str | None = None,
-                   FeatureName: list[str] | None = Query(None),
-                   ExpirationTimeResponse: str = "Disabled") -> Response:
+    def _get(name: str, RecordIdentifierValueAsString: str | None, FeatureName: list[str] | None,
+             ExpirationTimeResponse: str) -> Response:
         if RecordIdentifierValueAsString is None:
             raise RecordError("RecordIdentifierValueAsString", "is required")
         return _json(store.get_record(name, RecordIdentifierValueAsString, FeatureName,
