@@ -25,6 +25,6 @@ def __getattr__(name):
         from clarify import explanations
         return getattr(explanations, name)
     if name == "render_html":
-        from clarify.html import render_html
+        from clarify.htmlreport import render_html
         return render_html
     raise AttributeError(name)

@@ -97,11 +97,11 @@ def _matrix(data, features: Optional[Sequence[str]], what: str) -> tuple[np.ndar
         if features is not None:
             missing = [f for f in features if f not in data.columns]
             if missing:
-                raise ClarifyInputError(f"{what}: feature column(s) {', '.join(map(str, missing))} are not in the data")
+                raise ClarifyInputError(f"{what}: feature column(s) {', '.join(repr(str(c)) for c in missing)} are not in the data")
             data = data[list(features)]
         bad = [c for c in data.columns if not (pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]))]
         if bad:
-            raise ClarifyInputError(f"{what}: column(s) {', '.join(map(str, bad))} are not numeric; the model needs "
+            raise ClarifyInputError(f"{what}: column(s) {', '.join(repr(str(c)) for c in bad)} are not numeric; the model needs "
                                     "numbers (drop them or encode them first)")
         return data.to_numpy(dtype=np.float64), [str(c) for c in data.columns]
     x = np.asarray(data, dtype=np.float64)
@@ -129,14 +129,19 @@ def _background(x: np.ndarray, baseline, features, names, num_clusters: int) -> 
 
 @contextlib.contextmanager
 def _seeded(seed: Optional[int]):
-    """KernelSHAP samples coalitions from numpy's global generator: seed it, then put it back."""
+    """KernelSHAP samples coalitions from numpy's global generator: seed it, then put it back (and keep
+    shap's per-row INFO logging quiet meanwhile)."""
     state = np.random.get_state()
+    shap_log = logging.getLogger("shap")
+    level = shap_log.level
+    shap_log.setLevel(max(level, logging.WARNING))  # shap logs every row's coalition weights at INFO
     if seed is not None:
         np.random.seed(seed)
     try:
         yield
     finally:
         np.random.set_state(state)
+        shap_log.setLevel(level)
 
 
 def _coalitions(m: int) -> np.ndarray:
@@ -177,23 +182,27 @@ def exact_shap(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, background:
 
 
 def kernel_shap(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, background: np.ndarray, weights: np.ndarray,
-                num_samples: Optional[int], seed: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
-    """KernelSHAP from the shap package; returns (phi (n, M, K), expected value (K,))."""
+                num_samples: Optional[int], seed: Optional[int], progress: Optional[Callable[[int, int], None]] = None,
+                chunk: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """KernelSHAP from the shap package, ``chunk`` rows at a time; returns (phi (n, M, K), expected (K,))."""
     import shap
     from shap.utils._legacy import DenseData
 
     bg = DenseData(background, [str(i) for i in range(background.shape[1])], None, weights)
+    parts = []
     with _seeded(seed):
         explainer = shap.KernelExplainer(f, bg, link="identity")
-        sv = explainer.shap_values(x, nsamples=num_samples if num_samples else "auto", silent=True)
+        for start in range(0, len(x), chunk):
+            sv = explainer.shap_values(x[start:start + chunk], nsamples=num_samples if num_samples else "auto",
+                                       silent=True)
+            if isinstance(sv, list):  # older shap: one (n, M) array per output
+                sv = np.stack([np.asarray(s) for s in sv], axis=-1)
+            sv = np.asarray(sv, dtype=np.float64)
+            parts.append(sv[:, :, None] if sv.ndim == 2 else sv)
+            if progress:
+                progress(min(start + chunk, len(x)), len(x))
     expected = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
-    if isinstance(sv, list):  # older shap: one (n, M) array per output
-        phi = np.stack([np.asarray(s) for s in sv], axis=-1)
-    else:
-        phi = np.asarray(sv, dtype=np.float64)
-        if phi.ndim == 2:
-            phi = phi[:, :, None]
-    return phi, expected
+    return np.concatenate(parts), expected
 
 
 def global_shap_values(phi: np.ndarray, agg_method: str = "mean_abs") -> np.ndarray:
@@ -223,6 +232,7 @@ def explain(
     label_headers: Optional[Sequence[str]] = None,
     save_local: bool = False,
     max_exact_features: int = 12,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> dict:
     """SHAP values of an ONNX model on ``data``, in Clarify's analysis.json shape.
 
@@ -239,6 +249,7 @@ def explain(
         i.e. the positive class, else every column)
     :param label_headers: names of the explained columns (default label0, label1, ...)
     :param save_local: also return each row's SHAP values
+    :param progress: called with (rows done, rows) as KernelSHAP goes
     :return: ``{"version": "1.0", "explanations": {"kernel_shap": {label: {"global_shap_values": {feature:
         value}, "expected_value": float[, "local_shap_values": [{feature: value}, ...]]}}}, "explanation_config":
         {...}}``
@@ -272,7 +283,7 @@ def explain(
     if method == "exact" and x.shape[1] > 20:
         raise ClarifyInputError(f"exact SHAP enumerates 2^M coalitions: {x.shape[1]} features is too many, use kernel")
     phi, expected = (exact_shap(f, x, background, weights) if use_exact
-                     else kernel_shap(f, x, background, weights, num_samples, seed))
+                     else kernel_shap(f, x, background, weights, num_samples, seed, progress))
     result = {}
     for j, header in enumerate(headers):
         g = global_shap_values(phi[:, :, j], agg_method)

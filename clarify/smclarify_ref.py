@@ -60,7 +60,7 @@ def run_smclarify(data_path: str | Path | None, cases: list[dict], timeout: floa
     with tempfile.TemporaryDirectory() as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec.write_text(json.dumps({"data": str(data_path) if data_path else None, "cases": cases}))
-        r = subprocess.run([str(py), str(RUNNER), str(spec), str(out)], capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run([str(py), "-P", str(RUNNER), str(spec), str(out)], capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError(f"smclarify runner failed ({r.returncode}):\n{r.stderr[-3000:]}")
         return json.loads(out.read_text())

@@ -346,12 +346,14 @@ def GE(c: FacetCounts) -> float:
 
 
 def flip_test(x: np.ndarray, d: np.ndarray, predicted: np.ndarray) -> float:
-    """The Flip Test on rows x (numeric), d mask and predicted-positive mask, as smclarify computes it."""
+    """The Flip Test on rows x (numeric), d mask and predicted-positive mask, as smclarify computes it:
+    sklearn's k-NN (k = 5, or 1 when a has at most 9 rows; same algorithm, so the same tie-breaking) fitted
+    on a's rows and predictions, asked about d's rows. Queries run on every core; results do not change."""
     from sklearn.neighbors import KNeighborsClassifier
 
     n_a = int((~d).sum())
     knn = KNeighborsClassifier(n_neighbors=5 if n_a > 9 else 1, weights="uniform", algorithm="auto", leaf_size=30,
-                               p=2, metric="minkowski")
+                               p=2, metric="minkowski", n_jobs=-1)
     knn.fit(x[~d], predicted[~d])
     y_knn = np.asarray(knn.predict(x[d]), dtype=bool)
     y_model = predicted[d]

@@ -262,7 +262,8 @@ def _flip_factory(features: pd.DataFrame, predicted: np.ndarray) -> Callable[[np
             numeric = features.select_dtypes([np.number, bool]).columns
             if len(features.columns) != len(numeric):
                 bad = [c for c in features.columns if c not in set(numeric)]
-                raise ValueError(f"FlipTest does not support non-numeric columns: {', '.join(map(str, bad))}")
+                raise ValueError(f"FlipTest does not support non-numeric columns: {', '.join(map(str, bad))} (pass "
+                                 "numeric feature columns as features=[...], --features on the CLI)")
             cache["x"] = np.array(features)
         return cache["x"]
 
