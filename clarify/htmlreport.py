@@ -33,9 +33,9 @@ def _cap(s: str) -> str:
 
 # One sentence per metric: f(value, d, a) with d naming the facet value(s) and a "the rest".
 SENTENCES: dict[str, Callable[[float, str, str], str]] = {
-    "CI": lambda v, d, a: (f"{d} is {(1 - v) / 2:.1%} of the rows; "
-                           + _signed(v, f"it is under-represented next to {a}.", f"it outnumbers {a}.")),
-    "DPL": lambda v, d, a: (f"{_cap(_signed(v, a, d))} get positive labels {_pct(v)} more often than "
+    "CI": lambda v, d, a: (f"Rows with {d} make up {(1 - v) / 2:.1%} of the data: "
+                           + _signed(v, f"fewer than {a}.", f"more than {a}.")),
+    "DPL": lambda v, d, a: (f"Positive labels go to {_signed(v, a, d)} {_pct(v)} more often than to "
                             f"{_signed(v, d, a)}."),
     "KL": lambda v, d, a: (f"The label distributions of {a} and {d} diverge by {v:.4f} nats (0 = identical)"
                            + ("; negative because label values seen in only one group are left out." if v < 0 else ".")),
@@ -47,11 +47,11 @@ SENTENCES: dict[str, Callable[[float, str, str], str]] = {
                              + _signed(v, "exceeds", "falls short of") + f" its share of the positive labels "
                              f"(weighted by group size) by {abs(v):.3f}: {d} is "
                              + _signed(v, "disfavoured.", "favoured.")),
-    "DPPL": lambda v, d, a: (f"The model predicts {_signed(v, a, d)} positive {_pct(v)} more often than "
-                             f"{_signed(v, d, a)}."),
-    "DI": lambda v, d, a: (f"{d} is never predicted positive." if v == 0 else
-                           f"{a} are never predicted positive, {d} are." if math.isinf(v) else
-                           f"{d} is predicted positive at {v:.0%} of the rate of {a}"
+    "DPPL": lambda v, d, a: (f"The model predicts positive for {_signed(v, a, d)} {_pct(v)} more often than "
+                             f"for {_signed(v, d, a)}."),
+    "DI": lambda v, d, a: (f"Rows with {d} are never predicted positive." if v == 0 else
+                           f"{_cap(a)} are never predicted positive; rows with {d} are." if math.isinf(v) else
+                           f"Rows with {d} are predicted positive at {v:.0%} of the rate of {a}"
                            + (" (below the four-fifths rule of thumb)." if v < 0.8 else
                               " (above 1.25, the mirrored four-fifths rule)." if v > 1.25 else ".")),
     "DCA": lambda v, d, a: ("Relative to its observed positives, the model accepts " + d
@@ -214,7 +214,8 @@ def _explanation_section(explanation: dict) -> str:
         out.append("<p class='meta'>" + html.escape(
             f"{cfg.get('method', '')} SHAP over {cfg.get('num_rows', '?')} rows against "
             f"{cfg.get('num_baseline_rows', '?')} baseline rows; global values aggregated by "
-            f"{cfg.get('agg_method', '')}.") + "</p>")
+            f"{cfg.get('agg_method', '')}; model output {cfg.get('output', '?')}, column(s) "
+            f"{cfg.get('label_index', '?')}.") + "</p>")
     for label, entry in explanation.get("explanations", {}).get("kernel_shap", {}).items():
         values = entry["global_shap_values"]
         out.append(f"<h3>Output {html.escape(label)}</h3><p>Expected value (mean model output on the baseline): "
@@ -232,9 +233,9 @@ def render_html(report: Optional[dict] = None, explanation: Optional[dict] = Non
     """One self-contained HTML page (inline CSS, charts as base64 PNG) for a bias report and/or an
     explanation, as returned by ``bias_report`` and ``explain``."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = [f"<h1>{html.escape(title)}</h1><p class='meta'>Generated {when} by Ferry Clarify. Green rows are "
-            f"within {NEAR} of the ideal value (DI within 0.8–1.25); the black tick in each chart marks the ideal."
-            "</p>"]
+    legend = (f" Green rows are within {NEAR} of the ideal value (DI within 0.8–1.25); the black tick in each "
+              "chart marks the ideal." if report else "")
+    body = [f"<h1>{html.escape(title)}</h1><p class='meta'>Generated {when} by Ferry Clarify.{legend}</p>"]
     if report:
         for key, heading in SECTIONS:
             if key in report:

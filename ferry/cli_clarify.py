@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -85,6 +86,7 @@ def bias(
     features: Optional[List[str]] = typer.Option(None, "--features", help="feature columns for the Flip Test (default: all others)"),
     out: Path = typer.Option(..., "--out", help="report.json to write (Clarify analysis.json shape)"),
     html: Optional[Path] = typer.Option(None, "--html", help="also write a self-contained HTML report"),
+    explanation: Optional[Path] = typer.Option(None, "--explanation", help="an analysis.json from `ferry explain` to merge into the report and the HTML"),
 ) -> None:
     """Pre- and post-training bias metrics (SageMaker Clarify's, smclarify's numbers) for one or more facets."""
     from clarify import ClarifyInputError, bias_report, jsonio
@@ -100,6 +102,12 @@ def bias(
         _fail(str(exc))
     except ValueError as exc:  # an unknown metric name
         _fail(str(exc))
+    shap = None
+    if explanation:
+        if not explanation.exists():
+            _fail(f"explanation file {str(explanation)!r} does not exist")
+        shap = json.loads(explanation.read_text())
+        report = {**report, **{k: v for k, v in shap.items() if k != "version"}}
     jsonio.write(report, out)
     _summary(report)
     typer.echo(f"wrote {out}")
@@ -107,7 +115,7 @@ def bias(
         from clarify.htmlreport import render_html
 
         html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_html(report=report, title=f"Bias report: {data.name}"))
+        html.write_text(render_html(report=report, explanation=shap, title=f"Bias report: {data.name}"))
         typer.echo(f"wrote {html}")
 
 
@@ -154,19 +162,19 @@ def explain(
     from clarify import ClarifyInputError, jsonio
     from clarify.explanations import explain as run_explain
 
-    def frame(path: Path):
+    def frame(path: Path, strict: bool):
         df = read_table(path, header)
         df.columns = [str(c) if header else f"feature_{c}" for c in df.columns]
         cols = _split(drop)
         missing = [c for c in cols if c not in df.columns]
-        if missing:
+        if missing and strict:
             _fail(f"--drop column(s) {', '.join(missing)} are not in {path.name}")
-        return df.drop(columns=cols)
+        return df.drop(columns=[c for c in cols if c in df.columns])
 
-    rows = frame(data)
+    rows = frame(data, strict=True)
     if max_rows is not None and len(rows) > max_rows:
         rows = rows.sample(n=max_rows, random_state=seed)
-    base = frame(baseline) if baseline else None
+    base = frame(baseline, strict=False) if baseline else None  # a baseline may lack the dropped columns
     try:
         with Progress(transient=True) as bar:
             task = bar.add_task("SHAP", total=len(rows))

@@ -99,7 +99,7 @@ def DPL(c: FacetCounts) -> float:
     return _dpl(c, c.pos)
 
 
-@pretraining(ideal=0.0, lo=-INF, hi=INF)
+@pretraining(ideal=0.0, lo=0, hi=INF)  # the documented range; smclarify's aligned keys can make it negative
 def KL(c: FacetCounts) -> float:
     """Kullback-Liebler Divergence (KL)
 
