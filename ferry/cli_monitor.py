@@ -255,6 +255,20 @@ def run_cmd(
         svc.stop()
 
 
+@monitor_app.command("archive-captures")
+def archive_cmd(
+    topic: str = typer.Option(..., help="capture topic (the endpoint's kafka://<topic>)"),
+    endpoint: str = typer.Option(..., help="endpoint whose captures the topic holds"),
+    destination: Path = typer.Option(Path("capture"), help="capture root the monitor reads"),
+    bootstrap_servers: str = typer.Option("127.0.0.1:9092", help="Kafka host:port[,host:port]"),
+    idle_exit_s: Optional[float] = typer.Option(None, help="exit after this long without records"),
+) -> None:
+    """Copy a Kafka capture topic into <destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/ JSONL files."""
+    from serving.capture.archive import archive_topic
+    n = archive_topic(bootstrap_servers, topic, destination, endpoint, idle_exit_s=idle_exit_s)
+    typer.echo(f"{n} records archived to {destination / endpoint}")
+
+
 @monitor_app.command("list")
 def list_cmd(
     output: Path = typer.Option(Path("monitoring"), help="monitoring output root"),
