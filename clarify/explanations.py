@@ -111,14 +111,20 @@ def _matrix(data, features: Optional[Sequence[str]], what: str) -> tuple[np.ndar
     return x, names
 
 
-def _background(x: np.ndarray, baseline, features, names, num_clusters: int) -> tuple[np.ndarray, np.ndarray]:
-    """Baseline rows and their weights (summing to 1): given rows, or a k-means summary of the data."""
+def _background(x: np.ndarray, baseline, weights, names, num_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Baseline rows and their weights (summing to 1): given rows (uniform weights unless given), or a
+    k-means summary of the data (weights = cluster sizes)."""
     if baseline is not None:
         same_columns = isinstance(baseline, pd.DataFrame) and set(names) <= set(map(str, baseline.columns))
         b, _ = _matrix(baseline, names if same_columns else None, "baseline")
         if b.shape[1] != x.shape[1]:
             raise ClarifyInputError(f"baseline has {b.shape[1]} features, the data {x.shape[1]}")
-        return b, np.full(len(b), 1.0 / len(b))
+        if len(b) == 0:
+            raise ClarifyInputError("baseline has no rows")
+        w = np.ones(len(b)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(b),) or (w < 0).any() or w.sum() <= 0:
+            raise ClarifyInputError("baseline_weights must be one non-negative weight per baseline row")
+        return b, w / w.sum()
     if len(x) <= num_clusters:
         return x, np.full(len(x), 1.0 / len(x))
     import shap
@@ -221,6 +227,7 @@ def explain(
     data,
     baseline=None,
     *,
+    baseline_weights: Optional[Sequence[float]] = None,
     features: Optional[Sequence[str]] = None,
     num_clusters: int = 10,
     num_samples: Optional[int] = None,
@@ -239,6 +246,9 @@ def explain(
     :param model: ONNX model path, bytes or onnxruntime.InferenceSession (one 2-D input)
     :param data: rows to explain (DataFrame of numeric feature columns in the model's order, or a 2-D array)
     :param baseline: baseline rows; default: a k-means summary of ``data`` with ``num_clusters`` centres
+    :param baseline_weights: weights of the baseline rows (default uniform); with ``baseline`` set to a
+        previous result's ``explanation_config["baseline"]`` and its ``["baseline_weights"]``, a later run
+        uses exactly the same baseline (what attribution-drift checks want)
     :param features: feature columns to take from a DataFrame (default: all of them)
     :param num_samples: KernelSHAP coalitions per row (default: shap's "auto")
     :param agg_method: mean_abs | median | mean_sq, for the global values
@@ -264,7 +274,7 @@ def explain(
         raise ClarifyInputError("data has no rows to explain")
     if m.n_features is not None and m.n_features != x.shape[1]:
         raise ClarifyInputError(f"the model takes {m.n_features} features, the data has {x.shape[1]} ({', '.join(names)})")
-    background, weights = _background(x, baseline, features, names, num_clusters)
+    background, weights = _background(x, baseline, baseline_weights, names, num_clusters)
 
     probe = m(background[:1])
     if label_index is None:
@@ -293,7 +303,8 @@ def explain(
         result[header] = entry
     config = {"method": "exact" if use_exact else "kernel", "agg_method": agg_method, "num_rows": int(len(x)),
               "num_baseline_rows": int(len(background)), "num_samples": None if use_exact else num_samples,
-              "seed": seed, "output": m.output, "label_index": label_index}
+              "seed": seed, "output": m.output, "label_index": label_index, "features": names,
+              "baseline": background.tolist(), "baseline_weights": weights.tolist()}
     return {"version": "1.0", "explanations": {"kernel_shap": result}, "explanation_config": config}
 
 

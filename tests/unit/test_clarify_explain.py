@@ -94,3 +94,17 @@ def test_bad_input(data, linear_onnx):
         explain(onx, x.iloc[:, :3])
     with pytest.raises(ClarifyInputError, match="does not exist"):
         explain("/nonexistent/model.onnx", x)
+
+
+def test_baseline_is_recorded_and_reusable(data, linear_onnx):
+    """The k-means baseline (rows and weights) is in explanation_config; feeding it back reproduces the run."""
+    x, _ = data
+    _, onx = linear_onnx
+    first = explain(onx, x.iloc[:30], num_clusters=5)
+    cfg = first["explanation_config"]
+    assert len(cfg["baseline"]) == 5 and sum(cfg["baseline_weights"]) == pytest.approx(1.0)
+    again = explain(onx, x.iloc[:30], pd.DataFrame(cfg["baseline"], columns=cfg["features"]),
+                    baseline_weights=cfg["baseline_weights"])
+    a, b = first["explanations"]["kernel_shap"]["label0"], again["explanations"]["kernel_shap"]["label0"]
+    assert b["expected_value"] == pytest.approx(a["expected_value"], abs=1e-12)
+    assert b["global_shap_values"] == pytest.approx(a["global_shap_values"], abs=1e-12)
