@@ -159,7 +159,7 @@ def ferry_ingest(backend: str, n: int) -> dict:
     rows = df.drop(columns=["approved"]).to_dict("records")
     producer = KafkaProducer(bootstrap_servers=KAFKA, linger_ms=20, batch_size=512 * 1024)
     rng = np.random.default_rng(1)
-    ets = T0 + rng.permutation(n).astype(float)
+    ets = T0 + rng.permutation(n) * (3600.0 / n)  # a stream: fresh events, out of order within the hour
     for i in range(n):
         r = dict(rows[i % len(rows)])
         r["event_time"] = float(ets[i])
