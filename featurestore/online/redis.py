@@ -34,7 +34,7 @@ for k = 1, #KEYS do
   local et, exp, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local cur = redis.call('HMGET', KEYS[k], '_e', '_x')
   if not (cur[1] and tonumber(et) <= tonumber(cur[1]) and live(cur[2], now)) then
-    redis.call('DEL', KEYS[k])
+    if cur[1] then redis.call('DEL', KEYS[k]) end
     if n > 0 then
       redis.call('HSET', KEYS[k], '_e', et, '_x', exp, unpack(ARGV, i + 3, i + 2 + 2 * n))
     else
