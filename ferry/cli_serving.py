@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ from rich.table import Table
 from ferry.config import ConfigError, DeployFile, load_config
 
 console = Console(stderr=True)
+RAY_TOKEN = Path.home() / ".ray" / "auth_token"
 
 
 def _load(file: Path) -> DeployFile:
@@ -26,6 +28,8 @@ def _load(file: Path) -> DeployFile:
 
 def serve_until_interrupted(cfg: DeployFile, address: str | None) -> None:
     """Start or join Ray, deploy the endpoints, print the URLs, block until Ctrl-C, shut down."""
+    import ray
+
     from serving import deploy
     from serving.status import DeployError
 
@@ -43,7 +47,9 @@ def serve_until_interrupted(cfg: DeployFile, address: str | None) -> None:
     for ep in cfg.endpoints:
         console.print(f"[green]endpoint {ep.name}[/green]  SageMaker: POST {base}/endpoints/{ep.name}/invocations"
                       f"   KServe V2: POST {base}/v2/models/{ep.name}/infer")
-    console.print(f"health: GET {base}/ping   metrics: GET {base}/metrics   (Ctrl-C stops Ferry)")
+    console.print(f"KServe V2 gRPC: {cfg.server.host}:{cfg.server.grpc_port}   health: GET {base}/ping   "
+                  f"metrics: GET {base}/metrics")
+    console.print(f"Ray address: {ray.get_runtime_context().gcs_address}   (Ctrl-C stops Ferry)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -70,6 +76,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def status(address: str = typer.Option("auto", "--address", help="the Ray cluster Ferry runs on")):
         """Show endpoints, variants, replicas and health of a running Ferry."""
+        if address != "auto" and "RAY_AUTH_MODE" not in os.environ and RAY_TOKEN.exists():
+            os.environ["RAY_AUTH_MODE"] = "token"  # Ray finds its token for "auto" only; say it for an address
         import ray
 
         from serving.deploy import APP_NAME
