@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -125,14 +126,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-shap", action="store_true")
     args = ap.parse_args(argv)
     ensure_venv()
+    load_before = os.getloadavg()
     bias = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             bias.append(bench_bias(n, Path(tmp)))
             print(f"{n:>9,} rows: Ferry {bias[-1]['ferry_s']:.3f}s, smclarify {bias[-1]['smclarify_s']:.2f}s", flush=True)
     shap = [] if args.skip_shap else bench_shap()
-    result = {"benchmark": "clarify", "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
-              "bias": bias, "shap": shap, "markdown": markdown(bias, shap)}
+    # the machine may be shared: the load average says how much the times can be trusted
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(),
+               "load_avg_1m_before": round(load_before[0], 2), "load_avg_1m_after": round(os.getloadavg()[0], 2)}
+    result = {"benchmark": "clarify", "machine": machine, "bias": bias, "shap": shap,
+              "markdown": markdown(bias, shap)}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(result["markdown"])

@@ -8,8 +8,9 @@ pass over the rows (``np.bincount`` on a combined code):
                         p: predicted code (0 = negative, 1 = positive; a single slot when there is none)
                         g: group code for CDD (sorted group values; the last slot holds rows with no group)
 
-For a categorical facet the pass counts every facet value at once (``joint_counts``), and the table of
-one facet value, or of a set of values, is a sum over that axis, with a = total - d.
+The facet is coded first (one code per value for one-vs-all; d = 1, a = 0 for facet values or a threshold),
+so the pass counts every facet value at once (``joint_counts``); one facet value's d table is a slice of it,
+and a = total - d.
 """
 
 from __future__ import annotations

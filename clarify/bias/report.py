@@ -15,7 +15,7 @@ given ``[1]`` as the threshold "> 1", which selects nothing.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -87,6 +87,8 @@ def _numeric(s: pd.Series, name: str, what: str) -> pd.Series:
 
 def _convert_values(s: pd.Series, values: Sequence[Any]) -> list:
     """The values converted to the column's type ("1" -> 1 for numbers, "true" -> True for booleans)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = pd.Series(s.cat.categories)
     out = []
     for v in values:
         try:
@@ -198,11 +200,12 @@ def _as_facet(f: FacetLike) -> Facet:
 
 @dataclass
 class _Split:
-    """One facet column coded for counting: per-row codes and the report entries (label, selected codes)."""
+    """One facet column coded for counting: per-row codes, and the report entries as
+    (value_or_threshold, the code of d's rows)."""
 
     codes: np.ndarray
     n_codes: int
-    entries: list = field(default_factory=list)
+    entries: list[tuple[str, int]]
 
 
 def _facet_split(df: pd.DataFrame, facet: Facet, max_one_vs_all: int) -> _Split:
@@ -213,19 +216,19 @@ def _facet_split(df: pd.DataFrame, facet: Facet, max_one_vs_all: int) -> _Split:
         if not d.any():
             raise ClarifyInputError(f"facet column {name!r}: threshold {facet.threshold} selects no rows "
                                     f"(d = values in {text or '(empty interval)'}, max {x.max()})")
-        return _Split(d.astype(np.int64), 2, [(text, [1])])
+        return _Split(d.astype(np.int64), 2, [(text, 1)])
     if facet.values is not None:
         d = match_values(s, facet.values)
         if not d.any():
             present = ", ".join(map(str, pd.unique(s.dropna())[:10]))
             raise ClarifyInputError(f"facet column {name!r}: none of the values {list(facet.values)} occur in it "
                                     f"(values seen: {present})")
-        return _Split(d.astype(np.int64), 2, [(",".join(map(str, facet.values)), [1])])
+        return _Split(d.astype(np.int64), 2, [(",".join(map(str, facet.values)), 1)])
     codes, uniques = pd.factorize(s)
     if pd.api.types.is_float_dtype(s) and len(uniques) > max_one_vs_all:
         raise ClarifyInputError(f"facet column {name!r} looks continuous ({len(uniques)} distinct values): "
                                 "give a facet threshold, or the facet values to compare")
-    return _Split(codes, len(uniques), [(str(u), [k]) for k, u in enumerate(uniques)])
+    return _Split(codes, len(uniques), [(str(u), k) for k, u in enumerate(uniques)])
 
 
 # ---- the report --------------------------------------------------------------------------------------
@@ -340,10 +343,9 @@ def bias_report(
             flip = _flip_factory(feats, pred)
         for st in sections:
             sections[st]["facets"][facet.name] = []
-        for value_or_threshold, selected in split.entries:
-            d_mask = (split.codes == selected[0]) if len(selected) == 1 else np.isin(split.codes, selected)
-            counts = FacetCounts.from_split(joint[selected].sum(axis=0), total, has_predicted=pred is not None,
-                                            n_groups=n_groups, flip=flip(d_mask) if flip else None)
+        for value_or_threshold, code in split.entries:
+            counts = FacetCounts.from_split(joint[code], total, has_predicted=pred is not None, n_groups=n_groups,
+                                            flip=flip(split.codes == code) if flip else None)
             for st, sec in sections.items():
                 sec["facets"][facet.name].append(_entry(value_or_threshold, to_run[st], counts))
     return {"version": "1.0", **{SECTION[st]: sec for st, sec in sections.items()}}

@@ -254,3 +254,13 @@ def test_methods_subset_and_multiple_facets():
 ])
 def test_m1_ndcg(baseline, live, want):
     assert ndcg(baseline, live) == pytest.approx(want, abs=1e-12)
+
+
+def test_values_given_as_text_match_typed_columns():
+    """The CLI passes values as text: "1" matches 1 in int, float and category columns, "true" matches True."""
+    base = pd.DataFrame({"x": [1, 2, 1, 2], "y": [0, 1, 1, 0], "b": [True, False, True, False]})
+    for cast in (lambda s: s, lambda s: s.astype(float), lambda s: s.astype("category")):
+        df = base.assign(x=cast(base.x), y=cast(base.y))
+        r = bias_report(df, "y", ["1"], [Facet("x", ["2"]), Facet("b", ["true"])])
+        for facet in ("x", "b"):
+            assert metrics_of(r, "pre_training_bias_metrics", facet)[["2", "true"][facet == "b"]]["CI"] == 0.0
