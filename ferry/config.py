@@ -67,9 +67,13 @@ class DeployFile(Strict):
         return next(m for m in self.models if m.name == name)
 
     def resolve_paths(self, base: Path) -> "DeployFile":
-        """Make relative model paths relative to the deploy file's folder."""
+        """Make relative model paths and capture folders relative to the deploy file's folder."""
         for m in self.models:
             m.path = m.resolved_path(base)
+        for ep in self.endpoints:
+            dest = ep.data_capture.destination
+            if "://" not in dest and not Path(dest).is_absolute():
+                ep.data_capture.destination = str((base / dest).resolve())
         return self
 
 

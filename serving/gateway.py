@@ -39,14 +39,19 @@ class Gateway:
     """Ingress of the `ferry` application, at route prefix /; holds every endpoint's router."""
 
     def __init__(self, endpoints: list[dict], variants: dict[str, dict], max_payload_bytes: int,
-                 auth_token: str | None = None):
+                 auth_token: str | None = None, kafka_bootstrap: str | None = None):
         self.endpoints = [ep["name"] for ep in endpoints]
         self.default = self.endpoints[0] if endpoints else None
         self.max_payload = max_payload_bytes
         self.token = auth_token
-        self.routers = {ep["name"]: EndpointRouter(ep, {name: _variant(v) for name, v in variants[ep["name"]].items()})
-                        for ep in endpoints}
+        self.routers = {ep["name"]: EndpointRouter(ep, {name: _variant(v) for name, v in variants[ep["name"]].items()},
+                                                   kafka_bootstrap) for ep in endpoints}
         self.metrics = ServingMetrics()
+
+    def __del__(self):
+        """Ray Serve calls this on replica shutdown: flush captured records."""
+        for router in getattr(self, "routers", {}).values():
+            router.close()
 
     async def __call__(self, request: Request) -> Response:
         path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
@@ -118,7 +123,10 @@ class Gateway:
         headers = {"x-amzn-invoked-production-variant": resp.variant}
         if CUSTOM_ATTRIBUTES in request.headers:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = request.headers[CUSTOM_ATTRIBUTES]
-        return Response(codecs.encode(resp.outputs, accept), media_type=accept, headers=headers)
+        out = codecs.encode(resp.outputs, accept)
+        if router.sampled():
+            router.capture(req, resp, out, accept)
+        return Response(out, media_type=accept, headers=headers)
 
     async def _call(self, router, req: RoutedRequest, endpoint: str, protocol: str, start: float) -> RoutedResponse:
         try:
@@ -220,17 +228,23 @@ class Gateway:
         except FerryError as err:
             return _grpc_fail(grpc_context, err.error, pb.ModelInferResponse())
         out = pb.ModelInferResponse(model_name=request.model_name, model_version=resp.variant, id=request.id)
+        if router.sampled():  # captured as the V2 JSON of the tensors
+            req.body, req.content_type = v2.as_json(req.payload.named), "application/json"
+            router.capture(req, resp, v2.as_json(resp.outputs), "application/json")
         return grpc_codec.fill_response(out, resp.outputs, raw=bool(request.raw_input_contents))
 
     async def _v2_infer(self, request: Request, router, name: str, version: str | None) -> Response:
         start = time.perf_counter()
         body = await self._body(request)
         parsed = v2.parse_request(body, request.headers.get("inference-header-content-length"))
+        binary = "inference-header-content-length" in request.headers
         req = RoutedRequest(Payload(named=parsed.inputs, strict_dtype=True), output_names=parsed.outputs,
                             target_variant=version, inference_id=parsed.id,
-                            content_type="application/json", body=body)
+                            content_type="application/octet-stream" if binary else "application/json", body=body)
         resp = await self._call(router, req, name, "v2", start)
         out, headers = v2.encode_response(name, resp.variant, parsed, resp.outputs)
+        if router.sampled():
+            router.capture(req, resp, out, headers["content-type"])
         return Response(out, headers=headers)
 
 

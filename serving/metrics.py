@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -37,4 +37,5 @@ class ServingMetrics:
             self.model_latency.labels(endpoint, variant).observe(model_seconds)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """This gateway's metrics, plus the process-wide registry (capture sinks count drops there)."""
+        return generate_latest(self.registry) + generate_latest(REGISTRY)

@@ -11,8 +11,10 @@ import asyncio
 
 import numpy as np
 
+from serving.capture import build_record, make_sink
 from serving.dataplane import RoutedRequest, RoutedResponse
 from serving.errors import bad_request
+from serving.spec import DataCaptureSpec
 
 
 class VariantPicker:
@@ -32,14 +34,32 @@ class VariantPicker:
 
 
 class EndpointRouter:
-    """Variant choice in front of one model deployment per production variant."""
+    """Variant choice in front of one model deployment per production variant, and sampled data capture."""
 
-    def __init__(self, endpoint: dict, variants: dict):
+    def __init__(self, endpoint: dict, variants: dict, kafka_bootstrap: str | None = None):
         """`variants` maps each variant name to a VariantRunner or RemoteVariant (same interface)."""
         self.name = endpoint["name"]
         self.variants = variants
         self.picker = VariantPicker({v["name"]: v["initial_weight"] for v in endpoint["variants"]})
         self._meta: dict[str, dict] = {}
+        self.capture_spec = DataCaptureSpec(**endpoint.get("data_capture") or {})
+        self.sink = make_sink(self.capture_spec, self.name, kafka_bootstrap) if self.capture_spec.enabled else None
+        self._rng = np.random.default_rng()
+
+    def sampled(self) -> bool:
+        """Whether this request is captured (SageMaker's sampling percentage)."""
+        return self.sink is not None and self._rng.random() * 100 < self.capture_spec.sampling_percentage
+
+    def capture(self, req: RoutedRequest, resp: RoutedResponse, output: bytes | str | None,
+                output_type: str | None) -> None:
+        """Queue a capture record; never blocks or fails the request (the sink counts what it drops)."""
+        self.sink.put(build_record(self.capture_spec, variant=resp.variant, input_data=req.body,
+                                   input_content_type=req.content_type, output_data=output,
+                                   output_content_type=output_type, inference_id=req.inference_id))
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
 
     async def infer(self, req: RoutedRequest) -> RoutedResponse:
         variant = self.picker.pick(req.target_variant)

@@ -171,3 +171,15 @@ def encode_response(model_name: str, model_version: str | None, req: V2Request,
         return head, {"content-type": "application/json"}
     return head + b"".join(chunks), {"content-type": "application/octet-stream",
                                      "inference-header-content-length": str(len(head))}
+
+
+def as_json(tensors: dict[str, np.ndarray]) -> bytes:
+    """Tensors as a V2 JSON document ({"inputs"/"outputs" style list}), e.g. for data capture of gRPC calls."""
+    doc = []
+    for name, arr in tensors.items():
+        arr = np.asarray(arr)
+        dt = datatype_of(arr)
+        data = ([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.ravel()]
+                if dt == "BYTES" else arr.astype(np.float32 if dt == "FP16" else arr.dtype).ravel().tolist())
+        doc.append({"name": name, "datatype": dt, "shape": list(arr.shape), "data": data})
+    return json.dumps({"tensors": doc}).encode()

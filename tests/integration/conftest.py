@@ -63,7 +63,8 @@ def ferry_url(ray_serve, demo_dir):
     doc["server"].update(http_port=ray_serve, max_payload_bytes=MAX_PAYLOAD)
     doc["endpoints"][0]["variants"].append({"name": "InProcess", "model": "credit-gbm", "initial_weight": 0,
                                             "in_process": True})
-    doc["endpoints"][0].pop("data_capture")
+    doc["endpoints"][0]["data_capture"] = {"enabled": True, "sampling_percentage": 100,
+                                           "destination": str(demo_dir / "capture")}
     doc["models"] += [{"name": "multi", "path": "multi.onnx"}, {"name": "fragile", "path": "fragile.onnx"},
                       {"name": "big", "path": "big.onnx"}]
     doc["endpoints"] += [
