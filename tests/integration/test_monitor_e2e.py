@@ -41,7 +41,10 @@ def monitored(ray_serve, demo_dir, tmp_path_factory):
                                                       "destination": str(root / "capture")})
     cfg = parse_config(doc, base=demo_dir, environ={})
     deploy(cfg.models, cfg.endpoints, cfg.server, timeout_s=240, app_name="ferry-e2e-monitor", route_prefix="/e2e")
-    return f"http://127.0.0.1:{ray_serve}/e2e", root
+    yield f"http://127.0.0.1:{ray_serve}/e2e", root
+    from ray import serve
+
+    serve.delete("ferry-e2e-monitor")  # one application again: gRPC clients need no `application` metadata
 
 
 def _send(url: str, frame: pd.DataFrame, prefix: str) -> None:
