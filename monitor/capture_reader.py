@@ -27,6 +27,8 @@ METADATA_COLUMNS = ("eventId", "inferenceId", "inferenceTime", "variant")
 def iter_records(path: Path, start: datetime | None = None, end: datetime | None = None) -> list[dict]:
     """Capture records of a file or folder, in file-name order, once per eventId, inside [start, end) when given."""
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    if path.is_dir() and (start is not None or end is not None):
+        files = [f for f in files if _hour_may_overlap(f, start, end)]
     records = []
     for f in files:
         text = f.read_text()
@@ -55,6 +57,18 @@ def iter_records(path: Path, start: datetime | None = None, end: datetime | None
     if end is not None:
         keep &= times < _utc(end)
     return [r for r, k in zip(records, keep) if k]
+
+
+def _hour_may_overlap(f: Path, start: datetime | None, end: datetime | None) -> bool:
+    """False only for a file in a yyyy/mm/dd/hh folder whose hour lies outside [start, end)."""
+    try:
+        y, mo, d, h = (int(x) for x in f.parent.parts[-4:])
+        hour = pd.Timestamp(year=y, month=mo, day=d, hour=h, tz="UTC")
+    except (ValueError, TypeError):
+        return True
+    if start is not None and hour + pd.Timedelta(hours=1) <= _utc(start):
+        return False
+    return not (end is not None and hour >= _utc(end))
 
 
 def _utc(t: datetime) -> pd.Timestamp:

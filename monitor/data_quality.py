@@ -143,6 +143,10 @@ def check(window: pd.DataFrame, statistics: dict, constraints: dict,
             dist = d["linf_robust"] if fc.comparison_method == "Robust" else d["linf_simple"]
             threshold, method = fc.comparison_threshold, fc.comparison_method
         elif expected == "String" and baseline_counts(bstat) is not None:
+            ss = bstat["string_statistics"]
+            if ss.get("distinct_count", 0) > len(ss["distribution"]["categorical"]["buckets"]):
+                result.notes.append(f"{name}: more distinct values than baseline buckets, no drift distance")
+                continue
             d = distance.categorical(baseline_counts(bstat), live_counts)
             threshold, method = fc.categorical_comparison_threshold, fc.categorical_drift_method
             if method == "ChiSquared":
