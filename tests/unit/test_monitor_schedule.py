@@ -43,3 +43,25 @@ def test_ground_truth_write_then_read(tmp_path):
     assert dict(zip(df["joinKey"], df["groundTruth"])) == {"a": "0", "b": "0"}
     with pytest.raises(ValueError, match="groundTruthData.data"):
         ground_truth.write([{"eventMetadata": {"eventId": "x"}}], tmp_path)
+
+
+def test_service_runs_schedules_in_the_background_and_stops(tmp_path):
+    import time
+
+    from monitor.runner import list_executions
+    from monitor.service import MonitorService
+
+    spec = MonitoringScheduleSpec(name="tick", endpoint="ep", baseline=str(tmp_path / "b"), interval_s=0.5,
+                                  capture=str(tmp_path / "cap"), output=str(tmp_path / "out"))
+    svc = MonitorService([spec])
+    svc.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(list_executions(tmp_path / "out")) < 2:
+        time.sleep(0.1)
+    svc.stop()
+    runs = list_executions(tmp_path / "out", "ep", "tick")
+    assert len(runs) >= 2 and {r["status"] for r in runs} == {"Failed"}
+    assert all(r["failure_reason"].startswith("no captured data in window") for r in runs)
+    n = len(list_executions(tmp_path / "out"))
+    time.sleep(1.2)
+    assert len(list_executions(tmp_path / "out")) == n, "no run after stop()"
