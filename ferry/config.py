@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from featurestore.spec import FeatureGroupSpec
+from monitor.spec import MonitoringScheduleSpec
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 
 ENV_PREFIX = "FERRY_"
@@ -45,14 +47,16 @@ class DeployFile(Strict):
     endpoints: list[EndpointSpec] = Field(default_factory=list)
     kafka: KafkaSpec | None = None
     redis: RedisSpec | None = None
-    feature_groups: list[dict[str, Any]] = Field(default_factory=list)
-    monitoring_schedules: list[dict[str, Any]] = Field(default_factory=list)
+    feature_groups: list[FeatureGroupSpec] = Field(default_factory=list)
+    monitoring_schedules: list[MonitoringScheduleSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> "DeployFile":
         names = [m.name for m in self.models]
         _unique(names, "models")
         _unique([e.name for e in self.endpoints], "endpoints")
+        _unique([g.name for g in self.feature_groups], "feature_groups")
+        _unique([s.name for s in self.monitoring_schedules], "monitoring_schedules")
         known = set(names)
         for i, ep in enumerate(self.endpoints):
             for j, v in enumerate(ep.variants):

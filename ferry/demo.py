@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from featurestore.demo import applicant_feature_group
+
 log = logging.getLogger(__name__)
 
 EMPLOYMENT = ["salaried", "self_employed", "unemployed", "student"]
@@ -99,6 +101,7 @@ def demo_config(model_path: str = "model.onnx") -> dict:
                           "replicas": 1, "max_ongoing_requests": 64}],
             "data_capture": {"enabled": True, "sampling_percentage": 100, "destination": "./capture"},
         }],
+        "feature_groups": [applicant_feature_group().model_dump(mode="json", by_alias=True, exclude_none=True)],
     }
 
 
