@@ -126,6 +126,7 @@ def data_quality_cmd(
     baseline: Path = BASELINE, data: Path = DATA, out: Path = OUT,
     min_rows: int = typer.Option(50, help="below this many rows, drift checks are skipped"),
     input_columns: Optional[str] = typer.Option(None, help="names of captured CSV columns (default: baseline's)"),
+    exclude: Optional[str] = typer.Option(None, help="comma-separated columns to leave out (e.g. id, label)"),
 ) -> None:
     """Check a dataset against a data-quality baseline; write constraint_violations.json."""
     from monitor import jobs
@@ -137,6 +138,7 @@ def data_quality_cmd(
         df = load_window(data, names)
         if data.is_dir() or data.suffix.lower() in (".jsonl", ".json"):
             df = feature_frame(df)
+        df = df.drop(columns=[c for c in _split(exclude) or [] if c in df.columns])
         _report(jobs.data_quality(df, baseline, out, min_rows), out)
     except (ValueError, FileNotFoundError, KeyError) as err:
         _fail(str(err))
