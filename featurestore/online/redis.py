@@ -86,6 +86,18 @@ if ARGV[2] ~= '1' then redis.call('HSET', KEYS[1], '_e', ARGV[1], '_d', '1') end
 return 1
 """
 
+# read many records in one command (one reply to parse instead of one per key)
+HGETALL_MANY = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
+return out
+"""
+HMGET_MANY = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HMGET', KEYS[i], unpack(ARGV)) end
+return out
+"""
+
 _PIPELINE = 1000
 _PUT_CHUNK = 500  # records per atomic PUT_MANY call
 
@@ -119,6 +131,8 @@ class RedisOnlineStore(OnlineStore):
         self._put = self.r.register_script(PUT_MANY)
         self._update = self.r.register_script(UPDATE)
         self._delete = self.r.register_script(DELETE)
+        self._hgetall_many = self.r.register_script(HGETALL_MANY)
+        self._hmget_many = self.r.register_script(HMGET_MANY)
         self._codecs: dict[str, tuple[FeatureGroupSpec, _Codec]] = {}
 
     def _codec(self, spec: FeatureGroupSpec) -> _Codec:
@@ -180,18 +194,15 @@ class RedisOnlineStore(OnlineStore):
         codec = self._codec(spec)
         dec = codec.dec
         out: list[StoredRecord | None] = []
+        fields = None if names is None else ["_e", "_x", "_d", *names]
         for i in range(0, len(record_ids), _PIPELINE):
-            chunk = record_ids[i:i + _PIPELINE]
-            if len(chunk) == 1 and names is None:
-                rows = [self.r.hgetall(codec.prefix + chunk[0])]
+            keys = [codec.prefix + rid for rid in record_ids[i:i + _PIPELINE]]
+            if len(keys) == 1 and names is None:
+                rows = [self.r.hgetall(keys[0])]
+            elif names is None:
+                rows = [dict(zip(h[::2], h[1::2])) for h in self._hgetall_many(keys=keys)]
             else:
-                pipe = self.r.pipeline(transaction=False)
-                for rid in chunk:
-                    if names is None:
-                        pipe.hgetall(codec.prefix + rid)
-                    else:
-                        pipe.hmget(codec.prefix + rid, "_e", "_x", "_d", *names)
-                rows = pipe.execute()
+                rows = self._hmget_many(keys=keys, args=fields)
             for h in rows:
                 if names is not None:
                     h = dict(zip(("_e", "_x", "_d", *names), h))
@@ -214,10 +225,11 @@ class RedisOnlineStore(OnlineStore):
     def get_matrix(self, spec: FeatureGroupSpec, record_ids: Sequence[str], names: Sequence[str],
                    now: float) -> tuple[np.ndarray, np.ndarray]:
         prefix = self._codec(spec).prefix
-        pipe = self.r.pipeline(transaction=False)
-        for rid in record_ids:
-            pipe.hmget(prefix + rid, "_e", "_x", "_d", *names)
-        raw = np.array(pipe.execute(), dtype=object).reshape(len(record_ids), 3 + len(names))
+        rows: list[list[Any]] = []
+        for i in range(0, len(record_ids), _PIPELINE):
+            rows += self._hmget_many(keys=[prefix + rid for rid in record_ids[i:i + _PIPELINE]],
+                                     args=["_e", "_x", "_d", *names])
+        raw = np.array(rows, dtype=object).reshape(len(record_ids), 3 + len(names))
         exp = raw[:, 1]
         exp = np.where((exp == None) | (exp == ""), "inf", exp).astype(np.float64)  # noqa: E711
         found = (raw[:, 0] != None) & (raw[:, 2] != "1") & (exp > now)  # noqa: E711
