@@ -63,9 +63,9 @@ class OfflineStore:
         api_t = now if api_invocation_time is None else api_invocation_time
         n = len(records)
         et = np.fromiter((r.event_time for r in records), dtype=np.float64, count=n)
-        cols: dict[str, pa.Array] = {}
-        for f in spec.features:
-            cols[f.name] = pa.array([r.values.get(f.name) for r in records], type=arrow_type(f))
+        feats = pa.Table.from_pylist([r.values for r in records], schema=pa.schema(
+            [pa.field(f.name, arrow_type(f)) for f in spec.features]))
+        cols: dict[str, pa.Array] = {name: feats.column(name) for name in feats.column_names}
         cols["write_time"] = pa.array(np.full(n, int(now * 1e6), dtype=np.int64), type=pa.int64()).cast(_TS)
         cols["api_invocation_time"] = pa.array(np.full(n, int(api_t * 1e6), dtype=np.int64)).cast(_TS)
         cols["is_deleted"] = pa.array(np.zeros(n, bool) if deleted is None else np.asarray(deleted, bool))
