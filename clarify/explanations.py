@@ -161,29 +161,30 @@ def exact_shap(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, background:
     """Exact interventional Shapley values by enumerating every coalition.
 
     v(S) = sum_b w_b f(x_S, b_notS); phi_i = sum_{S not containing i} |S|!(M-|S|-1)!/M! (v(S+i) - v(S)).
-    Returns (phi of shape (n, M, K), expected value of shape (K,)).
+    Rows are done in chunks of at most ``max_rows_per_call`` model rows. Returns (phi of shape (n, M, K),
+    expected value of shape (K,)).
     """
     n, m = x.shape
     z = _coalitions(m)
     n_coal, n_bg = len(z), len(background)
     expected = weights @ f(background)
     k_out = expected.shape[0]
-    values = np.empty((n, n_coal, k_out))
-    rows_per_x = n_coal * n_bg
-    step = max(1, max_rows_per_call // rows_per_x)
-    for start in range(0, n, step):
-        xs = x[start:start + step]
-        # (len(xs), coalitions, background, features): x where the coalition has the feature, else background
-        grid = np.where(z[None, :, None, :], xs[:, None, None, :], background[None, None, :, :])
-        out = f(grid.reshape(-1, m)).reshape(len(xs), n_coal, n_bg, k_out)
-        values[start:start + len(xs)] = np.einsum("icbk,b->ick", out, weights)
     size = z.sum(axis=1)
     fact = np.array([math.factorial(i) for i in range(m + 1)], dtype=np.float64)
+    # for each feature: the coalitions without it, and their Shapley weights
+    without = [np.flatnonzero(~z[:, i]) for i in range(m)]
+    shapley_w = [fact[size[w]] * fact[m - size[w] - 1] / fact[m] for w in without]
     phi = np.empty((n, m, k_out))
-    for i in range(m):
-        without = np.flatnonzero(~z[:, i])
-        w = fact[size[without]] * fact[m - size[without] - 1] / fact[m]
-        phi[:, i, :] = np.einsum("s,isk->ik", w, values[:, without | (1 << i), :] - values[:, without, :])
+    step = max(1, max_rows_per_call // (n_coal * n_bg))
+    for start in range(0, n, step):
+        xs = x[start:start + step]
+        # (rows, coalitions, background, features): the row's value where the coalition has the feature
+        grid = np.where(z[None, :, None, :], xs[:, None, None, :], background[None, None, :, :])
+        out = f(grid.reshape(-1, m)).reshape(len(xs), n_coal, n_bg, k_out)
+        values = np.einsum("icbk,b->ick", out, weights)
+        for i in range(m):
+            w = without[i]
+            phi[start:start + len(xs), i, :] = np.einsum("s,isk->ik", shapley_w[i], values[:, w | (1 << i), :] - values[:, w, :])
     return phi, expected
 
 
