@@ -17,6 +17,7 @@ from clarify.jsonio import parse_value
 SECTIONS = [("pre_training_bias_metrics", "Pre-training bias (labels only)"),
             ("post_training_bias_metrics", "Post-training bias (model predictions)")]
 NEAR = 0.05  # |value - ideal| at most this reads as "close to the ideal"
+D_MINUS_A = {"DCR", "SD", "DRR", "TE", "CDDL", "CDDPL"}  # computed as d's value minus a's (the rest: a - d)
 
 
 def _pct(v: float) -> str:
@@ -95,8 +96,10 @@ def explain_value(name: str, value, error: Optional[str], d: str, a: str = "the 
     else:
         prefix = ""
     if math.isinf(v) and name != "DI":
-        return (f"{'+' if v > 0 else '-'}infinity: a denominator is zero for one group only "
-                f"({'the rest' if v > 0 else d} has none of the cases this ratio divides by).")
+        who = d if (v > 0) == (name in D_MINUS_A) else a
+        return (f"{'+' if v > 0 else '-'}infinity: a division by zero on the side of {who}, which has none of the "
+                "cases this metric's ratio divides by (predicted positives, predicted negatives or false positives), "
+                "while the other side's ratio is finite.")
     return prefix + SENTENCES[name](v, d, a)
 
 
@@ -143,9 +146,10 @@ def _metric_chart(metrics: list[dict], title: str) -> str:
     ax.barh(pos, vals, color=colors)
     ax.set_yticks(pos, names)
     ax.scatter(ideals, pos, marker="|", s=260, color="black", zorder=3, label="ideal")
-    for y, (n, v) in enumerate(zip(names, [v for _, v in rows][::-1])):
-        if math.isinf(v):
-            ax.text(vals[y], y, " ∞" if v > 0 else "−∞ ", va="center", ha="left" if v > 0 else "right")
+    for y, v in enumerate([v for _, v in rows][::-1]):
+        if math.isinf(v):  # drawn to the edge, labelled inside the bar
+            ax.text(vals[y], y, "+∞ " if v > 0 else " −∞", va="center", ha="right" if v > 0 else "left",
+                    color="white", fontweight="bold")
     ax.axvline(0, color="#888", lw=0.8)
     ax.set_xlim(-cap, cap)
     ax.set_title(title, fontsize=10)
