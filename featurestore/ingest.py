@@ -329,3 +329,61 @@ class IngestWorker:
                 hw = end
             total += max(hw - self.consumer.position(tp), 0)
         return total
+
+
+def _worker_process(settings: dict, groups: list[dict], bootstrap: str, options: dict, until_idle: float | None,
+                    metrics_port: int | None) -> None:
+    """Entry point of one worker process (spawned by run_processes)."""
+    import signal
+
+    from featurestore.spec import FeatureStoreSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
+    specs = [FeatureGroupSpec.model_validate(g) for g in groups]
+    store = FeatureStore(FeatureStoreSettings.model_validate(settings), specs)
+    worker = IngestWorker(store, specs, bootstrap, **options)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        worker.run(until_idle=until_idle)
+    except KeyboardInterrupt:
+        pass
+
+
+def run_processes(store: FeatureStore, groups: list[FeatureGroupSpec], bootstrap: str, processes: int,
+                  until_idle: float | None = None, metrics_port: int | None = None, **options: Any) -> int:
+    """Run `processes` workers of one consumer group in separate processes (one per core: the GIL bounds one).
+
+    Worker i serves its metrics on metrics_port + i; with an instance id, worker i uses `<id>-<i>`.
+    Returns the number of workers that failed.
+    """
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("spawn")
+    settings = store.settings.model_dump()
+    specs = [g.model_dump(mode="json", by_alias=False) for g in groups]
+    procs = []
+    for i in range(processes):
+        opts = dict(options)
+        if opts.get("instance_id"):
+            opts["instance_id"] = f"{opts['instance_id']}-{i}"
+        procs.append(ctx.Process(target=_worker_process, name=f"ferry-ingest-{i}", args=(
+            settings, specs, bootstrap, opts, until_idle, None if metrics_port is None else metrics_port + i)))
+    for p in procs:
+        p.start()
+    previous = signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in procs])
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return sum(1 for p in procs if p.exitcode not in (0, -signal.SIGTERM))

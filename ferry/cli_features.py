@@ -99,9 +99,11 @@ def ingest(file: Path = FILE, group: Optional[str] = typer.Option(None, "--group
            max_batch: int = typer.Option(5000, help="records per micro-batch"),
            instance_id: Optional[str] = typer.Option(None, help="static group membership id: a restarted worker "
                                                                 "gets its partitions back at once"),
+           processes: int = typer.Option(1, min=1, help="worker processes in the consumer group (one per core); "
+                                                        "worker i serves metrics on --metrics-port + i"),
            data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
     """Consume the groups' Kafka topics into the online and offline stores."""
-    from featurestore.ingest import IngestWorker
+    from featurestore.ingest import IngestWorker, run_processes
 
     store, settings, groups = _open(file, data_dir, online)
     if group is not None:
@@ -110,6 +112,11 @@ def ingest(file: Path = FILE, group: Optional[str] = typer.Option(None, "--group
             raise typer.BadParameter(f"unknown feature group {group!r}", param_hint="--group")
     if not groups:
         raise typer.BadParameter("the deploy file declares no feature_groups", param_hint="--file")
+    if processes > 1:
+        failed = run_processes(store, groups, settings.kafka_bootstrap_servers, processes, until_idle=until_idle,
+                               metrics_port=metrics_port, consumer_group=consumer_group, max_batch=max_batch,
+                               instance_id=instance_id)
+        raise typer.Exit(1 if failed else 0)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 

@@ -1,7 +1,7 @@
 """Kafka ingestion against the real broker, on both online stores (SQLite and real Redis).
 
 100k records with duplicates, out-of-order event times and 1% bad records; the worker is killed with
-SIGKILL mid-stream and restarted. Afterwards: the online store holds exactly the latest record per id, the
+SIGKILL mid-stream and restarted as two worker processes. Afterwards: the online store holds exactly the latest record per id, the
 DLQ exactly the bad records, each once (identified by their source partition/offset headers), and the offline
 store every good message exactly once.
 """
@@ -108,10 +108,13 @@ def dlq_sources(bootstrap: str, topic: str) -> list[tuple[int, int]]:
     return out
 
 
-def worker_cmd(cfg: Path, data_dir: Path, online: str, consumer_group: str, until_idle: float | None) -> list[str]:
+def worker_cmd(cfg: Path, data_dir: Path, online: str, consumer_group: str, until_idle: float | None,
+               processes: int = 1) -> list[str]:
+    # static membership: the restarted worker 0 (`<group>-0`) takes over the killed one's partitions at once
+    instance = consumer_group + "-0" if processes == 1 else consumer_group
     cmd = [sys.executable, "-m", "ferry.cli", "features", "ingest", "-f", str(cfg), "--data-dir", str(data_dir),
            "--online", online, "--consumer-group", consumer_group, "--max-batch", "2000",
-           "--instance-id", consumer_group + "-0"]
+           "--instance-id", instance, "--processes", str(processes)]
     return cmd + (["--until-idle", str(until_idle)] if until_idle else [])
 
 
@@ -141,7 +144,8 @@ def test_ingest_exact_after_kill_9(tmp_path, kafka_bootstrap, kafka_topic, redis
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
 
-    second = subprocess.run(worker_cmd(cfg, data_dir, online, name, 3.0), cwd=ROOT, env=env, timeout=600,
+    # restart as two worker processes of the same consumer group
+    second = subprocess.run(worker_cmd(cfg, data_dir, online, name, 3.0, processes=2), cwd=ROOT, env=env, timeout=600,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert second.returncode == 0, second.stderr.decode()[-3000:]
     print(f"produce {t_produced - t0:.1f}s, ingest incl. kill and restart {time.time() - t_produced:.1f}s")
