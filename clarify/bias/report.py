@@ -14,6 +14,7 @@ given ``[1]`` as the threshold "> 1", which selects nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
@@ -258,17 +259,14 @@ def _entry(value_or_threshold: str, metrics: list[registry.Metric], counts: Face
 
 def _flip_factory(features: pd.DataFrame, predicted: np.ndarray) -> Callable[[np.ndarray], Callable[[], float]]:
     """FT needs the rows: numeric feature columns (all that remain, as smclarify), built once per facet."""
-    cache: dict[str, Any] = {}
-
+    @functools.cache
     def rows() -> np.ndarray:
-        if "x" not in cache:
-            numeric = features.select_dtypes([np.number, bool]).columns
-            if len(features.columns) != len(numeric):
-                bad = [c for c in features.columns if c not in set(numeric)]
-                raise ValueError(f"FlipTest does not support non-numeric columns: {', '.join(map(str, bad))} (pass "
-                                 "numeric feature columns as features=[...], --features on the CLI)")
-            cache["x"] = np.array(features)
-        return cache["x"]
+        numeric = features.select_dtypes([np.number, bool]).columns
+        if len(features.columns) != len(numeric):
+            bad = [c for c in features.columns if c not in set(numeric)]
+            raise ValueError(f"FlipTest does not support non-numeric columns: {', '.join(map(str, bad))} (pass "
+                             "numeric feature columns as features=[...], --features on the CLI)")
+        return np.array(features)
 
     def for_mask(d: np.ndarray) -> Callable[[], float]:
         return lambda: _metrics.flip_test(rows(), d, predicted)
@@ -323,6 +321,9 @@ def bias_report(
     if registry.POST_TRAINING in stages and not has_pred:
         raise ClarifyInputError("post-training metrics need a predicted label column or a probability column")
     to_run = resolve_methods(methods, stages)
+    missing = [c for c in features or [] if c not in df.columns]
+    if missing:
+        raise ClarifyInputError(f"feature column(s) {', '.join(map(repr, missing))} are not in the data")
 
     lab = _resolve_label(df, label, positive_label_values, label_threshold)
     pred_name, pred = _resolve_predicted(df, lab, predicted_label, probability, probability_threshold)
