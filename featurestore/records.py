@@ -1,4 +1,4 @@
-"""Record validation: raw values (JSON-native or SageMaker ValueAsString) -> typed values, with errors naming the field."""
+"""Record validation: raw values (JSON-native or SageMaker ValueAsString) -> typed values; errors name the field."""
 
 from __future__ import annotations
 

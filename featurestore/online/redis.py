@@ -173,7 +173,10 @@ class RedisOnlineStore(OnlineStore):
         codec = self._codec(spec)
         sets = [(k, codec.enc[k](v)) for k, v in record.values.items() if v is not None]
         dels = [k for k, v in record.values.items() if v is None]
-        exp = "-" if expires_at is not None and math.isnan(expires_at) else ("" if expires_at is None else repr(expires_at))
+        if expires_at is None:
+            exp = ""
+        else:
+            exp = "-" if math.isnan(expires_at) else repr(expires_at)
         et = "" if math.isnan(record.event_time) else repr(record.event_time)
         args = [et, exp, repr(now), len(sets)] + [x for kv in sets for x in kv] + dels
         code, stored = self._update(keys=[codec.prefix + record.record_id], args=args)
