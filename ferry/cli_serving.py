@@ -39,7 +39,8 @@ def serve_until_interrupted(cfg: DeployFile, address: str | None) -> None:
     deploy.start_ray(cfg.server, address)
     try:
         deploy.deploy(cfg.models, cfg.endpoints, cfg.server,
-                      kafka_bootstrap=cfg.kafka.bootstrap_servers if cfg.kafka else None)
+                      kafka_bootstrap=cfg.kafka.bootstrap_servers if cfg.kafka else None,
+                      schedules=cfg.monitoring_schedules)
     except DeployError as err:
         console.print(f"[red]deploy failed: {err}[/red]")
         deploy.shutdown()

@@ -75,10 +75,20 @@ class DeployFile(Strict):
         for m in self.models:
             m.path = m.resolved_path(base)
         for ep in self.endpoints:
-            dest = ep.data_capture.destination
-            if "://" not in dest and not Path(dest).is_absolute():
-                ep.data_capture.destination = str((base / dest).resolve())
+            ep.data_capture.destination = _local(base, ep.data_capture.destination)
+        self.server.ground_truth_dir = _local(base, self.server.ground_truth_dir)
+        for s in self.monitoring_schedules:
+            for field in ("baseline", "capture", "output", "ground_truth", "model"):
+                if getattr(s, field):
+                    setattr(s, field, _local(base, getattr(s, field)))
         return self
+
+
+def _local(base: Path, path: str) -> str:
+    """A path relative to the deploy file's folder (URIs such as kafka:// or s3:// stay as they are)."""
+    if "://" in path or Path(path).is_absolute():
+        return path
+    return str((base / path).resolve())
 
 
 def _unique(names: list[str], where: str) -> None:

@@ -51,7 +51,7 @@ def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec):
 
 
 def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
-              kafka_bootstrap: str | None = None):
+              kafka_bootstrap: str | None = None, schedules: list | None = None):
     """The `ferry` application: gateway ingress bound to every endpoint's variant deployments."""
     by_name = {m.name: m for m in models}
     variants = {ep.name: {v.name: variant_deployment(ep.name, v, by_name[v.model]) for v in ep.variants}
@@ -60,7 +60,17 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
         name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=GATEWAY_MAX_ONGOING,
         ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
     ).bind([ep.model_dump() for ep in endpoints], variants, server.max_payload_bytes, server.auth_token,
-           kafka_bootstrap)
+           kafka_bootstrap, server.ground_truth_dir, monitor_deployment(schedules or []))
+
+
+def monitor_deployment(schedules: list):
+    """The bound MonitorRunner when there are monitoring schedules, else None."""
+    if not schedules:
+        return None
+    from serving.monitoring import MonitorRunner
+
+    return MonitorRunner.options(name="monitor", ray_actor_options={"num_cpus": 0.25}, logging_config=QUIET).bind(
+        [s.model_dump(mode="json") for s in schedules])
 
 
 def start_ray(server: ServerSpec, address: str | None = None) -> None:
@@ -81,10 +91,10 @@ def start_ray(server: ServerSpec, address: str | None = None) -> None:
 
 def deploy(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
            timeout_s: float = 180.0, app_name: str = APP_NAME, route_prefix: str = "/",
-           kafka_bootstrap: str | None = None) -> None:
+           kafka_bootstrap: str | None = None, schedules: list | None = None) -> None:
     """Deploy (or update in place) the `ferry` application; raise with the reason if it cannot start."""
     log.info("deploying %d endpoint(s): %s", len(endpoints), ", ".join(ep.name for ep in endpoints))
-    app = build_app(models, endpoints, server, kafka_bootstrap)
+    app = build_app(models, endpoints, server, kafka_bootstrap, schedules)
     _run_many([RunTarget(app, name=app_name, route_prefix=route_prefix)],
               wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
     wait_running(app_name, timeout_s)

@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import time
+from pathlib import Path
 
 from ray import serve
 from ray.serve.exceptions import BackPressureError
@@ -39,8 +40,11 @@ class Gateway:
     """Ingress of the `ferry` application, at route prefix /; holds every endpoint's router."""
 
     def __init__(self, endpoints: list[dict], variants: dict[str, dict], max_payload_bytes: int,
-                 auth_token: str | None = None, kafka_bootstrap: str | None = None):
+                 auth_token: str | None = None, kafka_bootstrap: str | None = None,
+                 ground_truth_dir: str = "./ground-truth", monitor=None):
         self.endpoints = [ep["name"] for ep in endpoints]
+        self.ground_truth_dir = Path(ground_truth_dir)
+        self.monitor = monitor  # the MonitorRunner's handle when the deploy file has monitoring schedules
         self.default = self.endpoints[0] if endpoints else None
         self.max_payload = max_payload_bytes
         self.token = auth_token
@@ -62,8 +66,18 @@ class Gateway:
                 ok = self.default is not None and await self.routers[self.default].ready()
                 return Response(status_code=200 if ok else 503)
             if parts == ["metrics"] and method == "GET":
-                return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
+                body = self.metrics.exposition()
+                if self.monitor is not None:
+                    body += await self.monitor.metrics.remote()
+                return Response(body, media_type="text/plain; version=0.0.4")
             self._authorize(request)
+            if parts == ["ground-truth"] and method == "POST":
+                return await self._ground_truth(request)
+            if parts == ["monitoring", "executions"] and method == "GET":
+                q = request.query_params
+                found = [] if self.monitor is None else await self.monitor.executions.remote(
+                    q.get("endpoint"), q.get("schedule"))
+                return _json({"executions": found})
             if parts == ["invocations"] and method == "POST":
                 if self.default is None:
                     raise FerryError(bad_request("no endpoint is deployed"))
@@ -77,6 +91,24 @@ class Gateway:
             return v2_error(err.error) if is_v2 else sagemaker_error(err.error)
         return Response(json.dumps({"error": f"no route {method} {request.url.path}"}), status_code=404,
                         media_type="application/json")
+
+    async def _ground_truth(self, request: Request) -> Response:
+        """SageMaker ground-truth records (a JSON list or JSON Lines) for an endpoint's monitors."""
+        from monitor import ground_truth
+
+        endpoint = request.query_params.get("endpoint") or self.default
+        if endpoint not in self.routers:
+            return _json({"error": f"unknown endpoint {endpoint!r}; endpoints: {self.endpoints}"}, 404)
+        body = await self._body(request)
+        try:
+            text = body.decode("utf-8").strip()
+            doc = json.loads(text) if text.startswith("[") else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+            if not doc or not all(isinstance(r, dict) for r in doc):
+                raise ValueError("send a JSON list of ground-truth records, or one record per line")
+            path = ground_truth.write(doc, self.ground_truth_dir / endpoint)
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as err:
+            return _json({"error": f"bad ground truth: {err}"}, 400)
+        return _json({"endpoint": endpoint, "written": len(doc), "file": str(path)})
 
     def _authorize(self, request: Request) -> None:
         if not self.token:

@@ -37,6 +37,7 @@ class ServerSpec(Strict):
     ingress: Literal["python", "haproxy"] = Field(
         "python", description="Ray Serve's Python proxy, or its HAProxy ingress (needs the haproxy extra)")
     auth_token: str | None = Field(None, description="when set, data-plane requests need 'Authorization: Bearer <token>'")
+    ground_truth_dir: str = Field("./ground-truth", description="POST /ground-truth writes <dir>/<endpoint>/yyyy/mm/dd/hh/")
     gateway_replicas: int = Field(1, ge=1, description="replicas of the HTTP/gRPC gateway")
     gateway_num_cpus: float = Field(0.25, gt=0)
     ray_num_cpus: int | None = Field(None, ge=1, description="logical CPUs when Ferry starts Ray (default: max(8, cores))")

@@ -8,7 +8,10 @@ import socket
 import pytest
 
 from ferry.config import parse_config
-from ferry.demo import demo_config, write_demo
+import pandas as pd
+
+from ferry.demo import MODEL_FEATURES, demo_config, model_matrix, write_demo
+from monitor.jobs import baseline_data_quality
 from tests.models import fragile_model, identity_model, multi_dtype_model
 
 
@@ -77,6 +80,12 @@ def ferry_url(ray_serve, demo_dir):
         {"name": "big", "variants": [{"model": "big", "in_process": True}]},
         {"name": "fragile", "variants": [{"model": "fragile"}]},
     ]
+    doc["server"]["ground_truth_dir"] = "ground-truth"
+    doc["monitoring_schedules"] = [{
+        "name": "dq-every-3s", "endpoint": "credit-risk", "monitor_type": "data_quality", "interval_s": 3,
+        "window_start_offset_s": 600, "baseline": "dq-baseline", "capture": "capture", "output": "monitoring"}]
+    train = pd.read_csv(demo_dir / "train.csv")
+    baseline_data_quality(pd.DataFrame(model_matrix(train), columns=MODEL_FEATURES), demo_dir / "dq-baseline")
     cfg = parse_config(doc, base=demo_dir, environ={})
-    deploy(cfg.models, cfg.endpoints, cfg.server, timeout_s=240)
+    deploy(cfg.models, cfg.endpoints, cfg.server, timeout_s=240, schedules=cfg.monitoring_schedules)
     return f"http://127.0.0.1:{ray_serve}"

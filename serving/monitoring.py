@@ -1,0 +1,34 @@
+"""The monitor inside Ferry: a one-replica deployment that runs the deploy file's monitoring schedules
+and answers for their executions and Prometheus gauges (the gateway serves both over HTTP)."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from monitor.runner import list_executions
+from monitor.service import MonitorService
+from monitor.spec import MonitoringScheduleSpec
+
+
+@serve.deployment(num_replicas=1)
+class MonitorRunner:
+    """Runs every schedule on its interval or cron (one replica, so each execution happens once)."""
+
+    def __init__(self, schedules: list[dict]):
+        self.schedules = [MonitoringScheduleSpec(**s) for s in schedules]
+        self.service = MonitorService(self.schedules)
+        self.service.start()
+
+    def __del__(self):
+        self.service.stop()
+
+    def metrics(self) -> bytes:
+        from prometheus_client import REGISTRY, generate_latest  # a module global here would be pickled with the class
+
+        return generate_latest(REGISTRY)
+
+    def executions(self, endpoint: str | None = None, schedule: str | None = None) -> list[dict]:
+        outputs = sorted({s.output for s in self.schedules
+                          if (endpoint is None or s.endpoint == endpoint) and (schedule is None or s.name == schedule)})
+        found = [ex for out in outputs for ex in list_executions(out, endpoint, schedule)]
+        return sorted(found, key=lambda ex: ex["started_at"])
