@@ -1,7 +1,8 @@
-"""HTTP load from wrk (a C load generator, so the client costs little of the 2 cores), parsed."""
+"""Load from wrk (HTTP) and ghz (gRPC): native load generators, so the client costs little of the 2 cores."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -50,3 +51,26 @@ def wrk(url: str, body: str, content_type: str, concurrency: int, seconds: float
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": errors.group(0) if errors else "",
     }
+
+
+def require_ghz() -> str:
+    path = shutil.which("ghz") or str(Path.home() / "go" / "bin" / "ghz")
+    if not Path(path).exists():
+        raise SystemExit("ghz is needed for the gRPC benchmarks: go install github.com/bojand/ghz/cmd/ghz@latest")
+    return path
+
+
+def ghz(target: str, proto: str, call: str, data: dict, concurrency: int, seconds: float,
+        metadata: dict[str, str] | None = None) -> dict:
+    """Unary gRPC load from ghz (Go); p50/p99 ms, req/s, non-OK count."""
+    args = [require_ghz(), "--insecure", "--proto", proto, "--call", call, "-d", json.dumps(data),
+            "-c", str(concurrency), "-z", f"{max(1, round(seconds))}s", "--format", "json", "--connections", "1"]
+    if metadata:
+        args += ["-m", json.dumps(metadata)]
+    out = subprocess.run(args + [target], capture_output=True, text=True, timeout=seconds + 60).stdout
+    doc = json.loads(out)
+    dist = {d["percentage"]: d["latency"] / 1e6 for d in doc.get("latencyDistribution") or []}
+    codes = doc.get("statusCodeDistribution") or {}
+    return {"concurrency": concurrency, "p50_ms": dist.get(50), "p99_ms": dist.get(99), "rps": doc.get("rps", 0.0),
+            # calls still in flight when -z ends come back Canceled: the clock, not the server
+            "non_2xx": sum(v for k, v in codes.items() if k not in ("OK", "Canceled"))}
