@@ -6,6 +6,7 @@ cutoff); ties in live values are averaged (sklearn's ndcg_score). Violation when
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 import clarify
@@ -59,6 +60,10 @@ def run(window: pd.DataFrame, baseline_analysis: dict, model, features: list[str
         rows = rows.sample(max_rows, random_state=seed)
     base_cfg = baseline_analysis.get("explanation_config") or {}
     explain_options.setdefault("agg_method", base_cfg.get("agg_method", "mean_abs"))
+    if base_cfg.get("baseline") is not None and "baseline" not in explain_options:
+        # the baseline analysis's own background rows keep every window's attributions comparable
+        explain_options["baseline"] = np.asarray(base_cfg["baseline"], dtype=np.float32)
+        explain_options.setdefault("baseline_weights", base_cfg.get("baseline_weights"))
     live = clarify.explain(model, rows.astype("float32"), features=features, seed=seed, **explain_options)
     scores, violations = check(baseline_analysis, live, threshold)
     return live, scores, violations

@@ -87,7 +87,8 @@ def _run_job(spec: MonitoringScheduleSpec, df: pd.DataFrame, out: Path) -> jobs.
                                   positive_label=spec.positive_label)
     b = spec.bias
     return jobs.bias(labelled, spec.baseline, out, label=b.label, positive_label_values=b.positive_label_values,
-                     facets=b.facets, predicted_label=b.predicted_label, probability=b.probability,
+                     facets=b.facets, predicted_label=None if b.probability else b.predicted_label,
+                     probability=b.probability,
                      probability_threshold=b.probability_threshold, group=b.group)
 
 
