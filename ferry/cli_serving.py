@@ -26,7 +26,15 @@ def _load(file: Path) -> DeployFile:
         raise typer.Exit(2) from None
 
 
-def serve_until_interrupted(cfg: DeployFile, address: str | None) -> None:
+def feature_api_config(cfg: DeployFile, base_dir: Path) -> dict | None:
+    """What the gateway needs to mount the feature store's REST API (None without feature groups)."""
+    if not cfg.feature_groups:
+        return None
+    return {"settings": cfg.feature_store_settings(base_dir).model_dump(),
+            "groups": [g.model_dump(mode="json", by_alias=True) for g in cfg.feature_groups]}
+
+
+def serve_until_interrupted(cfg: DeployFile, address: str | None, base_dir: Path) -> None:
     """Start or join Ray, deploy the endpoints, print the URLs, block until Ctrl-C, shut down."""
     import ray
 
@@ -40,7 +48,7 @@ def serve_until_interrupted(cfg: DeployFile, address: str | None) -> None:
     try:
         deploy.deploy(cfg.models, cfg.endpoints, cfg.server,
                       kafka_bootstrap=cfg.kafka.bootstrap_servers if cfg.kafka else None,
-                      schedules=cfg.monitoring_schedules)
+                      schedules=cfg.monitoring_schedules, features=feature_api_config(cfg, base_dir))
     except DeployError as err:
         console.print(f"[red]deploy failed: {err}[/red]")
         deploy.shutdown()
@@ -67,7 +75,7 @@ def register(app: typer.Typer) -> None:
     def up(file: Path = typer.Option(Path("ferry.yaml"), "-f", "--file", help="the deploy file"),
            address: str = typer.Option(None, "--address", help="join this Ray cluster instead of starting one")):
         """Deploy every endpoint of the deploy file on Ray Serve and serve until Ctrl-C."""
-        serve_until_interrupted(_load(file), address)
+        serve_until_interrupted(_load(file), address, file.resolve().parent)
 
     @app.command()
     def validate(file: Path = typer.Option(Path("ferry.yaml"), "-f", "--file")):
@@ -144,4 +152,4 @@ def register(app: typer.Typer) -> None:
         console.print(f"demo written to {out}/: train.csv test.csv test_features.csv model.onnx ferry.yaml")
         if serve:
             console.print(f"try, from another shell:  ferry invoke credit-risk --body {out}/test_features.csv")
-            serve_until_interrupted(_load(path), None)
+            serve_until_interrupted(_load(path), None, path.resolve().parent)

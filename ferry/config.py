@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from featurestore.spec import FeatureGroupSpec
+from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
 from monitor.spec import MonitoringScheduleSpec
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 
@@ -66,6 +66,16 @@ class DeployFile(Strict):
                         f"(declared models: {sorted(known) or 'none'})"
                     )
         return self
+
+    def feature_store_settings(self, base: Path) -> FeatureStoreSettings:
+        """The feature store's settings: SQLite + Parquet under <ferry.yaml dir>/.ferry/features by default,
+        Redis online when the file has a `redis` section, Kafka from `kafka`."""
+        upd: dict[str, Any] = {"data_dir": str(base / FeatureStoreSettings().data_dir)}
+        if self.redis is not None:
+            upd |= {"redis_url": self.redis.url, "online": "redis"}
+        if self.kafka is not None:
+            upd["kafka_bootstrap_servers"] = self.kafka.bootstrap_servers
+        return FeatureStoreSettings(**upd)
 
     def model_by_name(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)

@@ -51,7 +51,7 @@ def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec):
 
 
 def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
-              kafka_bootstrap: str | None = None, schedules: list | None = None):
+              kafka_bootstrap: str | None = None, schedules: list | None = None, features: dict | None = None):
     """The `ferry` application: gateway ingress bound to every endpoint's variant deployments."""
     by_name = {m.name: m for m in models}
     variants = {ep.name: {v.name: variant_deployment(ep.name, v, by_name[v.model]) for v in ep.variants}
@@ -60,7 +60,7 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
         name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=GATEWAY_MAX_ONGOING,
         ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
     ).bind([ep.model_dump() for ep in endpoints], variants, server.max_payload_bytes, server.auth_token,
-           kafka_bootstrap, server.ground_truth_dir, monitor_deployment(schedules or []))
+           kafka_bootstrap, server.ground_truth_dir, monitor_deployment(schedules or []), features)
 
 
 def monitor_deployment(schedules: list):
@@ -91,10 +91,13 @@ def start_ray(server: ServerSpec, address: str | None = None) -> None:
 
 def deploy(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
            timeout_s: float = 180.0, app_name: str = APP_NAME, route_prefix: str = "/",
-           kafka_bootstrap: str | None = None, schedules: list | None = None) -> None:
-    """Deploy (or update in place) the `ferry` application; raise with the reason if it cannot start."""
+           kafka_bootstrap: str | None = None, schedules: list | None = None, features: dict | None = None) -> None:
+    """Deploy (or update in place) the `ferry` application; raise with the reason if it cannot start.
+
+    `features` ({"settings": FeatureStoreSettings dump, "groups": [FeatureGroupSpec dumps]}) mounts the
+    feature store's REST API in the gateway."""
     log.info("deploying %d endpoint(s): %s", len(endpoints), ", ".join(ep.name for ep in endpoints))
-    app = build_app(models, endpoints, server, kafka_bootstrap, schedules)
+    app = build_app(models, endpoints, server, kafka_bootstrap, schedules, features)
     _run_many([RunTarget(app, name=app_name, route_prefix=route_prefix)],
               wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
     wait_running(app_name, timeout_s)

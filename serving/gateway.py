@@ -33,6 +33,7 @@ SERVER_NAME = "ferry"
 SERVER_VERSION = "0.1.0"
 V2_EXTENSIONS = ["binary_tensor_data"]
 CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
+FEATURE_ROUTES = {"FeatureGroup", "BatchGetRecord", "get-online-features", "feature-groups"}
 
 
 @serve.deployment
@@ -41,10 +42,11 @@ class Gateway:
 
     def __init__(self, endpoints: list[dict], variants: dict[str, dict], max_payload_bytes: int,
                  auth_token: str | None = None, kafka_bootstrap: str | None = None,
-                 ground_truth_dir: str = "./ground-truth", monitor=None):
+                 ground_truth_dir: str = "./ground-truth", monitor=None, features: dict | None = None):
         self.endpoints = [ep["name"] for ep in endpoints]
         self.ground_truth_dir = Path(ground_truth_dir)
         self.monitor = monitor  # the MonitorRunner's handle when the deploy file has monitoring schedules
+        self.features = _feature_api(features) if features else None  # featurestore-runtime routes, in-process
         self.default = self.endpoints[0] if endpoints else None
         self.max_payload = max_payload_bytes
         self.token = auth_token
@@ -71,6 +73,8 @@ class Gateway:
                     body += await self.monitor.metrics.remote()
                 return Response(body, media_type="text/plain; version=0.0.4")
             self._authorize(request)
+            if parts and parts[0] in FEATURE_ROUTES and self.features is not None:
+                return await _call_asgi(self.features, request)
             if parts == ["ground-truth"] and method == "POST":
                 return await self._ground_truth(request)
             if parts == ["monitoring", "executions"] and method == "GET":
@@ -285,6 +289,38 @@ def _variant(target):
     if isinstance(target, dict):
         return VariantRunner(target["model"], target["variant"], target["batching"])
     return RemoteVariant(target)
+
+
+def _feature_api(features: dict):
+    """The feature store's REST API (SageMaker featurestore-runtime + Feast routes) as an ASGI app."""
+    from fastapi import FastAPI
+
+    from featurestore.api import make_router
+    from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+    from featurestore.store import FeatureStore
+
+    store = FeatureStore(FeatureStoreSettings(**features["settings"]),
+                         [FeatureGroupSpec.model_validate(g) for g in features["groups"]])
+    app = FastAPI(title="Ferry feature store")
+    app.include_router(make_router(store))
+    return app
+
+
+async def _call_asgi(app, request: Request) -> Response:
+    """Run an ASGI app on this request inside the gateway (no extra hop) and return its response."""
+    start: dict = {}
+    chunks: list[bytes] = []
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app({**request.scope, "root_path": ""}, request.receive, send)
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])
+               if k.lower() != b"content-length"}
+    return Response(b"".join(chunks), status_code=start.get("status", 500), headers=headers)
 
 
 def _grpc_fail(context, error: InferenceError, empty):

@@ -10,6 +10,7 @@ import pytest
 from ferry.config import parse_config
 import pandas as pd
 
+from ferry.cli_serving import feature_api_config
 from ferry.demo import MODEL_FEATURES, demo_config, model_matrix, write_demo
 from monitor.jobs import baseline_data_quality
 from tests.models import fragile_model, identity_model, multi_dtype_model
@@ -87,5 +88,6 @@ def ferry_url(ray_serve, demo_dir):
     train = pd.read_csv(demo_dir / "train.csv")
     baseline_data_quality(pd.DataFrame(model_matrix(train), columns=MODEL_FEATURES), demo_dir / "dq-baseline")
     cfg = parse_config(doc, base=demo_dir, environ={})
-    deploy(cfg.models, cfg.endpoints, cfg.server, timeout_s=240, schedules=cfg.monitoring_schedules)
+    deploy(cfg.models, cfg.endpoints, cfg.server, timeout_s=240, schedules=cfg.monitoring_schedules,
+           features=feature_api_config(cfg, demo_dir))
     return f"http://127.0.0.1:{ray_serve}"
