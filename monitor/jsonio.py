@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from clarify.jsonio import json_value, parse_value
 
 
 def clean(obj: Any) -> Any:
@@ -23,21 +24,13 @@ def clean(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        if math.isnan(f):
-            return "NaN"
-        if math.isinf(f):
-            return "Infinity" if f > 0 else "-Infinity"
-        return f
+        return json_value(obj)
     return obj
 
 
 def as_float(v: Any) -> float:
     """Read a number written by clean() (or a plain JSON number) back as float."""
-    special = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-    if isinstance(v, str) and v in special:
-        return special[v]
-    return float(v)
+    return parse_value(v)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
