@@ -22,7 +22,9 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 import orjson
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from featurestore import metrics
@@ -80,6 +82,7 @@ class IngestWorker:
         self.parsers = {t: store.parser(g.name) for t, g in self.by_topic.items()}
         self.max_batch = max_batch
         self.poll_ms = poll_ms
+        self.bootstrap_servers = bootstrap_servers
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers, group_id=consumer_group, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=max_batch,
@@ -87,7 +90,6 @@ class IngestWorker:
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
         self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers, client_id=client_id + "-dlq",
                                       acks="all", linger_ms=5)
-        self.bootstrap_servers = bootstrap_servers
         self._pending: dict[TopicPartition, OffsetAndMetadata] = {}
         self._dlq_sent: list[Any] = []
         self._dlq_marks: dict[str, dict[int, int]] = defaultdict(dict)
@@ -95,7 +97,28 @@ class IngestWorker:
         self._fresh: set[TopicPartition] = set()
         self._stop = threading.Event()
         self._rate_window: list[tuple[float, int]] = []
+        self._ensure_topics()
         self.consumer.subscribe(list(self.by_topic), listener=_Listener(self))
+
+    def _ensure_topics(self) -> None:
+        """Create missing source and DLQ topics with the broker's defaults (so the worker may start first)."""
+        wanted = [t for topic in self.by_topic for t in (topic, topic + ".dlq")]
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        except KafkaError as e:
+            log.warning("cannot check topics: %s", e)
+            return
+        try:
+            missing = [t for t in wanted if t not in set(admin.list_topics())]
+            if missing:
+                admin.create_topics([NewTopic(t, -1, -1) for t in missing])
+                log.info("created topics %s", missing)
+        except TopicAlreadyExistsError:
+            pass
+        except KafkaError as e:  # e.g. no permission: auto-creation or an operator may provide them
+            log.warning("could not create topics %s: %s", wanted, e)
+        finally:
+            admin.close()
 
     # ---- lifecycle
     def stop(self) -> None:
