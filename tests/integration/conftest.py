@@ -79,6 +79,9 @@ def ferry_url(ray_serve, demo_dir):
             {"model": "credit-gbm", "batching": {"max_batch_size": 16, "batch_wait_timeout_ms": 5}}]},
         {"name": "multi", "variants": [{"model": "multi"}]},
         {"name": "big", "variants": [{"model": "big", "in_process": True}]},
+        {"name": "scale-to-zero", "variants": [{"model": "credit-gbm", "autoscaling": {
+            "min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "upscale_delay_s": 0,
+            "downscale_delay_s": 600}}]},
         {"name": "fragile", "variants": [{"model": "fragile"}]},
     ]
     doc["server"]["ground_truth_dir"] = "ground-truth"

@@ -237,3 +237,17 @@ def test_metrics_count_requests_and_errors(ferry_url, rows):
     assert 'ferry_invocations_total{code="200",endpoint="credit-risk",protocol="sagemaker",variant="AllTraffic"}' in text
     assert "ferry_request_latency_seconds_bucket" in text
     assert 'ferry_invocation_errors_total{code="400"' in text
+
+
+def test_autoscaling_from_zero_serves_the_first_request(ferry_url, rows, reference):
+    from ray import serve
+
+    from serving.status import app_summary
+
+    replicas = app_summary("ferry")["deployments"]["scale-to-zero.AllTraffic"]["replicas"]
+    assert replicas.get("RUNNING", 0) == 0, replicas  # autoscaling config reached Ray Serve: no replica yet
+    r = httpx.post(f"{ferry_url}/endpoints/scale-to-zero/invocations", content=csv_body(rows[:2]),
+                   headers={"content-type": "text/csv"}, timeout=120)
+    assert r.status_code == 200
+    assert [int(ln.split(",")[0]) for ln in r.text.splitlines()] == reference[0][:2].tolist()
+    assert serve.status().applications["ferry"].deployments["scale-to-zero.AllTraffic"].replica_states
