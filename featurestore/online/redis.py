@@ -14,6 +14,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import orjson
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from featurestore.online.base import OnlineStore, StoredRecord
 from featurestore.records import ConflictError, Record, RecordError
@@ -126,8 +128,10 @@ class _Codec:
 class RedisOnlineStore(OnlineStore):
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", timeout: float = 10.0):
         self.url = url
+        # few, quick retries: a store that is down must surface (503, or the ingest worker pauses), not hang
         self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
-                                      socket_connect_timeout=min(timeout, 5.0))
+                                      socket_connect_timeout=min(timeout, 5.0),
+                                      retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 2))
         self._put = self.r.register_script(PUT_MANY)
         self._update = self.r.register_script(UPDATE)
         self._delete = self.r.register_script(DELETE)

@@ -79,7 +79,7 @@ def test_pause_while_store_frozen_then_resume_exact(tmp_path, kafka_bootstrap, k
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGSTOP)  # the store stops answering
         send(2000, 3000)
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while time.time() < deadline and metric("ferry_features_ingest_paused", group=name) != 1.0:
             time.sleep(0.05)
         assert metric("ferry_features_ingest_paused", group=name) == 1.0

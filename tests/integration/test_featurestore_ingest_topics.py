@@ -27,13 +27,16 @@ def test_worker_creates_missing_topics(tmp_path, kafka_bootstrap):  # noqa: F811
     t = threading.Thread(target=worker.run, daemon=True)
     t.start()
     try:
+        deadline = time.time() + 20  # the admin client's metadata may trail the creation briefly
+        while time.time() < deadline and not {topic, topic + ".dlq"} <= set(admin.list_topics()):
+            time.sleep(0.2)
         assert {topic, topic + ".dlq"} <= set(admin.list_topics())
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
         for i in range(10):
             producer.send(topic, key=str(i).encode(), value=orjson.dumps({"id": i, "et": 1.0}))
         producer.flush()
         producer.close()
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while time.time() < deadline and None in store.get_records("fresh", [str(i) for i in range(10)]):
             time.sleep(0.1)
         assert None not in store.get_records("fresh", [str(i) for i in range(10)])
