@@ -23,9 +23,14 @@ class MonitorRunner:
         self.service.stop()
 
     def metrics(self) -> bytes:
+        """The monitor's own gauges (ferry_monitor_*), for the gateway to append to its /metrics."""
         from prometheus_client import REGISTRY, generate_latest  # a module global here would be pickled with the class
 
-        return generate_latest(REGISTRY)
+        class MonitorFamilies:
+            def collect(self):
+                return [m for m in REGISTRY.collect() if m.name.startswith("ferry_monitor_")]
+
+        return generate_latest(MonitorFamilies())
 
     def executions(self, endpoint: str | None = None, schedule: str | None = None) -> list[dict]:
         outputs = sorted({s.output for s in self.schedules

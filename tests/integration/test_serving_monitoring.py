@@ -25,6 +25,8 @@ def test_scheduled_executions_are_listed_and_exported(ferry_url):
         assert ex["failure_reason"]
     text = httpx.get(f"{ferry_url}/metrics").text
     assert 'ferry_monitor_execution_status{' in text and 'schedule="dq-every-3s"' in text
+    types = [ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), "a metric family appears twice: Prometheus would reject the scrape"
     assert httpx.get(f"{ferry_url}/monitoring/executions", params={"schedule": "nope"}).json() == {"executions": []}
 
 
