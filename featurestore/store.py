@@ -194,7 +194,7 @@ class FeatureStore:
         if got is None:
             return {}
         out: dict[str, Any] = {"Record": to_sagemaker(got.values, list(feature_names or spec.feature_names))}
-        if expiration:
+        if expiration and got.expires_at is not None:  # as SageMaker: only records with a TTL have one
             out["ExpiresAt"] = _iso(got.expires_at)
         return out
 
@@ -233,7 +233,7 @@ class FeatureStore:
                     continue
                 item = {"FeatureGroupName": name, "RecordIdentifierValueAsString": rid,
                         "Record": to_sagemaker(g.values, order)}
-                if expiration:
+                if expiration and g.expires_at is not None:
                     item["ExpiresAt"] = _iso(g.expires_at)
                 records.append(item)
         return {"Records": records, "Errors": errors, "UnprocessedIdentifiers": unprocessed}
@@ -246,9 +246,7 @@ def _err(name: Any, rid: str, code: str, msg: str) -> dict[str, Any]:
     return {"FeatureGroupName": name, "RecordIdentifierValueAsString": rid, "ErrorCode": code, "ErrorMessage": msg}
 
 
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
+def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
