@@ -36,18 +36,21 @@ def _replicas(v: VariantSpec) -> dict:
 
 
 def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec):
-    """The bound ModelServer of one production variant (or, in-process, the arguments of its runner)."""
+    """How the gateway reaches one production variant: its bound ModelServer (with the batching the
+    gateway applies), or, in-process, the arguments of its runner."""
     batching = v.batching.model_dump() if v.batching else None
     if v.in_process:
         return {"model": model.model_dump(), "variant": v.name, "batching": batching}
-    return ModelServer.options(
+    bound = ModelServer.options(
         name=f"{endpoint}.{v.name}",
         max_ongoing_requests=v.max_ongoing_requests,
         max_queued_requests=v.max_queued_requests,
         ray_actor_options={"num_cpus": v.num_cpus},
         logging_config=QUIET,
         **_replicas(v),
-    ).bind(model.model_dump(), v.name, batching)
+    ).bind(model.model_dump(), v.name)  # a remote variant's batches are gathered in the gateway
+    return {"remote": bound, "batching": batching,
+            "scales_to_zero": v.autoscaling is not None and v.autoscaling.min_replicas == 0}
 
 
 def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,

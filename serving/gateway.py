@@ -284,11 +284,11 @@ class Gateway:
         return Response(out, headers=headers)
 
 
-def _variant(target):
-    """A bound deployment arrives as a DeploymentHandle; an in-process variant as its runner arguments."""
-    if isinstance(target, dict):
-        return VariantRunner(target["model"], target["variant"], target["batching"])
-    return RemoteVariant(target)
+def _variant(target: dict):
+    """A variant deployment (its bound ModelServer arrives as a DeploymentHandle), or an in-process runner."""
+    if "remote" in target:
+        return RemoteVariant(target["remote"], target["batching"], target["scales_to_zero"])
+    return VariantRunner(target["model"], target["variant"], target["batching"])
 
 
 def _feature_api(features: dict):
