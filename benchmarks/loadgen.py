@@ -70,7 +70,8 @@ def ghz(target: str, proto: str, call: str, data: dict, concurrency: int, second
     out = subprocess.run(args + [target], capture_output=True, text=True, timeout=seconds + 60).stdout
     doc = json.loads(out)
     dist = {d["percentage"]: d["latency"] / 1e6 for d in doc.get("latencyDistribution") or []}
-    codes = doc.get("statusCodeDistribution") or {}
+    errors = doc.get("errorDistribution") or {}
     return {"concurrency": concurrency, "p50_ms": dist.get(50), "p99_ms": dist.get(99), "rps": doc.get("rps", 0.0),
-            # calls still in flight when -z ends come back Canceled: the clock, not the server
-            "non_2xx": sum(v for k, v in codes.items() if k not in ("OK", "Canceled"))}
+            # calls in flight when -z ends fail with "transport is closing": ghz's own shutdown, not the server
+            "non_2xx": sum(v for k, v in errors.items() if "transport is closing" not in k and "Canceled" not in k),
+            "errors": errors}

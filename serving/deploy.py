@@ -82,6 +82,9 @@ def start_ray(server: ServerSpec, address: str | None = None) -> None:
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     for var in ("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"):
         os.environ.setdefault(var, str(server.grpc_max_message_bytes))
+    if server.throughput_optimized:  # Ray Serve's own recommendation for small, fast models
+        os.environ.setdefault("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0")
+        os.environ.setdefault("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "0")
     if not ray.is_initialized():
         kwargs = {"include_dashboard": False, "logging_level": logging.WARNING}
         if address:

@@ -8,8 +8,10 @@ with ``in_process: true``, a model session inside the gateway replica itself (no
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
+import random
 
-import numpy as np
 
 from serving.capture import build_record, make_sink
 from serving.dataplane import RoutedRequest, RoutedResponse
@@ -22,14 +24,16 @@ class VariantPicker:
 
     def __init__(self, weights: dict[str, float], seed: int | None = None):
         self.names = list(weights)
-        w = np.array([weights[n] for n in self.names], dtype=float)
-        self.cum = np.cumsum(w / w.sum())
-        self.rng = np.random.default_rng(seed)
+        total = sum(weights.values())
+        self.cum = list(itertools.accumulate(weights[n] / total for n in self.names))
+        self.rng = random.Random(seed)
 
     def pick(self, target: str | None = None) -> str | None:
         if target is not None:
             return target if target in self.names else None
-        i = int(np.searchsorted(self.cum, self.rng.random(), side="right"))
+        if len(self.names) == 1:
+            return self.names[0]
+        i = bisect.bisect_right(self.cum, self.rng.random())  # scalar work: plain Python beats numpy here
         return self.names[min(i, len(self.names) - 1)]
 
 
@@ -44,7 +48,7 @@ class EndpointRouter:
         self._meta: dict[str, dict] = {}
         self.capture_spec = DataCaptureSpec(**endpoint.get("data_capture") or {})
         self.sink = make_sink(self.capture_spec, self.name, kafka_bootstrap) if self.capture_spec.enabled else None
-        self._rng = np.random.default_rng()
+        self._rng = random.Random()
 
     def sampled(self) -> bool:
         """Whether this request is captured (SageMaker's sampling percentage)."""

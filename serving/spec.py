@@ -38,6 +38,9 @@ class ServerSpec(Strict):
         "python", description="Ray Serve's Python proxy, or its HAProxy ingress (needs the haproxy extra)")
     auth_token: str | None = Field(None, description="when set, data-plane requests need 'Authorization: Bearer <token>'")
     ground_truth_dir: str = Field("./ground-truth", description="POST /ground-truth writes <dir>/<endpoint>/yyyy/mm/dd/hh/")
+    throughput_optimized: bool = Field(True, description=(
+        "when Ferry starts Ray: run replica code on Ray Serve's main event loop (no thread hop per request); "
+        "turn off for models that hold the CPU for long"))
     gateway_replicas: int = Field(1, ge=1, description="replicas of the HTTP/gRPC gateway")
     gateway_num_cpus: float = Field(0.25, gt=0)
     ray_num_cpus: int | None = Field(None, ge=1, description="logical CPUs when Ferry starts Ray (default: max(8, cores))")
