@@ -10,19 +10,22 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from tests.integration.conftest import free_port
 
 FERRY = [sys.executable, "-m", "ferry.cli"]
 
 
-def test_demo_up_status_invoke_and_clean_shutdown(tmp_path):
+@pytest.mark.parametrize("ingress", ["python", "haproxy"])
+def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress):
     out = tmp_path / "demo"
     r = subprocess.run(FERRY + ["demo", "--out", str(out), "--no-serve"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert {"train.csv", "test.csv", "test_features.csv", "model.onnx", "ferry.yaml"} <= {p.name for p in out.iterdir()}
     http, grpc_port = free_port(), free_port()
-    env = dict(os.environ, FERRY_SERVER__HTTP_PORT=str(http), FERRY_SERVER__GRPC_PORT=str(grpc_port))
+    env = dict(os.environ, FERRY_SERVER__HTTP_PORT=str(http), FERRY_SERVER__GRPC_PORT=str(grpc_port),
+               FERRY_SERVER__INGRESS=ingress)
     env.pop("RAY_ADDRESS", None)
     log = open(tmp_path / "up.log", "w+")
     proc = subprocess.Popen(FERRY + ["up", "-f", str(out / "ferry.yaml")], stdout=log, stderr=subprocess.STDOUT,
@@ -54,7 +57,7 @@ def test_demo_up_status_invoke_and_clean_shutdown(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            rc = proc.wait(timeout=90)
+            rc = proc.wait(timeout=150)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
