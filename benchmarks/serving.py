@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path

@@ -204,7 +204,7 @@ class FeatureStore:
         errors: list[dict[str, Any]] = []
         unprocessed: list[dict[str, Any]] = []
         budget = MAX_BATCH_IDENTIFIERS
-        for i, ident in enumerate(identifiers):
+        for ident in identifiers:
             name = ident.get("FeatureGroupName")
             ids = [str(x) for x in ident.get("RecordIdentifiersValueAsString") or []]
             names = ident.get("FeatureNames") or None
