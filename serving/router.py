@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+import logging
 import random
 
 
 from serving.capture import build_record, make_sink
+from serving.capture.sink import DROPPED
 from serving.dataplane import RoutedRequest, RoutedResponse
 from serving.errors import bad_request
 from serving.spec import DataCaptureSpec
+
+log = logging.getLogger(__name__)
 
 
 class VariantPicker:
@@ -56,10 +60,16 @@ class EndpointRouter:
 
     def capture(self, req: RoutedRequest, resp: RoutedResponse, output: bytes | str | None,
                 output_type: str | None) -> None:
-        """Queue a capture record; never blocks or fails the request (the sink counts what it drops)."""
-        self.sink.put(build_record(self.capture_spec, variant=resp.variant, input_data=req.body,
-                                   input_content_type=req.content_type, output_data=output,
-                                   output_content_type=output_type, inference_id=req.inference_id))
+        """Queue a capture record; never blocks or fails the request (what cannot be kept is counted)."""
+        try:
+            record = build_record(self.capture_spec, variant=resp.variant, input_data=req.body,
+                                  input_content_type=req.content_type, output_data=output,
+                                  output_content_type=output_type, inference_id=req.inference_id)
+        except Exception:  # noqa: BLE001 - a capture must never fail a request
+            DROPPED.labels(endpoint=self.name, sink=self.sink.kind, reason="unencodable").inc()
+            log.exception("capture %s: record could not be built", self.name)
+            return
+        self.sink.put(record)
 
     def close(self) -> None:
         if self.sink is not None:
