@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from featurestore.demo import applicant_feature_group
+from featurestore.demo import applicant_feature_group, load_applicants
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ def demo_config(model_path: str = "model.onnx") -> dict:
 
 
 def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
-    """Write train.csv, test.csv, test_features.csv (model rows, no header), model.onnx and ferry.yaml."""
+    """Write train.csv, test.csv, test_features.csv (model rows, no header), model.onnx and ferry.yaml, and
+    load the applicants into the embedded feature store."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = make_credit_data(n_rows, seed)
@@ -117,5 +118,22 @@ def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
     np.savetxt(out / "test_features.csv", model_matrix(test), delimiter=",", fmt="%.6g")
     (out / "model.onnx").write_bytes(train_model(train, seed))
     (out / "ferry.yaml").write_text(yaml.safe_dump(demo_config(), sort_keys=False))
+    load_demo_features(out, df)
     log.info("demo written to %s", out)
     return out / "ferry.yaml"
+
+
+def load_demo_features(out: Path, df: pd.DataFrame) -> int:
+    """Put every applicant into the demo's embedded feature store (SQLite + Parquet next to ferry.yaml)."""
+    from featurestore.spec import FeatureStoreSettings
+    from featurestore.store import FeatureStore
+
+    table = df.copy()
+    codes = model_matrix(table)[:, 6:8].astype(int)
+    table["employment_code"], table["housing_code"] = codes[:, 0], codes[:, 1]
+    store = FeatureStore(FeatureStoreSettings(data_dir=str(out / FeatureStoreSettings().data_dir)),
+                         [applicant_feature_group()])
+    try:
+        return load_applicants(store, table)
+    finally:
+        store.close()
