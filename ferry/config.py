@@ -77,9 +77,6 @@ class DeployFile(Strict):
             upd["kafka_bootstrap_servers"] = self.kafka.bootstrap_servers
         return FeatureStoreSettings(**upd)
 
-    def model_by_name(self, name: str) -> ModelSpec:
-        return next(m for m in self.models if m.name == name)
-
     def resolve_paths(self, base: Path) -> "DeployFile":
         """Make relative model paths and capture folders relative to the deploy file's folder."""
         for m in self.models:

@@ -17,13 +17,6 @@ class Payload:
     named: dict[str, np.ndarray] | None = None
     strict_dtype: bool = False  # V2 clients declare datatypes; SageMaker bodies are cast to the model's
 
-    @property
-    def rows(self) -> int:
-        if self.matrix is not None:
-            return int(self.matrix.shape[0]) if self.matrix.ndim > 1 else 1
-        first = next(iter(self.named.values()), None) if self.named else None
-        return int(first.shape[0]) if first is not None and first.ndim else 1
-
 
 @dataclass
 class RoutedRequest:
@@ -34,7 +27,6 @@ class RoutedRequest:
     target_variant: str | None = None
     inference_id: str | None = None
     content_type: str | None = None  # the client's body, kept for data capture
-    accept: str | None = None
     body: bytes | None = None
 
 

@@ -154,7 +154,7 @@ class Gateway:
         if inference_id is not None and not 1 <= len(inference_id) <= 64:
             raise FerryError(bad_request("X-Amzn-SageMaker-Inference-Id must be 1-64 characters"))
         req = RoutedRequest(payload, target_variant=request.headers.get("x-amzn-sagemaker-target-variant"),
-                            inference_id=inference_id, content_type=codecs.media_type(ct), accept=accept, body=body)
+                            inference_id=inference_id, content_type=codecs.media_type(ct), body=body)
         resp = await self._call(router, req, endpoint, "sagemaker", start)
         headers = {"x-amzn-invoked-production-variant": resp.variant}
         if CUSTOM_ATTRIBUTES in request.headers:
