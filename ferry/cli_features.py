@@ -23,27 +23,22 @@ ONLINE = typer.Option(None, "--online", help="online store: sqlite or redis (def
 
 def _open(file: Path, data_dir: Optional[Path], online: Optional[str]):
     """The FeatureStore, its settings and the declared groups from the deploy file."""
-    from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+    from featurestore.spec import FeatureStoreSettings
     from featurestore.store import FeatureStore
     from ferry.config import ConfigError, load_config
 
     try:
         cfg = load_config(file)
-        groups = [g if isinstance(g, FeatureGroupSpec) else FeatureGroupSpec.model_validate(g)
-                  for g in cfg.feature_groups]
-    except (ConfigError, ValueError) as e:
+    except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint="--file") from None
-    base = getattr(cfg, "feature_store", None)
-    settings = FeatureStoreSettings.model_validate(base.model_dump() if base is not None else {})
-    upd: dict[str, Any] = {"data_dir": str(data_dir or Path(file).resolve().parent / settings.data_dir)}
-    if cfg.redis is not None:
-        upd |= {"redis_url": cfg.redis.url, "online": "redis"}
-    if cfg.kafka is not None:
-        upd["kafka_bootstrap_servers"] = cfg.kafka.bootstrap_servers
+    settings = cfg.feature_store_settings(Path(file).resolve().parent)
+    upd: dict[str, Any] = {}
+    if data_dir:
+        upd["data_dir"] = str(data_dir)
     if online:
         upd["online"] = online
     settings = FeatureStoreSettings.model_validate({**settings.model_dump(), **upd})
-    return FeatureStore(settings, groups), settings, groups
+    return FeatureStore(settings, cfg.feature_groups), settings, cfg.feature_groups
 
 
 def _echo(obj: Any) -> None:

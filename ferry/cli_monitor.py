@@ -208,21 +208,10 @@ def attribution_cmd(
 
 def _schedules(config: Path):
     from ferry.config import ConfigError, load_config
-    from monitor.spec import MonitoringScheduleSpec
     try:
-        cfg = load_config(config)
+        return load_config(config).monitoring_schedules
     except ConfigError as err:
         _fail(str(err))
-    out = []
-    for i, entry in enumerate(cfg.monitoring_schedules):
-        if isinstance(entry, MonitoringScheduleSpec):
-            out.append(entry)
-            continue
-        try:
-            out.append(MonitoringScheduleSpec.model_validate(entry))
-        except ValueError as err:
-            _fail(f"monitoring_schedules.{i}: {err}")
-    return out
 
 
 @monitor_app.command("run")

@@ -7,6 +7,7 @@ values parsed as YAML scalars so numbers and booleans keep their types.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -113,7 +114,7 @@ class ConfigError(ValueError):
 def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Overlay FERRY_A__B__0__C=value variables onto the parsed file (returns a new dict)."""
     environ = os.environ if environ is None else environ
-    out = yaml.safe_load(yaml.safe_dump(data)) or {}
+    out = copy.deepcopy(data)
     for key in sorted(environ):
         if not key.startswith(ENV_PREFIX):
             continue
