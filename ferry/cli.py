@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from ferry import cli_clarify, cli_features, cli_monitor, cli_serving
+from ferry import cli_clarify, cli_features, cli_monitor, cli_render, cli_serving
 
 app = typer.Typer(help="Ferry: self-hosted SageMaker-style hosting, monitoring, Clarify and feature store on Ray Serve.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -15,6 +15,7 @@ cli_serving.register(app)
 cli_clarify.register(app)
 cli_monitor.register(app)
 cli_features.register(app)
+cli_render.register(app)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ferry.app import feature_api_config
 from ferry.config import ConfigError, DeployFile, load_config
 
 console = Console(stderr=True)
@@ -24,14 +25,6 @@ def _load(file: Path) -> DeployFile:
     except ConfigError as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
-
-
-def feature_api_config(cfg: DeployFile, base_dir: Path) -> dict | None:
-    """What the gateway needs to mount the feature store's REST API (None without feature groups)."""
-    if not cfg.feature_groups:
-        return None
-    return {"settings": cfg.feature_store_settings(base_dir).model_dump(),
-            "groups": [g.model_dump(mode="json", by_alias=True) for g in cfg.feature_groups]}
 
 
 def serve_until_interrupted(cfg: DeployFile, address: str | None, base_dir: Path) -> None:

@@ -13,17 +13,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from core.schema import Strict
 from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
 from monitor.spec import MonitoringScheduleSpec
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 
 ENV_PREFIX = "FERRY_"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class KafkaSpec(Strict):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from core.schema import Strict
 
 MonitorType = Literal["data_quality", "model_quality", "bias", "attribution"]
 ProblemType = Literal["Regression", "BinaryClassification", "MulticlassClassification"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class BiasSpec(Strict):

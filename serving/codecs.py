@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from serving.errors import FerryError, bad_request, not_acceptable, unsupported_media
+from core.errors import FerryError, bad_request, not_acceptable, unsupported_media
 
 CSV, JSON, NPY = "text/csv", "application/json", "application/x-npy"
 SUPPORTED = (CSV, JSON, NPY)

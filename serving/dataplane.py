@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.errors import InferenceError
+from core.errors import InferenceError
 
 
 @dataclass

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from serving import codecs, grpc_codec, v2
 from serving.dataplane import Payload, RoutedRequest, RoutedResponse
-from serving.errors import (FerryError, InferenceError, bad_request, not_found, throttled, too_large, unauthorized,
+from core.errors import (FerryError, InferenceError, bad_request, not_found, throttled, too_large, unauthorized,
                             unavailable)
 from serving.metrics import ServingMetrics
 from serving.model_server import RemoteVariant, VariantRunner

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.errors import FerryError, bad_request
-from serving.runtime import V2_TO_NUMPY
+from core.errors import FerryError, bad_request
+from core.onnx import V2_TO_NUMPY
 from serving.v2 import _from_bytes, datatype_of, tensor_bytes
 
 CONTENTS_FIELD = {

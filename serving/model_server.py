@@ -13,8 +13,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serving.dataplane import Payload, RoutedResponse
-from serving.errors import FerryError
-from serving.runtime import OnnxModel
+from core.errors import FerryError
+from core.onnx import OnnxModel
 
 
 class VariantRunner:

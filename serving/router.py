@@ -17,7 +17,7 @@ import random
 from serving.capture import build_record, make_sink
 from serving.capture.sink import DROPPED
 from serving.dataplane import RoutedRequest, RoutedResponse
-from serving.errors import bad_request
+from core.errors import bad_request
 from serving.spec import DataCaptureSpec
 
 log = logging.getLogger(__name__)

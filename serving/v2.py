@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.errors import FerryError, bad_request
-from serving.runtime import NUMPY_TO_V2, V2_TO_NUMPY
+from core.errors import FerryError, bad_request
+from core.onnx import NUMPY_TO_V2, V2_TO_NUMPY
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 from ferry.config import parse_config
 import pandas as pd
 
-from ferry.cli_serving import feature_api_config
+from ferry.app import feature_api_config
 from ferry.demo import MODEL_FEATURES, demo_config, model_matrix, write_demo
 from monitor.jobs import baseline_data_quality
 from tests.models import fragile_model, identity_model, multi_dtype_model

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from serving import codecs
-from serving.errors import FerryError
+from core.errors import FerryError
 
 
 def status_of(fn, *args):

@@ -3,8 +3,8 @@ import onnxruntime as ort
 import pytest
 
 from ferry.demo import make_credit_data, model_matrix, train_model
-from serving.errors import FerryError
-from serving.runtime import OnnxModel
+from core.errors import FerryError
+from core.onnx import OnnxModel
 from tests.models import fragile_model, multi_dtype_model
 
 

@@ -8,7 +8,7 @@ import tritonclient.http as th
 from tritonclient.http import InferResult
 
 from serving import v2
-from serving.errors import FerryError
+from core.errors import FerryError
 
 ARRAYS = {
     "a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([[1, -2]], dtype=np.int32),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serving.errors import FerryError, bad_request, model_error
+from core.errors import FerryError, bad_request, model_error
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,62 @@
+"""Ferry as a Ray Serve application: the builder that `ferry up`, `serve deploy` and KubeRay all run.
+
+A Ray Serve config (and a KubeRay RayService's ``serveConfigV2``) names it as
+``import_path: ferry.app:build`` with the deploy file itself as ``args``::
+
+    applications:
+    - name: ferry
+      route_prefix: /
+      import_path: ferry.app:build
+      args: {config: {<ferry.yaml>}, base_dir: /etc/ferry}
+
+`ferry render serve-config -f ferry.yaml` prints that document, so one ferry.yaml is the single source of
+truth for a local `ferry up` and a cluster deployment alike. FERRY_* environment variables on the Ray nodes
+override the file as they do for `ferry up` (secrets such as the auth token come in that way).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ferry.config import DeployFile, parse_config
+
+IMPORT_PATH = "ferry.app:build"
+
+
+def build(args: dict):
+    """Ray Serve application builder: the `ferry` application for the deploy file in args["config"]."""
+    from serving.deploy import build_app
+
+    base = Path(args.get("base_dir") or ".").resolve()
+    cfg = parse_config(args.get("config") or {}, base=base, environ=os.environ)
+    return build_app(cfg.models, cfg.endpoints, cfg.server,
+                     kafka_bootstrap=cfg.kafka.bootstrap_servers if cfg.kafka else None,
+                     schedules=cfg.monitoring_schedules, features=feature_api_config(cfg, base))
+
+
+def feature_api_config(cfg: DeployFile, base_dir: Path) -> dict | None:
+    """What the gateway needs to mount the feature store's REST API (None without feature groups)."""
+    if not cfg.feature_groups:
+        return None
+    return {"settings": cfg.feature_store_settings(base_dir).model_dump(),
+            "groups": [g.model_dump(mode="json", by_alias=True) for g in cfg.feature_groups]}
+
+
+def serve_config(doc: dict, base_dir: str, cfg: DeployFile) -> dict:
+    """The Ray Serve config document (ServeDeploySchema) that deploys ferry.yaml `doc` through `build`.
+
+    `cfg` is the validated form of `doc`: it gives the ports; `doc` itself travels as the builder's args so
+    that the cluster applies its own FERRY_* overrides and path base."""
+    from serving.deploy import APP_NAME, GRPC_SERVICER
+
+    s = cfg.server
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": s.host, "port": s.http_port},
+        "grpc_options": {"port": s.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]},
+        "applications": [{
+            "name": APP_NAME, "route_prefix": "/", "import_path": IMPORT_PATH,
+            "args": {"config": doc, "base_dir": base_dir},
+        }],
+    }

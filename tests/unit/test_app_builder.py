@@ -1,0 +1,39 @@
+"""The Ray Serve application builder and `ferry render serve-config`: one ferry.yaml, one application."""
+
+from __future__ import annotations
+
+import importlib
+
+import yaml
+from typer.testing import CliRunner
+
+from ferry.cli import app
+from ferry.demo import demo_config
+
+
+def test_render_serve_config_builds_the_ferry_application(tmp_path):
+    (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(demo_config()))
+    (tmp_path / "model.onnx").write_bytes(b"")  # not loaded: building an application only binds deployments
+    result = CliRunner().invoke(app, ["render", "serve-config", "-f", str(tmp_path / "ferry.yaml"),
+                                      "--base-dir", "/etc/ferry"])
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(result.stdout)
+    assert doc["http_options"] == {"host": "127.0.0.1", "port": 8080}
+    assert doc["grpc_options"]["port"] == 9000
+    (application,) = doc["applications"]
+    assert application["name"] == "ferry" and application["route_prefix"] == "/"
+    assert application["args"] == {"config": demo_config(), "base_dir": "/etc/ferry"}
+    module, _, func = application["import_path"].partition(":")
+    built = getattr(importlib.import_module(module), func)(application["args"])
+    gateway = built._bound_deployment
+    assert gateway.name == "gateway"
+    endpoints = gateway.init_args[0]
+    assert [ep["name"] for ep in endpoints] == ["credit-risk"]
+
+
+def test_builder_applies_env_overrides(monkeypatch, tmp_path):
+    from ferry.app import build
+
+    monkeypatch.setenv("FERRY_SERVER__GATEWAY_REPLICAS", "3")
+    built = build({"config": demo_config(), "base_dir": str(tmp_path)})
+    assert built._bound_deployment._deployment_config.num_replicas == 3
