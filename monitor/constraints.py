@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitor import distance
 from monitor.statistics import ColumnProfile
 
 MAX_DOMAIN_VALUES = 100
@@ -24,9 +25,16 @@ SUGGESTED_MONITORING_CONFIG = {
 }
 
 
+# Model Monitor's names for the tests: comparison_method picks the numerical test, categorical_drift_method
+# the categorical one (LInfinity follows comparison_method); any registered test's name may stand for either.
+NUMERICAL_METHODS = {"Simple": "linf_simple", "Robust": "linf_robust"}
+CATEGORICAL_METHODS = {"ChiSquared": "chi_squared_pvalue"}
+
+
 @dataclass(frozen=True)
 class MonitoringConfig:
-    """monitoring_config with the documented defaults for any key a file leaves out."""
+    """monitoring_config with the documented defaults for any key a file leaves out, its drift methods
+    resolved to registered tests (monitor.distance)."""
 
     evaluate_constraints: bool = True
     emit_metrics: bool = True
@@ -37,20 +45,34 @@ class MonitoringConfig:
     comparison_method: str = "Simple"
     categorical_comparison_threshold: float = 0.1
     categorical_drift_method: str = "LInfinity"
+    numerical_test: str = "linf_simple"
+    categorical_test: str = "linf_simple"
+
+    @property
+    def categorical_method_label(self) -> str:
+        """The categorical method as drift_report.json names it (LInfinity/Simple, ChiSquared, ...)."""
+        if self.categorical_drift_method == "LInfinity":
+            return "LInfinity/" + ("Robust" if self.categorical_test == "linf_robust" else "Simple")
+        return self.categorical_drift_method
 
     @classmethod
     def from_json(cls, mc: dict | None) -> "MonitoringConfig":
         mc = mc or {}
         dc = mc.get("distribution_constraints") or {}
+        where = "monitoring_config.distribution_constraints."
         method = dc.get("comparison_method", "Simple")
-        if method not in ("Simple", "Robust"):
-            raise ValueError(f"monitoring_config.distribution_constraints.comparison_method: "
-                             f"{method!r} is not Simple or Robust")
+        numerical = NUMERICAL_METHODS.get(method, method)
+        if numerical not in distance.names(distance.NUMERICAL):
+            raise ValueError(f"{where}comparison_method: {method!r} is not one of "
+                             f"{', '.join([*NUMERICAL_METHODS, *distance.names(distance.NUMERICAL)])}")
         cat = dc.get("categorical_drift_method", "LInfinity")
-        if cat not in ("LInfinity", "ChiSquared"):
-            raise ValueError(f"monitoring_config.distribution_constraints.categorical_drift_method: "
-                             f"{cat!r} is not LInfinity or ChiSquared")
-        threshold = float(dc.get("comparison_threshold", 0.1))
+        linf = NUMERICAL_METHODS.get(method, "linf_simple")
+        categorical = linf if cat == "LInfinity" else CATEGORICAL_METHODS.get(cat, cat)
+        if categorical not in distance.names(distance.CATEGORICAL):
+            raise ValueError(f"{where}categorical_drift_method: {cat!r} is not one of "
+                             f"{', '.join(['LInfinity', *CATEGORICAL_METHODS, *distance.names(distance.CATEGORICAL)])}")
+        threshold = float(dc.get("comparison_threshold", distance.get(numerical).default_threshold))
+        cat_default = dc.get("comparison_threshold", distance.get(categorical).default_threshold)
         return cls(
             evaluate_constraints=_enabled(mc, "evaluate_constraints"),
             emit_metrics=_enabled(mc, "emit_metrics"),
@@ -59,8 +81,10 @@ class MonitoringConfig:
             perform_comparison=_enabled(dc, "perform_comparison", "distribution_constraints."),
             comparison_threshold=threshold,
             comparison_method=method,
-            categorical_comparison_threshold=float(dc.get("categorical_comparison_threshold", threshold)),
+            categorical_comparison_threshold=float(dc.get("categorical_comparison_threshold", cat_default)),
             categorical_drift_method=cat,
+            numerical_test=numerical,
+            categorical_test=categorical,
         )
 
 

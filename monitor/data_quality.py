@@ -140,27 +140,21 @@ def check(window: pd.DataFrame, statistics: dict, constraints: dict,
             live = p.sorted_values if p.sorted_values is not None else np.sort(ty.numeric_values(col))
             ns = bstat["numerical_statistics"]
             d = distance.numeric(sketch, float(ns["common"]["num_present"]), float(ns["std_dev"]), live)
-            dist = d["linf_robust"] if fc.comparison_method == "Robust" else d["linf_simple"]
-            threshold, method = fc.comparison_threshold, fc.comparison_method
+            test, threshold, method = fc.numerical_test, fc.comparison_threshold, fc.comparison_method
         elif expected == "String" and baseline_counts(bstat) is not None:
             ss = bstat["string_statistics"]
             if ss.get("distinct_count", 0) > len(ss["distribution"]["categorical"]["buckets"]):
                 result.notes.append(f"{name}: more distinct values than baseline buckets, no drift distance")
                 continue
             d = distance.categorical(baseline_counts(bstat), live_counts)
-            threshold, method = fc.categorical_comparison_threshold, fc.categorical_drift_method
-            if method == "ChiSquared":
-                dist = d["chi_squared_pvalue"]
-            else:
-                dist = d["linf_robust"] if fc.comparison_method == "Robust" else d["linf_simple"]
-                method = f"LInfinity/{fc.comparison_method}"
+            test, threshold, method = fc.categorical_test, fc.categorical_comparison_threshold, fc.categorical_method_label
         else:
             continue
+        dist = d[test]
         d["distance"], d["method"], d["threshold"] = dist, method, threshold
         result.drift[name] = d
-        drifted = (dist < threshold) if method == "ChiSquared" else (dist > threshold)
-        if not math.isnan(dist) and drifted:
-            word = "is below" if method == "ChiSquared" else "exceeds"
+        rule = distance.get(test)
+        if rule.drifted(dist, threshold):
             result.violations.append(_violation(name, "baseline_drift_check",
-                                                f"Baseline drift distance: {dist!r} {word} threshold: {threshold!r}"))
+                                                f"Baseline drift distance: {dist!r} {rule.comparison} threshold: {threshold!r}"))
     return result

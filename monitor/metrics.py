@@ -10,14 +10,14 @@ import math
 
 from prometheus_client import REGISTRY, Gauge
 
+from monitor import distance
 from monitor.bias_drift import metric_value_for_export
 
 _L = ["endpoint", "schedule"]
 BASELINE_DRIFT = Gauge("ferry_monitor_feature_baseline_drift", "Drift distance of a feature from the baseline "
                        "(feature_baseline_drift_<f>)", _L + ["feature"], registry=REGISTRY)
-DRIFT_METRIC = Gauge("ferry_monitor_feature_drift_metric", "Other per-feature drift measures (ks_pvalue, psi, "
-                     "jensen_shannon, wasserstein_normed, linf_simple, linf_robust)", _L + ["feature", "metric"],
-                     registry=REGISTRY)
+DRIFT_METRIC = Gauge("ferry_monitor_feature_drift_metric", "Every registered drift test's value for a feature "
+                     f"({', '.join(distance.names())})", _L + ["feature", "metric"], registry=REGISTRY)
 NON_NULL = Gauge("ferry_monitor_feature_non_null", "Completeness (non-null fraction) of a feature in the window",
                  _L + ["feature"], registry=REGISTRY)
 VIOLATIONS = Gauge("ferry_monitor_violations", "Violations found by the last execution, by check type",
@@ -68,8 +68,7 @@ def publish(endpoint: str, schedule: str, monitor_type: str, status: str, finish
     for feature, d in gauges.get("drift", {}).items():
         if (v := _finite(d.get("distance"))) is not None:
             BASELINE_DRIFT.labels(feature=feature, **lab).set(v)
-        for m in ("ks_pvalue", "psi", "jensen_shannon", "wasserstein_normed", "linf_simple", "linf_robust",
-                  "chi_squared_pvalue"):
+        for m in distance.names():
             if (v := _finite(d.get(m))) is not None:
                 DRIFT_METRIC.labels(feature=feature, metric=m, **lab).set(v)
     for feature, c in gauges.get("completeness", {}).items():
