@@ -129,9 +129,16 @@ class NumericPair:
     @cached_property
     def cdf_gaps(self) -> tuple[np.ndarray, np.ndarray]:
         """|F1 - F2| on each interval between consecutive points of both samples, and the intervals' widths.
-        The sketch's few values are merged into the sorted window in O(n), no sort."""
-        keys = np.insert(self.live, np.searchsorted(self.live, self.base.values), self.base.values)
-        gap = np.abs(self.base.cdf(keys[:-1]) - np.searchsorted(self.live, keys[:-1], side="right") / self.m)
+        The sketch's few values are merged into the sorted window in O(n), no sort; both CDFs are running sums
+        along the merged keys (exact where a width is non-zero, the only places that count)."""
+        base, k = self.base, len(self.base.values)
+        at = np.searchsorted(self.live, base.values) + np.arange(k)  # where the base values land once merged
+        keys = np.insert(self.live, at - np.arange(k), base.values)
+        base_w = np.zeros(len(keys))
+        base_w[at] = base.weights
+        live_n = np.ones(len(keys), dtype=np.int64)
+        live_n[at] = 0
+        gap = np.abs(np.cumsum(base_w)[:-1] / base.total - np.cumsum(live_n)[:-1] / self.m)
         return gap, np.diff(keys)
 
 
