@@ -1,7 +1,10 @@
 """Offline store: an append-only Parquet log per group, partitioned by event time (SageMaker layout).
 
 `<root>/<group>/data/year=YYYY/month=MM/day=DD/hour=HH/<latest event time>_<tag>.parquet`, every row carrying
-`write_time`, `api_invocation_time` and `is_deleted` (True on delete markers, features null).
+`write_time`, `api_invocation_time`, `is_deleted` (True on delete markers, features null) and `write_seq`: the strict
+write order (int64, nanoseconds since the epoch at the append plus the row's index in it, strictly increasing in a
+writing process). It is the one tie-break among rows of the same record id and event time, so the training view
+agrees with the online store, where the first write of an event time wins.
 Kafka ingestion tags files `kafka-<topic>-p<partition>-o<first>-<last>` so that files written after the last
 committed offset can be removed and rewritten on restart (exact after a crash).
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +32,24 @@ log = logging.getLogger(__name__)
 _SCALAR_ARROW = {FeatureType.INTEGRAL: pa.int64(), FeatureType.FRACTIONAL: pa.float64(),
                  FeatureType.STRING: pa.string()}
 _TS = pa.timestamp("us", tz="UTC")
+WRITE_SEQ = "write_seq"
+
+
+class _WriteOrder:
+    """Hands out strictly increasing int64 ranges: time.time_ns() at the call, never below the last range's end."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> np.ndarray:
+        with self._lock:
+            start = max(time.time_ns(), self._next)
+            self._next = start + n
+        return np.arange(start, start + n, dtype=np.int64)
+
+
+_write_order = _WriteOrder()
 
 
 def arrow_type(fd: FeatureDefinition) -> pa.DataType:
@@ -38,7 +60,7 @@ def arrow_type(fd: FeatureDefinition) -> pa.DataType:
 def arrow_schema(spec: FeatureGroupSpec) -> pa.Schema:
     return pa.schema([pa.field(f.name, arrow_type(f)) for f in spec.features]
                      + [pa.field("write_time", _TS), pa.field("api_invocation_time", _TS),
-                        pa.field("is_deleted", pa.bool_())])
+                        pa.field("is_deleted", pa.bool_()), pa.field(WRITE_SEQ, pa.int64())])
 
 
 class OfflineStore:
@@ -69,6 +91,7 @@ class OfflineStore:
         cols["write_time"] = pa.array(np.full(n, int(now * 1e6), dtype=np.int64), type=pa.int64()).cast(_TS)
         cols["api_invocation_time"] = pa.array(np.full(n, int(api_t * 1e6), dtype=np.int64)).cast(_TS)
         cols["is_deleted"] = pa.array(np.zeros(n, bool) if deleted is None else np.asarray(deleted, bool))
+        cols[WRITE_SEQ] = pa.array(_write_order.take(n))
         table = pa.Table.from_pydict(cols, schema=arrow_schema(spec))
         hours = np.floor(et / 3600.0).astype(np.int64)
         order = np.argsort(hours, kind="stable")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
 FEATURE_NAME_RE = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
-RESERVED_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time"})
+RESERVED_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time", "write_seq"})
 MAX_VECTOR_DIMENSION = 8192
 
 

@@ -1,9 +1,10 @@
 """Point-in-time training sets on DuckDB: for each entity row, the latest feature values at or before its timestamp.
 
 Rules: a feature row counts when its event time <= the entity timestamp (never after: no leakage); among rows
-with the same record id and event time the earliest written wins (as in the online store, where an equal event
-time is not newer); a delete marker as the latest row yields nulls; with `ttl` a row older than
-timestamp - ttl yields nulls.
+with the same record id and event time the earliest written wins, by the log's strict write order `write_seq`
+(as in the online store, where an equal event time is not newer); a delete marker as the latest row yields nulls;
+with `ttl` a row older than timestamp - ttl yields nulls. Integral features come back as pandas' nullable Int64
+(exact over the whole signed 64-bit range, <NA> where there is no value).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Sequence
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from featurestore.offline import OfflineStore
+from featurestore.offline import WRITE_SEQ, OfflineStore
 from featurestore.spec import FeatureGroupSpec, FeatureType
 
 
@@ -67,7 +69,12 @@ def point_in_time_join(offline: OfflineStore, spec: FeatureGroupSpec, entities: 
             cols = ", ".join(f'NULL::{_duck_type(spec, n)} AS "{n}"' for n in names)
             con.execute(f"CREATE TEMP VIEW log AS SELECT NULL::{_duck_type(spec, spec.record_identifier)} AS "
                         f'"{spec.record_identifier}", NULL::DOUBLE AS {et_col}, {cols}, NULL::TIMESTAMPTZ AS '
-                        "api_invocation_time, NULL::TIMESTAMPTZ AS write_time, NULL::BOOLEAN AS is_deleted LIMIT 0")
+                        "api_invocation_time, NULL::TIMESTAMPTZ AS write_time, NULL::BOOLEAN AS is_deleted, "
+                        f"NULL::BIGINT AS {WRITE_SEQ} LIMIT 0")
+        logged = {row[0] for row in con.execute("DESCRIBE log").fetchall()}
+        # logs written before write_seq existed: their rows order by write time, before any sequenced row
+        order = (f"{WRITE_SEQ} NULLS FIRST, write_time, api_invocation_time" if WRITE_SEQ in logged
+                 else "write_time, api_invocation_time")
         fresh = "TRUE" if ttl_s is None else f"d.__fts >= e.__ts - {float(ttl_s)!r}"
         select = ", ".join(f'CASE WHEN d.is_deleted OR NOT ({fresh}) THEN NULL ELSE d."{n}" END AS "{n}"'
                            for n in names)
@@ -76,18 +83,20 @@ def point_in_time_join(offline: OfflineStore, spec: FeatureGroupSpec, entities: 
           SELECT "{spec.record_identifier}" AS __fid, {et_expr} AS __fts, is_deleted, {qnames}
           FROM log
           QUALIFY row_number() OVER (PARTITION BY "{spec.record_identifier}", {et_col}
-                                     ORDER BY api_invocation_time, write_time, is_deleted) = 1
+                                     ORDER BY {order}) = 1
         )
         SELECT e.__row, d.__fts AS __feature_ts{', ' + select if select else ''}
         FROM ents e ASOF LEFT JOIN d ON e.__id = d.__fid AND e.__ts >= d.__fts
         ORDER BY e.__row
         """
-        got = con.execute(sql).df()
+        got = con.sql(sql).to_arrow_table()
     finally:
         con.close()
     out = entities.reset_index(drop=True).copy()
     for n in names:
-        out[n] = got[n].to_numpy()
+        col = got.column(n)
+        out[n] = (col.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get) if pa.types.is_integer(col.type)
+                  else col.to_pandas())
     return out
 
 

@@ -115,3 +115,52 @@ def test_offline_layout_is_hour_partitioned_by_event_time(tmp_path):
     assert names[0].rsplit("/", 1)[1].startswith("20260101T000030Z_")
     t = off.read(SPEC)
     assert set(t.column_names) >= {"write_time", "api_invocation_time", "is_deleted"} and t.num_rows == 2
+
+
+BIG = FeatureGroupSpec.model_validate({
+    "name": "big", "record_identifier": "id", "event_time": "et",
+    "features": [{"FeatureName": "id", "FeatureType": "Integral"}, {"FeatureName": "et", "FeatureType": "Fractional"},
+                 {"FeatureName": "v", "FeatureType": "Integral"}, {"FeatureName": "f", "FeatureType": "Fractional"}]})
+
+
+def test_integral_features_stay_exact_beyond_2_53(tmp_path):
+    """Integral is a 64-bit integer: values near 2^62 and 2^63 - 1 come back exact even when some rows have none."""
+    off = OfflineStore(tmp_path)
+    ids = [2**62 + 1, 2**62 + 3, 2**63 - 1, -(2**62) - 7]
+    vals = [2**62 + 11, 360348196039533007, 2**63 - 1, -(2**63)]
+    off.append(BIG, [Record(str(i), T0, {"id": i, "et": T0, "v": v, "f": 0.5}) for i, v in zip(ids, vals)])
+    ents = pd.DataFrame({"id": ids + [5], "event_timestamp": [T0 + 1] * 4 + [T0 + 1]})  # id 5: no value
+    got = point_in_time_join(off, BIG, ents)
+    assert str(got["v"].dtype) == "Int64" and str(got["f"].dtype) == "float64"
+    assert got["v"].tolist()[:4] == vals and got["v"].isna().tolist() == [False] * 4 + [True]
+    early = point_in_time_join(off, BIG, ents.assign(event_timestamp=T0 - 1))  # every row empty: still Int64
+    assert str(early["v"].dtype) == "Int64" and early["v"].isna().all()
+
+
+def test_ties_in_one_append_resolve_as_online(tmp_path):
+    """Many ids, each written several times with one event time inside ONE append: the first written wins offline
+    (write_seq), exactly as in the online store, for every id."""
+    from featurestore.spec import FeatureStoreSettings
+    from featurestore.store import FeatureStore
+
+    store = FeatureStore(FeatureStoreSettings(data_dir=str(tmp_path)), [BIG])
+    rng = np.random.default_rng(4)
+    n_ids = 300
+    recs = []
+    for copy in range(4):  # four versions of every id, same event time, shuffled together
+        for i in rng.permutation(n_ids):
+            recs.append(Record(str(i), T0 + int(i) % 7, {"id": int(i), "et": T0 + int(i) % 7, "v": copy * 1000 + int(i)}))
+    rng.shuffle(recs)
+    store.write_batch(BIG, recs)
+    first = {}
+    for r in recs:
+        first.setdefault(int(r.record_id), r.values["v"])
+    online = {int(i): g.values["v"] for i, g in zip(range(n_ids), store.get_records("big", [str(i) for i in range(n_ids)]))}
+    got = point_in_time_join(store.offline(BIG), BIG, pd.DataFrame({"id": range(n_ids), "event_timestamp": T0 + 10}))
+    offline = dict(zip(got["id"], got["v"]))
+    assert online == first  # online: an equal event time is not newer
+    assert offline == online, [i for i in online if offline[i] != online[i]][:10]
+    assert len({v // 1000 for v in first.values()}) == 4  # the winners are spread over all four versions
+    t = store.offline(BIG).read(BIG)
+    seq = t.column("write_seq").to_numpy()
+    assert len(np.unique(seq)) == len(seq) == len(recs)
