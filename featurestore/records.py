@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from featurestore.spec import CollectionType, FeatureDefinition, FeatureGroupSpec, FeatureType
+from featurestore.spec import (
+    CollectionType,
+    FeatureDefinition,
+    FeatureGroupSpec,
+    FeatureType,
+)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_VALUE_CHARS = 358_400

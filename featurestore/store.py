@@ -16,8 +16,20 @@ from pydantic import ValidationError
 from featurestore.offline import OfflineStore
 from featurestore.online import OnlineStore, open_online_store
 from featurestore.online.base import KEEP
-from featurestore.records import NotFoundError, Record, RecordError, RecordParser, parse_event_time, to_sagemaker
-from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings, FeatureType, TtlDuration
+from featurestore.records import (
+    NotFoundError,
+    Record,
+    RecordError,
+    RecordParser,
+    parse_event_time,
+    to_sagemaker,
+)
+from featurestore.spec import (
+    FeatureGroupSpec,
+    FeatureStoreSettings,
+    FeatureType,
+    TtlDuration,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +118,36 @@ class FeatureStore:
         return None if ttl is None else event_time + ttl.seconds()
 
     def write_batch(self, spec: FeatureGroupSpec, records: Sequence[Record], targets: Sequence[str] = (ONLINE, OFFLINE),
-                    ttl: TtlDuration | None = None, tag: str | None = None, api_time: float | None = None) -> int:
+                    ttl: TtlDuration | None = None) -> int:
         """Put validated records: online under the event-time rule, offline always (append). Returns online applied."""
+        return self.write_parts(spec, [(None, records)], targets, ttl)
+
+    def write_parts(self, spec: FeatureGroupSpec, parts: Sequence[tuple[str | None, Sequence[Record]]],
+                    targets: Sequence[str] = (ONLINE, OFFLINE), ttl: TtlDuration | None = None) -> int:
+        """Records in parts (e.g. a Kafka micro-batch, a part per partition): all of them online in order, then
+        each part appended offline under its tag (None: a random one). Returns how many were applied online."""
         now = time.time()
+        records = [r for _, recs in parts for r in recs]
         for r in records:
             r.expires_at = self._expiry(spec, r.event_time, ttl)
         applied = 0
         if ONLINE in targets and spec.online_store.enabled:
             applied = self.online.put_many(spec, records, now)
         if OFFLINE in targets and spec.offline_store.enabled:
-            self.offline(spec).append(spec, records, api_invocation_time=api_time or now, tag=tag)
+            offline = self.offline(spec)
+            for tag, recs in parts:
+                offline.append(spec, recs, api_invocation_time=now, tag=tag)
         return applied
+
+    def remove_uncommitted(self, spec: FeatureGroupSpec, topic: str, committed: dict[int, int]) -> int:
+        """Offline files of `topic` written at or past the committed offsets (a crashed run's): removed."""
+        if not spec.offline_store.enabled:
+            return 0
+        return self.offline(spec).remove_uncommitted(spec, topic, committed)
+
+    def ping(self) -> None:
+        """Raise when the online store cannot be reached."""
+        self.online.ping()
 
     def put_record(self, name: str, record: list[dict[str, Any]] | dict[str, Any],
                    target_stores: Sequence[str] | None = None, ttl: TtlDuration | dict | None = None) -> bool:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
-import signal
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-
-log = logging.getLogger("ferry.features")
 
 features = typer.Typer(help="Feature store: groups, records, Kafka ingestion, training sets, REST API.",
                        no_args_is_help=True)
@@ -89,41 +85,36 @@ def get(group: str, record_id: str, feature: list[str] = typer.Option(None, "--f
 @features.command("ingest")
 def ingest(file: Path = FILE, group: Optional[str] = typer.Option(None, "--group", help="only this feature group"),
            consumer_group: str = typer.Option("ferry-features", help="Kafka consumer group id"),
-           until_idle: Optional[float] = typer.Option(None, help="exit after this many idle seconds at zero lag"),
+           until_idle: Optional[float] = typer.Option(None, help="exit after this many idle seconds with nothing "
+                                                                 "left to consume"),
            metrics_port: Optional[int] = typer.Option(None, help="serve Prometheus metrics on 127.0.0.1:PORT"),
            max_batch: int = typer.Option(5000, help="records per micro-batch"),
            instance_id: Optional[str] = typer.Option(None, help="static group membership id: a restarted worker "
                                                                 "gets its partitions back at once"),
            processes: int = typer.Option(1, min=1, help="worker processes in the consumer group (one per core); "
                                                         "worker i serves metrics on --metrics-port + i"),
+           stall_timeout: float = typer.Option(60.0, min=1.0, help="watchdog: rejoin the group when its offsets "
+                                                                   "have not moved for this long while records wait"),
+           max_rejoins: int = typer.Option(3, min=0, help="watchdog: rejoins in a row without progress before the "
+                                                          "worker exits with code 2"),
            data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
     """Consume the groups' Kafka topics into the online and offline stores."""
-    from featurestore.ingest import IngestWorker, run_processes
+    from featurestore.ingest import run_ingest
 
     store, settings, groups = _open(file, data_dir, online)
+    store.close()
     if group is not None:
-        groups = [store.group(group)] if group in {g.name for g in store.groups()} else []
+        groups = [g for g in store.groups() if g.name == group]
         if not groups:
             raise typer.BadParameter(f"unknown feature group {group!r}", param_hint="--group")
     if not groups:
         raise typer.BadParameter("the deploy file declares no feature_groups", param_hint="--file")
-    if processes > 1:
-        failed = run_processes(store, groups, settings.kafka_bootstrap_servers, processes, until_idle=until_idle,
-                               metrics_port=metrics_port, consumer_group=consumer_group, max_batch=max_batch,
-                               instance_id=instance_id)
-        raise typer.Exit(1 if failed else 0)
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr="127.0.0.1")
-    worker = IngestWorker(store, groups, settings.kafka_bootstrap_servers, consumer_group=consumer_group,
-                          max_batch=max_batch, instance_id=instance_id)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    log.info("ingesting %s from %s", ", ".join(g.kafka_topic for g in groups), settings.kafka_bootstrap_servers)
-    try:
-        worker.run(until_idle=until_idle)
-    except KeyboardInterrupt:
-        pass
+    code = run_ingest(settings, groups, processes, until_idle=until_idle, metrics_port=metrics_port,
+                      consumer_group=consumer_group, max_batch=max_batch, instance_id=instance_id,
+                      stall_timeout_s=stall_timeout, max_rejoins=max_rejoins)
+    if code:
+        typer.echo(f"ingestion stopped with exit code {code}: see the log above", err=True)
+    raise typer.Exit(code)
 
 
 @features.command("training-set")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-
-import orjson
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import orjson
 
 from featurestore.online.base import OnlineStore, StoredRecord, is_live
 from featurestore.records import ConflictError, Record, RecordError
