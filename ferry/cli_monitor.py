@@ -10,15 +10,13 @@ from typing import Optional
 
 import typer
 
+from monitor.spec import SCHEDULE_TYPES
+
 monitor_app = typer.Typer(help="Model Monitor: data quality, model quality, bias drift, attribution drift.",
                           no_args_is_help=True)
 
 
-class Kind(str, Enum):
-    data_quality = "data-quality"
-    model_quality = "model-quality"
-    bias = "bias"
-    attribution = "attribution"
+Kind = Enum("Kind", {name: name.replace("_", "-") for name in SCHEDULE_TYPES}, type=str)
 
 
 class Problem(str, Enum):

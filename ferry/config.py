@@ -83,7 +83,7 @@ class DeployFile(Strict):
             ep.data_capture.destination = _local(base, ep.data_capture.destination)
         self.server.ground_truth_dir = _local(base, self.server.ground_truth_dir)
         for s in self.monitoring_schedules:
-            for field in ("baseline", "capture", "output", "ground_truth", "model"):
+            for field in s.path_fields:
                 if getattr(s, field):
                     setattr(s, field, _local(base, getattr(s, field)))
         return self

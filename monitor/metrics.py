@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, Gauge
 
 from monitor import distance
 from monitor.bias_drift import metric_value_for_export
+from monitor.spec import SCHEDULE_TYPES
 
 _L = ["endpoint", "schedule"]
 BASELINE_DRIFT = Gauge("ferry_monitor_feature_baseline_drift", "Drift distance of a feature from the baseline "
@@ -35,13 +36,6 @@ STATUS = Gauge("ferry_monitor_execution_status", "1 for the status of the last e
 LAST_RUN = Gauge("ferry_monitor_last_execution_timestamp_seconds", "When the last execution finished",
                  _L, registry=REGISTRY)
 
-CHECK_TYPES = {
-    "data_quality": ["data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
-                     "extra_column_check", "categorical_values_check"],
-    "model_quality": ["LessThanThreshold", "GreaterThanThreshold"],
-    "bias": ["bias_drift_check"],
-    "attribution": ["feature_attribution_drift_check"],
-}
 STATUSES = ("Completed", "CompletedWithViolations", "Failed")
 
 
@@ -62,7 +56,7 @@ def publish(endpoint: str, schedule: str, monitor_type: str, status: str, finish
     LAST_RUN.labels(**lab).set(finished_at)
     if status == "Failed":
         return
-    for check in CHECK_TYPES[monitor_type]:
+    for check in SCHEDULE_TYPES[monitor_type].check_types:
         n = sum(1 for v in violations if v.get("constraint_check_type") == check)
         VIOLATIONS.labels(monitor_type=monitor_type, check_type=check, **lab).set(n)
     for feature, d in gauges.get("drift", {}).items():

@@ -18,7 +18,7 @@ import pandas as pd
 from monitor import ground_truth, jobs, metrics
 from monitor.capture_reader import feature_frame, name_inputs, read_capture
 from monitor.jsonio import read_json, write_json
-from monitor.spec import MonitoringScheduleSpec
+from monitor.spec import ScheduleBase
 
 log = logging.getLogger(__name__)
 TS_FORMAT = "%Y-%m-%dT%H-%M-%SZ"
@@ -44,55 +44,30 @@ class NoData(Exception):
     """The window holds nothing to monitor."""
 
 
-def window_for(spec: MonitoringScheduleSpec, run_time: datetime) -> tuple[datetime, datetime]:
+def window_for(spec: ScheduleBase, run_time: datetime) -> tuple[datetime, datetime]:
     return (run_time - timedelta(seconds=spec.window_start_offset_s),
             run_time - timedelta(seconds=spec.window_end_offset_s))
 
 
-def _input_columns(spec: MonitoringScheduleSpec) -> list[str] | None:
-    if spec.input_columns:
-        return spec.input_columns
-    if spec.features:
-        return spec.features
-    cons = Path(spec.baseline) / "constraints.json"
-    if spec.monitor_type == "data_quality" and cons.is_file():
-        return [f["name"] for f in read_json(cons).get("features", [])] or None
-    return None
-
-
-def _load_window(spec: MonitoringScheduleSpec, start: datetime, end: datetime) -> pd.DataFrame:
+def _load_window(spec: ScheduleBase, start: datetime, end: datetime) -> pd.DataFrame:
     folder = Path(spec.capture) / spec.endpoint
     if not folder.is_dir():
         raise NoData(f"no captured data in window: capture folder {folder} does not exist")
     df = read_capture(folder, input_columns=None, output_columns=spec.output_columns, start=start, end=end)
     if df.empty:
         raise NoData(f"no captured data in window {start:%Y-%m-%dT%H:%M:%SZ} - {end:%Y-%m-%dT%H:%M:%SZ}")
-    return name_inputs(df, _input_columns(spec), "input_columns")
+    return name_inputs(df, spec.payload_columns(), "input_columns")
 
 
-def _run_job(spec: MonitoringScheduleSpec, df: pd.DataFrame, out: Path) -> jobs.JobResult:
-    if spec.monitor_type == "data_quality":
-        return jobs.data_quality(feature_frame(df, spec.output_columns), spec.baseline, out, spec.min_window_rows)
-    if spec.monitor_type == "attribution":
-        return jobs.attribution(df, spec.baseline, out, spec.model, spec.features, spec.ndcg_threshold,
-                                spec.explain_max_rows)
-    labelled = ground_truth.merge(df, ground_truth.read(spec.ground_truth))
-    if labelled.empty:
-        raise NoData("no captured record in the window has ground truth yet")
-    if spec.monitor_type == "model_quality":
-        return jobs.model_quality(labelled, spec.baseline, out, spec.problem_type,
-                                  inference_attribute=spec.inference_attribute,
-                                  probability_attribute=spec.probability_attribute,
-                                  probability_threshold=spec.probability_threshold,
-                                  positive_label=spec.positive_label)
-    b = spec.bias
-    return jobs.bias(labelled, spec.baseline, out, label=b.label, positive_label_values=b.positive_label_values,
-                     facets=b.facets, predicted_label=None if b.probability else b.predicted_label,
-                     probability=b.probability,
-                     probability_threshold=b.probability_threshold, group=b.group)
+def _run_job(spec: ScheduleBase, df: pd.DataFrame, out: Path) -> jobs.JobResult:
+    if spec.needs_ground_truth:
+        df = ground_truth.merge(df, ground_truth.read(spec.ground_truth))
+        if df.empty:
+            raise NoData("no captured record in the window has ground truth yet")
+    return spec.job(df, out)
 
 
-def run_once(spec: MonitoringScheduleSpec, run_time: datetime | None = None,
+def run_once(spec: ScheduleBase, run_time: datetime | None = None,
              data: pd.DataFrame | None = None) -> Execution:
     """One execution of a schedule over the window ending at run_time (now by default); never raises."""
     run_time = (run_time or datetime.now(timezone.utc)).astimezone(timezone.utc)

@@ -7,12 +7,12 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from monitor.runner import run_once
-from monitor.spec import MonitoringScheduleSpec
+from monitor.spec import ScheduleBase
 
 log = logging.getLogger(__name__)
 
 
-def next_run(spec: MonitoringScheduleSpec, after: datetime) -> datetime:
+def next_run(spec: ScheduleBase, after: datetime) -> datetime:
     """The first run time strictly after `after` (UTC)."""
     if spec.cron:
         from croniter import croniter
@@ -26,7 +26,7 @@ def next_run(spec: MonitoringScheduleSpec, after: datetime) -> datetime:
 class MonitorService:
     """start() launches the scheduler thread; stop() ends it after the running execution."""
 
-    def __init__(self, schedules: list[MonitoringScheduleSpec]):
+    def __init__(self, schedules: list[ScheduleBase]):
         self.schedules = list(schedules)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

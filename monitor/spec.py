@@ -1,14 +1,26 @@
-"""`monitoring_schedules` entries of ferry.yaml: one typed model per schedule, clear errors."""
+"""`monitoring_schedules` entries of ferry.yaml: one typed model per monitor type, tagged by `monitor_type`.
+
+``SCHEDULE_TYPES`` is the one table of monitor types: each class holds its own fields (a field of another
+type is an error that names it), the violation check types it reports (monitor.metrics), whether its window
+is joined to ground truth, and ``job``, the monitoring job it runs on a window (monitor.runner).
+``MonitoringScheduleSpec`` validates a dict into the right class, as a field type of the deploy file or
+called directly: ``MonitoringScheduleSpec(**fields)``. An entry without `monitor_type` is data_quality.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
 
 from core.schema import Strict
 
-MonitorType = Literal["data_quality", "model_quality", "bias", "attribution"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitor.jobs import JobResult
+
 ProblemType = Literal["Regression", "BinaryClassification", "MulticlassClassification"]
 
 
@@ -24,12 +36,15 @@ class BiasSpec(Strict):
     group: str | None = Field(None, description="group variable for CDDL/CDDPL")
 
 
-class MonitoringScheduleSpec(Strict):
+class ScheduleBase(Strict):
     """A monitor that runs on an endpoint's captured data every interval (or on a cron) over a window."""
+
+    check_types: ClassVar[tuple[str, ...]] = ()
+    needs_ground_truth: ClassVar[bool] = False
+    path_fields: ClassVar[tuple[str, ...]] = ("baseline", "capture", "output")
 
     name: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=63)
     endpoint: str
-    monitor_type: MonitorType = "data_quality"
     interval_s: float = Field(3600.0, gt=0, description="run period when no cron is given")
     cron: str | None = Field(None, description="5-field cron expression (UTC); overrides interval_s")
     window_start_offset_s: float = Field(3600.0, gt=0, description="window starts this long before the run")
@@ -37,20 +52,8 @@ class MonitoringScheduleSpec(Strict):
     baseline: str = Field(description="baseline folder: statistics.json + constraints.json, or analysis.json")
     capture: str = Field("./capture", description="capture root (the endpoint's data_capture.destination folder)")
     output: str = Field("./monitoring", description="executions go to <output>/<endpoint>/<name>/<timestamp>/")
-    input_columns: list[str] | None = Field(None, description="names of CSV payload columns (default: baseline's)")
+    input_columns: list[str] | None = Field(None, description="names of CSV payload columns")
     output_columns: list[str] | None = Field(None, description="names of output columns (default: prediction)")
-    min_window_rows: int = Field(50, ge=1, description="below this, drift checks are skipped (no false alarms)")
-    ground_truth: str | None = Field(None, description="folder of ground-truth JSONL (model_quality, bias)")
-    problem_type: ProblemType = "BinaryClassification"
-    inference_attribute: str = "prediction"
-    probability_attribute: str | None = None
-    probability_threshold: float | None = Field(None, description="label = probability > threshold when set")
-    positive_label: str | int | float = 1
-    bias: BiasSpec | None = None
-    model: str | None = Field(None, description="ONNX model explained by the attribution monitor")
-    features: list[str] | None = Field(None, description="model feature columns, in the model's order")
-    ndcg_threshold: float = Field(0.90, gt=0, le=1)
-    explain_max_rows: int = Field(500, ge=1)
 
     @field_validator("cron")
     @classmethod
@@ -62,13 +65,139 @@ class MonitoringScheduleSpec(Strict):
         return v
 
     @model_validator(mode="after")
-    def _needs(self) -> "MonitoringScheduleSpec":
+    def _window(self) -> "ScheduleBase":
         if self.window_end_offset_s >= self.window_start_offset_s:
             raise ValueError("window_end_offset_s must be smaller than window_start_offset_s")
-        if self.monitor_type in ("model_quality", "bias") and not self.ground_truth:
-            raise ValueError(f"ground_truth: a {self.monitor_type} monitor needs a ground-truth folder")
-        if self.monitor_type == "bias" and self.bias is None:
-            raise ValueError("bias: a bias monitor needs its label and facets")
-        if self.monitor_type == "attribution" and not (self.model and self.features):
-            raise ValueError("model, features: an attribution monitor needs the model and its feature columns")
         return self
+
+    def payload_columns(self) -> list[str] | None:
+        """Names of the captured CSV input columns: input_columns when given."""
+        return self.input_columns
+
+    def job(self, window: pd.DataFrame, out: Path) -> JobResult:
+        """Check one window (joined to ground truth when the type needs it) and write the reports to out."""
+        raise NotImplementedError
+
+
+class DataQualitySchedule(ScheduleBase):
+    """Data quality: statistics and constraint checks of the captured inputs against the baseline."""
+
+    check_types: ClassVar[tuple[str, ...]] = (
+        "data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
+        "extra_column_check", "categorical_values_check")
+
+    monitor_type: Literal["data_quality"] = "data_quality"
+    min_window_rows: int = Field(50, ge=1, description="below this, drift checks are skipped (no false alarms)")
+
+    def payload_columns(self) -> list[str] | None:
+        """input_columns, else the baseline constraints' feature names."""
+        from monitor.jsonio import read_json
+
+        cons = Path(self.baseline) / "constraints.json"
+        if self.input_columns or not cons.is_file():
+            return self.input_columns
+        return [f["name"] for f in read_json(cons).get("features", [])] or None
+
+    def job(self, window, out):
+        from monitor import jobs
+        from monitor.capture_reader import feature_frame
+
+        return jobs.data_quality(feature_frame(window, self.output_columns), self.baseline, out, self.min_window_rows)
+
+
+class ModelQualitySchedule(ScheduleBase):
+    """Model quality: metrics of the predictions against ground truth, checked against the baseline's."""
+
+    check_types: ClassVar[tuple[str, ...]] = ("LessThanThreshold", "GreaterThanThreshold")
+    needs_ground_truth: ClassVar[bool] = True
+    path_fields: ClassVar[tuple[str, ...]] = (*ScheduleBase.path_fields, "ground_truth")
+
+    monitor_type: Literal["model_quality"]
+    ground_truth: str = Field(description="folder of ground-truth JSONL")
+    problem_type: ProblemType = "BinaryClassification"
+    inference_attribute: str = "prediction"
+    probability_attribute: str | None = None
+    probability_threshold: float | None = Field(None, description="label = probability > threshold when set")
+    positive_label: str | int | float = 1
+
+    def job(self, window, out):
+        from monitor import jobs
+
+        return jobs.model_quality(window, self.baseline, out, self.problem_type,
+                                  inference_attribute=self.inference_attribute,
+                                  probability_attribute=self.probability_attribute,
+                                  probability_threshold=self.probability_threshold, positive_label=self.positive_label)
+
+
+class BiasSchedule(ScheduleBase):
+    """Bias drift: Clarify's bias metrics of the window against the baseline analysis.json."""
+
+    check_types: ClassVar[tuple[str, ...]] = ("bias_drift_check",)
+    needs_ground_truth: ClassVar[bool] = True
+    path_fields: ClassVar[tuple[str, ...]] = (*ScheduleBase.path_fields, "ground_truth")
+
+    monitor_type: Literal["bias"]
+    ground_truth: str = Field(description="folder of ground-truth JSONL")
+    bias: BiasSpec = Field(description="the label and facets")
+
+    def job(self, window, out):
+        from monitor import jobs
+
+        b = self.bias
+        return jobs.bias(window, self.baseline, out, label=b.label, positive_label_values=b.positive_label_values,
+                         facets=b.facets, predicted_label=None if b.probability else b.predicted_label,
+                         probability=b.probability, probability_threshold=b.probability_threshold, group=b.group)
+
+
+class AttributionSchedule(ScheduleBase):
+    """Feature-attribution drift: NDCG of the window's global SHAP ranking against the baseline's."""
+
+    check_types: ClassVar[tuple[str, ...]] = ("feature_attribution_drift_check",)
+    path_fields: ClassVar[tuple[str, ...]] = (*ScheduleBase.path_fields, "model")
+
+    monitor_type: Literal["attribution"]
+    model: str = Field(description="ONNX model explained")
+    features: list[str] = Field(min_length=1, description="model feature columns, in the model's order")
+    ndcg_threshold: float = Field(0.90, gt=0, le=1)
+    explain_max_rows: int = Field(500, ge=1)
+
+    def payload_columns(self) -> list[str] | None:
+        return self.input_columns or self.features
+
+    def job(self, window, out):
+        from monitor import jobs
+
+        return jobs.attribution(window, self.baseline, out, self.model, self.features, self.ndcg_threshold,
+                                self.explain_max_rows)
+
+
+SCHEDULE_TYPES: dict[str, type[ScheduleBase]] = {
+    "data_quality": DataQualitySchedule, "model_quality": ModelQualitySchedule, "bias": BiasSchedule,
+    "attribution": AttributionSchedule,
+}
+
+
+def _tag(v: Any) -> str | None:
+    if isinstance(v, dict):
+        return v.get("monitor_type", "data_quality")
+    return getattr(v, "monitor_type", None)
+
+
+Schedule = Annotated[
+    Union[tuple(Annotated[cls, Tag(name)] for name, cls in SCHEDULE_TYPES.items())],
+    Discriminator(_tag, custom_error_type="monitor_type",
+                  custom_error_message=f"monitor_type must be one of {', '.join(SCHEDULE_TYPES)}"),
+]
+_ADAPTER: TypeAdapter = TypeAdapter(Schedule)
+
+
+class MonitoringScheduleSpec:
+    """A schedule of any monitor type: ``MonitoringScheduleSpec(**fields)`` returns the typed schedule its
+    ``monitor_type`` names; as a pydantic field type it validates the same way."""
+
+    def __new__(cls, **fields: Any) -> ScheduleBase:  # type: ignore[misc]
+        return _ADAPTER.validate_python(fields)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        return handler.generate_schema(Schedule)

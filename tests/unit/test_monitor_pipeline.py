@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from ferry.demo import MODEL_FEATURES, make_credit_data, model_matrix, train_model
 from monitor import ground_truth, jobs
 from monitor.runner import list_executions, run_once, show_execution
-from monitor.spec import BiasSpec, MonitoringScheduleSpec
+from monitor.spec import SCHEDULE_TYPES, BiasSpec, MonitoringScheduleSpec
 from serving.capture import build_record, make_sink
 from serving.spec import DataCaptureSpec
 
@@ -78,10 +78,11 @@ def world(tmp_path_factory):
 
 
 def _spec(world, name, kind, **kw):
+    if SCHEDULE_TYPES[kind].needs_ground_truth:
+        kw["ground_truth"] = str(world / "gt")
     return MonitoringScheduleSpec(name=name, endpoint=EP, monitor_type=kind, baseline=str(world / kw.pop("b")),
                                   capture=str(world / "capture"), output=str(world / "out"),
-                                  ground_truth=str(world / "gt"), output_columns=["prediction", "probability"],
-                                  **kw)
+                                  output_columns=["prediction", "probability"], **kw)
 
 
 def _gauge(name, **labels):

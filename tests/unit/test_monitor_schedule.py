@@ -25,13 +25,27 @@ def test_next_run_on_interval_and_cron():
     ({"cron": "every hour"}, "cron"),
     ({"monitor_type": "model_quality"}, "ground_truth"),
     ({"monitor_type": "bias", "ground_truth": "gt"}, "bias"),
-    ({"monitor_type": "attribution"}, "model, features"),
+    ({"monitor_type": "attribution"}, r"attribution.model\n.*Field required(.|\n)*attribution.features"),
+    ({"monitor_type": "data_quality", "ground_truth": "gt"}, r"data_quality.ground_truth\n.*Extra inputs"),
+    ({"monitor_type": "drift"}, "monitor_type must be one of data_quality, model_quality, bias, attribution"),
     ({"window_start_offset_s": 60, "window_end_offset_s": 60}, "window_end_offset_s"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_schedules_name_the_field(kw, field):
     with pytest.raises(ValidationError, match=field):
         _spec(**kw)
+
+
+def test_each_monitor_type_gets_its_own_class_and_an_untagged_entry_is_data_quality():
+    from monitor.spec import SCHEDULE_TYPES, DataQualitySchedule
+
+    assert type(_spec()) is DataQualitySchedule
+    for name, cls in SCHEDULE_TYPES.items():
+        needs = {"model_quality": {"ground_truth": "gt"}, "bias": {"ground_truth": "gt", "bias": {"facets": ["f"]}},
+                 "attribution": {"model": "m.onnx", "features": ["a"]}}.get(name, {})
+        spec = _spec(monitor_type=name, **needs)
+        assert type(spec) is cls and cls.check_types
+        assert MonitoringScheduleSpec(**spec.model_dump(mode="json")) == spec  # how serving hands it to Ray
 
 
 def test_ground_truth_write_then_read(tmp_path):
