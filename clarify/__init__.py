@@ -12,7 +12,7 @@ Public API (see docs/clarify.md):
 
 from clarify.bias import (POST_TRAINING, PRE_TRAINING, ClarifyInputError, Facet, FacetCounts, bias_report,
                           compute_metric, get as get_metric, names as metric_names)
-from clarify.jsonio import dumps, json_value, parse_value
+from core.jsonio import dumps, json_value, parse_value  # the report values' JSON dialect, shared with monitor
 
 __all__ = ["bias_report", "compute_metric", "Facet", "FacetCounts", "ClarifyInputError", "PRE_TRAINING",
            "POST_TRAINING", "get_metric", "metric_names", "dumps", "json_value", "parse_value",

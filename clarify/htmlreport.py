@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Callable, Optional
 
 from clarify.bias import registry
-from clarify.jsonio import parse_value
+from core.jsonio import parse_value
 
 SECTIONS = [("pre_training_bias_metrics", "Pre-training bias (labels only)"),
             ("post_training_bias_metrics", "Post-training bias (model predictions)")]

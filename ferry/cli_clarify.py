@@ -89,7 +89,8 @@ def bias(
     explanation: Optional[Path] = typer.Option(None, "--explanation", help="an analysis.json from `ferry explain` to merge into the report and the HTML"),
 ) -> None:
     """Pre- and post-training bias metrics (SageMaker Clarify's, smclarify's numbers) for one or more facets."""
-    from clarify import ClarifyInputError, bias_report, jsonio
+    from clarify import ClarifyInputError, bias_report
+    from core.jsonio import write_json
 
     df = read_table(data)
     try:
@@ -108,7 +109,7 @@ def bias(
             _fail(f"explanation file {str(explanation)!r} does not exist")
         shap = json.loads(explanation.read_text())
         report = {**report, **{k: v for k, v in shap.items() if k != "version"}}
-    jsonio.write(report, out)
+    write_json(out, report)
     _summary(report)
     typer.echo(f"wrote {out}")
     if html:
@@ -159,7 +160,8 @@ def explain(
     """SHAP explanations of an ONNX model (KernelSHAP, or exact for few features), Clarify's analysis.json shape."""
     from rich.progress import Progress
 
-    from clarify import ClarifyInputError, jsonio
+    from clarify import ClarifyInputError
+    from core.jsonio import write_json
     from clarify.explanations import explain as run_explain
 
     def frame(path: Path, strict: bool):
@@ -184,7 +186,7 @@ def explain(
                                  progress=lambda done, total: bar.update(task, completed=done))
     except ClarifyInputError as exc:
         _fail(str(exc))
-    jsonio.write(result, out)
+    write_json(out, result)
     for label, entry in result["explanations"]["kernel_shap"].items():
         top = sorted(entry["global_shap_values"].items(), key=lambda kv: -kv[1])[:5]
         typer.echo(f"{label}: expected {entry['expected_value']:.4g}; top: "

@@ -129,7 +129,7 @@ def data_quality_cmd(
     """Check a dataset against a data-quality baseline; write constraint_violations.json."""
     from monitor import jobs
     from monitor.capture_reader import feature_frame
-    from monitor.jsonio import read_json
+    from core.jsonio import read_json
     from monitor.tables import load_window
     try:
         names = _split(input_columns) or [f["name"] for f in read_json(baseline / "constraints.json")["features"]]

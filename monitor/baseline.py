@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from monitor.constraints import suggest
-from monitor.jsonio import read_json, write_json
+from core.jsonio import read_json, write_json
 from monitor.statistics import profile, statistics_json
 
 

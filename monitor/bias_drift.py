@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 import clarify
-from monitor.jsonio import as_float
+from core.jsonio import parse_value
 STAGES = ("pre_training_bias_metrics", "post_training_bias_metrics")
 CLOUDWATCH_INF = 2.348543e108  # how the service publishes +-inf
 
@@ -26,7 +26,7 @@ def _metrics(analysis: dict) -> dict[tuple[str, str, str, str], float]:
                     v = m.get("value")
                     if v is None or m.get("error"):
                         continue
-                    out[(stage, facet, str(e.get("value_or_threshold")), m["name"])] = as_float(v)
+                    out[(stage, facet, str(e.get("value_or_threshold")), m["name"])] = parse_value(v)
     return out
 
 

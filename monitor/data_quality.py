@@ -12,7 +12,7 @@ import pandas as pd
 
 from monitor import distance, types as ty
 from monitor.constraints import MonitoringConfig
-from monitor.jsonio import write_json
+from core.jsonio import write_json
 from monitor.statistics import baseline_counts, baseline_sketch, profile, statistics_json
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from monitor import ground_truth, jobs, metrics
 from monitor.capture_reader import feature_frame, name_inputs, read_capture
-from monitor.jsonio import read_json, write_json
+from core.jsonio import read_json, write_json
 from monitor.spec import ScheduleBase
 
 log = logging.getLogger(__name__)

@@ -91,7 +91,7 @@ class DataQualitySchedule(ScheduleBase):
 
     def payload_columns(self) -> list[str] | None:
         """input_columns, else the baseline constraints' feature names."""
-        from monitor.jsonio import read_json
+        from core.jsonio import read_json
 
         cons = Path(self.baseline) / "constraints.json"
         if self.input_columns or not cons.is_file():

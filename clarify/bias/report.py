@@ -25,7 +25,7 @@ import pandas as pd
 from clarify.bias import metrics as _metrics  # noqa: F401  (registers the metrics)
 from clarify.bias import registry
 from clarify.bias.counts import FacetCounts, combined_codes, joint_counts
-from clarify.jsonio import json_value
+from core.jsonio import json_value
 
 log = logging.getLogger(__name__)
 
