@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from clarify import bias_report, metric_names
-from clarify.smclarify_ref import compare_entries, ensure_venv, run_smclarify
+from benchmarks.smclarify_ref import compare_entries, ensure_venv, run_smclarify
 
 RESULTS = Path(__file__).parent / "results" / "clarify.json"
 NO_FT = [m for m in metric_names("post_training") if m != "FT"]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clarify.smclarify_ref import compare_entries, ensure_venv, ferry_entries, run_smclarify
+from benchmarks.smclarify_ref import compare_entries, ensure_venv, ferry_entries, run_smclarify
 
 STRING_COLS = ["sex", "y_str", "yhat_str"]
 
