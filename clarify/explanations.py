@@ -31,62 +31,49 @@ from clarify.bias.report import ClarifyInputError
 log = logging.getLogger(__name__)
 
 AGG_METHODS = ("mean_abs", "median", "mean_sq")
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-               "tensor(int32)": np.int32, "tensor(float16)": np.float16}
 
 
-class OnnxModel:
-    """An ONNX model as a function from a 2-D feature matrix to a 2-D float output.
+class ModelFunction:
+    """An ONNX model (core.onnx underneath) as a function from a 2-D feature matrix to a 2-D float64 output.
 
-    Takes a path, the model's bytes, or an ``onnxruntime.InferenceSession``. The model must have one 2-D
-    tensor input. The output is ``output`` when named, else the first float output of rank 2 (for
-    skl2onnx classifiers that is the probabilities), else the first output; ZipMap dict outputs are
-    turned back into columns.
+    Takes a path, the model's bytes, an ``onnxruntime.InferenceSession`` or a ``core.onnx.OnnxModel``. The model
+    must have one 2-D tensor input. The output is ``output`` when named, else the first 2-D float output (for
+    skl2onnx classifiers the probabilities; a ZipMap comes back as columns in core.onnx's label order), else
+    the first output.
     """
 
-    def __init__(self, model: Union[str, Path, bytes, "object"], output: Optional[str] = None, batch_size: int = 65536):
-        import onnxruntime as ort
+    def __init__(self, model, output: Optional[str] = None, batch_size: int = 65536):
+        from core.onnx import OnnxModel
 
-        if isinstance(model, (str, Path)):
-            if not Path(model).exists():
-                raise ClarifyInputError(f"model file {str(model)!r} does not exist")
-            model = Path(model).read_bytes()
-        if isinstance(model, (bytes, bytearray)):
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            self.session = ort.InferenceSession(bytes(model), opts, providers=["CPUExecutionProvider"])
-        else:
-            self.session = model
-        inputs = self.session.get_inputs()
+        if isinstance(model, (str, Path)) and "://" not in str(model) and not Path(model).exists():
+            raise ClarifyInputError(f"model file {str(model)!r} does not exist")
+        self.model = model if isinstance(model, OnnxModel) else OnnxModel(
+            str(model) if isinstance(model, Path) else model, intra_op_threads=0, inter_op_threads=0)
+        inputs = self.model.inputs
         if len(inputs) != 1:
             raise ClarifyInputError(f"the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
                                     "explanations need one 2-D feature input")
         self.input = inputs[0]
-        self.dtype = _ORT_DTYPES.get(self.input.type, np.float32)
         shape = self.input.shape
-        self.n_features = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
-        outs = self.session.get_outputs()
+        self.n_features = shape[1] if len(shape) == 2 and shape[1] > 0 else None
+        outs = self.model.outputs
         if output is not None:
-            if output not in [o.name for o in outs]:
-                raise ClarifyInputError(f"the model has no output {output!r} (outputs: {', '.join(o.name for o in outs)})")
+            if output not in self.model.output_names:
+                raise ClarifyInputError(f"the model has no output {output!r} (outputs: {', '.join(self.model.output_names)})")
             self.output = output
         else:
-            ranked = [o for o in outs if o.type in ("tensor(float)", "tensor(double)") and len(o.shape or []) == 2]
-            zipmaps = [o for o in outs if o.type.startswith("seq(map")]
-            self.output = (ranked or zipmaps or outs)[0].name
+            ranked = [o for o in outs if o.datatype in ("FP32", "FP64") and len(o.shape) == 2]
+            self.output = (ranked or outs)[0].name
         self.is_probability = "prob" in self.output.lower()
         self.batch_size = batch_size
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=self.dtype)
+        x = np.asarray(x, dtype=self.input.dtype)
         if x.ndim == 1:
             x = x[None, :]
         parts = []
         for start in range(0, len(x), self.batch_size):
-            (y,) = self.session.run([self.output], {self.input.name: x[start:start + self.batch_size]})
-            if isinstance(y, list):  # ZipMap: a list of {class: probability}
-                keys = list(y[0].keys()) if y else []
-                y = np.array([[row[k] for k in keys] for row in y], dtype=np.float64)
+            y = self.model.run({self.input.name: x[start:start + self.batch_size]}, [self.output])[self.output]
             y = np.asarray(y, dtype=np.float64)
             parts.append(y.reshape(len(y), -1))
         return np.concatenate(parts) if parts else np.zeros((0, 1))
@@ -269,7 +256,7 @@ def explain(
         raise ClarifyInputError(f"agg_method must be one of {', '.join(AGG_METHODS)}, not {agg_method!r}")
     if method not in ("auto", "exact", "kernel"):
         raise ClarifyInputError(f"method must be auto, exact or kernel, not {method!r}")
-    m = model if isinstance(model, OnnxModel) else OnnxModel(model, output)
+    m = model if isinstance(model, ModelFunction) else ModelFunction(model, output)
     x, names = _matrix(data, features, "data")
     if len(x) == 0:
         raise ClarifyInputError("data has no rows to explain")

@@ -71,16 +71,20 @@ def load_bytes(path: str) -> bytes:
 class OnnxModel:
     """One onnxruntime session with validated, dtype-exact inference."""
 
-    def __init__(self, model: str | bytes, input_names: list[str] | None = None,
+    def __init__(self, model, input_names: list[str] | None = None,
                  output_names: list[str] | None = None, intra_op_threads: int = 1, inter_op_threads: int = 1):
+        """model: a path or URI, the model's bytes, or an onnxruntime.InferenceSession already made."""
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = intra_op_threads
-        opts.inter_op_num_threads = inter_op_threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        data = model if isinstance(model, bytes) else load_bytes(model)
-        self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+        if isinstance(model, ort.InferenceSession):
+            self.session = model
+        else:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = intra_op_threads
+            opts.inter_op_num_threads = inter_op_threads
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            data = bytes(model) if isinstance(model, (bytes, bytearray)) else load_bytes(model)
+            self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
         all_in = [_meta(a) for a in self.session.get_inputs()]
         all_out = [_meta(a) for a in self.session.get_outputs()]
         self.inputs = _select(all_in, input_names, "input")

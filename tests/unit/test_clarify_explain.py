@@ -11,7 +11,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from clarify import ClarifyInputError
-from clarify.explanations import OnnxModel, explain, global_shap_values
+from clarify.explanations import ModelFunction, explain, global_shap_values
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_exact_equals_kernel_shap_enumeration(data):
     np.testing.assert_allclose(pd.DataFrame(e["local_shap_values"]), pd.DataFrame(k["local_shap_values"]), atol=1e-6)
     assert e["expected_value"] == pytest.approx(k["expected_value"], abs=1e-9)
     # efficiency: the attributions of a row add up to f(x) - E[f]
-    model = OnnxModel(onx)
+    model = ModelFunction(onx)
     fx = model(x.iloc[:40].to_numpy())[:, 1]
     np.testing.assert_allclose(pd.DataFrame(e["local_shap_values"]).sum(axis=1), fx - e["expected_value"], atol=1e-5)
 
@@ -108,3 +108,25 @@ def test_baseline_is_recorded_and_reusable(data, linear_onnx):
     a, b = first["explanations"]["kernel_shap"]["label0"], again["explanations"]["kernel_shap"]["label0"]
     assert b["expected_value"] == pytest.approx(a["expected_value"], abs=1e-12)
     assert b["global_shap_values"] == pytest.approx(a["global_shap_values"], abs=1e-12)
+
+
+def test_zipmap_columns_follow_the_class_order_in_serving_and_explanations():
+    """One ONNX wrapper (core.onnx) for serving and explanations: a ZipMap output comes back with the same
+    columns as the probability tensor of the same model (sklearn's classes_ order), whatever the labels."""
+    from core.onnx import OnnxModel
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 3)).astype(np.float32)
+    y = np.array(["yes", "no", "maybe"])[np.argmax(x, axis=1)]  # string classes, sorted: maybe, no, yes
+    clf = LogisticRegression(max_iter=500).fit(x, y)
+    zipmap = to_onnx(clf, x[:1]).SerializeToString()
+    tensor = to_onnx(clf, x[:1], options={"zipmap": False}).SerializeToString()
+    want = clf.predict_proba(x[:20])
+    served_zip = OnnxModel(zipmap).run({"X": x[:20]}, ["output_probability"])["output_probability"]
+    served_tensor = OnnxModel(tensor).run({"X": x[:20]}, ["probabilities"])["probabilities"]
+    np.testing.assert_allclose(served_zip, want, atol=1e-5)
+    np.testing.assert_array_equal(served_zip, served_tensor)
+    np.testing.assert_array_equal(ModelFunction(zipmap)(x[:20]), ModelFunction(tensor)(x[:20]))
+    a = explain(zipmap, x[:10], x[:5], method="exact")["explanations"]["kernel_shap"]
+    b = explain(tensor, x[:10], x[:5], method="exact")["explanations"]["kernel_shap"]
+    assert list(a) == ["label0", "label1", "label2"] and a == b
