@@ -19,19 +19,13 @@ def _fail(msg: str) -> None:
 
 
 def read_table(path: Path, header: bool = True):
-    """A CSV, Parquet or JSON Lines file as a DataFrame."""
-    import pandas as pd
+    """A CSV, Parquet or JSON Lines file (or captured data) as a DataFrame (monitor.tables.load_table)."""
+    from monitor.tables import load_table
 
-    if not path.exists():
-        _fail(f"data file {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=suffix == ".jsonl")
-    if suffix in (".csv", ".txt", ".gz"):
-        return pd.read_csv(path, header=0 if header else None)
-    _fail(f"{str(path)!r}: data must be .csv, .parquet or .jsonl")
+    try:
+        return load_table(path, header)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
 
 
 def _number(text: str, option: str):

@@ -72,7 +72,7 @@ def _with_labels(df, ground_truth: Optional[Path]):
     return gt.merge(df, gt.read(ground_truth))
 
 
-DATA = typer.Option(..., "--data", help="CSV with a header, Parquet, or a folder of capture JSONL")
+DATA = typer.Option(..., "--data", help="CSV with a header, Parquet, JSON Lines of rows, or captured data (capture JSONL, a file or folder)")
 OUT = typer.Option(..., "--out", help="output folder")
 BASELINE = typer.Option(..., "--baseline", help="baseline folder")
 
@@ -128,13 +128,13 @@ def data_quality_cmd(
 ) -> None:
     """Check a dataset against a data-quality baseline; write constraint_violations.json."""
     from monitor import jobs
-    from monitor.capture_reader import feature_frame
+    from monitor.capture_reader import METADATA_COLUMNS, feature_frame
     from core.jsonio import read_json
     from monitor.tables import load_window
     try:
         names = _split(input_columns) or [f["name"] for f in read_json(baseline / "constraints.json")["features"]]
         df = load_window(data, names)
-        if data.is_dir() or data.suffix.lower() in (".jsonl", ".json"):
+        if set(METADATA_COLUMNS) <= set(df.columns):  # captured data: inputs only
             df = feature_frame(df)
         df = df.drop(columns=[c for c in _split(exclude) or [] if c in df.columns])
         _report(jobs.data_quality(df, baseline, out, min_rows), out)

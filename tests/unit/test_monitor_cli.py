@@ -47,6 +47,39 @@ def test_baseline_then_data_quality_on_csv_parquet_and_capture(tmp_path):
     assert json.loads(r.output)["status"] == "Completed"
 
 
+def test_jsonl_means_rows_and_capture_records_alike_in_every_command(tmp_path):
+    """One table reader: a .jsonl of rows is a table for `ferry bias` and `ferry monitor`; a .jsonl of capture
+    records is captured data for both."""
+    from monitor.tables import load_table
+
+    rows = _frame(400, 4).assign(y=lambda d: (d["x"] > 0).astype(int))
+    rows.to_json(tmp_path / "rows.jsonl", orient="records", lines=True)
+    spec = DataCaptureSpec(enabled=True, destination=str(tmp_path / "cap"))
+    sink = make_sink(spec, "ep", None)
+    for row in rows.head(50).itertuples(index=False):
+        sink.put(build_record(spec, variant="AllTraffic", input_data=f"{row.x},{row.n},{row.c}",
+                              input_content_type="text/csv", output_data="1", output_content_type="text/csv"))
+    sink.close()
+    capture_file = next((tmp_path / "cap").rglob("*.jsonl"))
+    pd.testing.assert_frame_equal(load_table(tmp_path / "rows.jsonl"), rows)
+    captured = load_table(capture_file)
+    assert len(captured) == 50 and {"eventId", "inferenceTime", "prediction"} <= set(captured.columns)
+
+    r = runner.invoke(app, ["bias", "--data", str(tmp_path / "rows.jsonl"), "--label", "y", "--positive-label", "1",
+                            "--facet", "c", "--out", str(tmp_path / "bias.json")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["baseline", "--data", str(tmp_path / "rows.jsonl"), "--out", str(tmp_path / "base"),
+                            "--exclude", "y"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["monitor", "data-quality", "--baseline", str(tmp_path / "base"),
+                            "--data", str(capture_file), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0 and json.loads(r.output)["status"] == "Completed", r.output
+    (tmp_path / "t.xlsx").write_text("x")
+    r = runner.invoke(app, ["bias", "--data", str(tmp_path / "t.xlsx"), "--label", "y", "--facet", "c",
+                            "--out", str(tmp_path / "b2.json")])
+    assert r.exit_code == 2 and "data must be CSV" in r.output
+
+
 def test_bad_input_is_a_clear_error(tmp_path):
     r = runner.invoke(app, ["monitor", "data-quality", "--baseline", str(tmp_path / "nope"),
                             "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "o")])
