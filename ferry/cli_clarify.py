@@ -40,13 +40,28 @@ def _split(values: Optional[List[str]]) -> list[str]:
     return [v for item in values or [] for v in item.split(",") if v != ""]
 
 
-def _facets(names: List[str], values: Optional[List[str]], thresholds: Optional[List[str]]):
-    """Facets from --facet, --facet-value and --facet-threshold. With one facet the values and threshold are
-    its own; with several, each is written COL=V (e.g. --facet-value sex=F --facet-threshold age=40)."""
-    from clarify import Facet
+FACET_HELP = "facet column; repeat for several. NAME>T: d = NAME > T; NAME=V1,V2 (or V1|V2): d = those values"
+FACET_VALUE_HELP = "facet value(s) forming d (COL=V with several facets); none = one-vs-all"
+FACET_THRESHOLD_HELP = "d = facet > T (COL=T with several facets)"
 
-    per_values: dict[str, list] = {n: [] for n in names}
+
+def parse_facets(facets: List[str], values: Optional[List[str]] = None, thresholds: Optional[List[str]] = None):
+    """The facet grammar of `ferry bias`, `ferry baseline --type bias` and `ferry monitor bias`.
+
+    --facet NAME, or inline NAME>T (threshold) or NAME=V1,V2 (values; `|` also separates them); then
+    --facet-value and --facet-threshold: with one facet they are its own, with several each is written COL=V
+    (e.g. --facet-value sex=F --facet-threshold age=40). Returns clarify Facets."""
+    from clarify import ClarifyInputError, Facet
+
+    names: list[str] = []
+    per_values: dict[str, list] = {}
     per_threshold: dict[str, object] = {}
+    for item in facets:
+        name, op, rest = next(((item.partition(c)) for c in (">", "=") if c in item), (item, "", ""))
+        names.append(name)
+        per_values[name] = _split([rest.replace("|", ",")]) if op == "=" else []
+        if op == ">":
+            per_threshold[name] = _number(rest, f"--facet {item}")
     for option, items in (("--facet-value", values or []), ("--facet-threshold", thresholds or [])):
         for item in items:
             col, sep, rest = item.partition("=")
@@ -60,7 +75,10 @@ def _facets(names: List[str], values: Optional[List[str]], thresholds: Optional[
                 per_values[target].extend(_split([text]))
             else:
                 per_threshold[target] = _number(text, option)
-    return [Facet(n, values=per_values[n] or None, threshold=per_threshold.get(n)) for n in names]
+    try:
+        return [Facet(n, values=per_values[n] or None, threshold=per_threshold.get(n)) for n in names]
+    except ClarifyInputError as err:
+        _fail(str(err))
 
 
 def bias(
@@ -68,9 +86,9 @@ def bias(
     label: str = typer.Option(..., "--label", help="label column"),
     positive_label: Optional[List[str]] = typer.Option(None, "--positive-label", help="positive label value(s); repeat or comma-separate"),
     label_threshold: Optional[str] = typer.Option(None, "--label-threshold", help="positive = label > T (continuous labels)"),
-    facet: List[str] = typer.Option(..., "--facet", help="facet column; repeat for several"),
-    facet_value: Optional[List[str]] = typer.Option(None, "--facet-value", help="facet value(s) forming d (COL=V with several facets); none = one-vs-all"),
-    facet_threshold: Optional[List[str]] = typer.Option(None, "--facet-threshold", help="d = facet > T (COL=T with several facets)"),
+    facet: List[str] = typer.Option(..., "--facet", help=FACET_HELP),
+    facet_value: Optional[List[str]] = typer.Option(None, "--facet-value", help=FACET_VALUE_HELP),
+    facet_threshold: Optional[List[str]] = typer.Option(None, "--facet-threshold", help=FACET_THRESHOLD_HELP),
     group: Optional[str] = typer.Option(None, "--group", help="group variable for CDDL/CDDPL"),
     predicted_label: Optional[str] = typer.Option(None, "--predicted-label", help="predicted label column"),
     probability: Optional[str] = typer.Option(None, "--probability", help="predicted probability column"),
@@ -89,7 +107,7 @@ def bias(
     df = read_table(data)
     try:
         report = bias_report(
-            df, label, _split(positive_label) or None, _facets(facet, facet_value, facet_threshold),
+            df, label, _split(positive_label) or None, parse_facets(facet, facet_value, facet_threshold),
             label_threshold=_number(label_threshold, "--label-threshold") if label_threshold is not None else None,
             predicted_label=predicted_label, probability=probability, probability_threshold=probability_threshold,
             group=group, methods=methods, stage=stage, features=_split(features) or None)

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from ferry.cli_clarify import FACET_HELP, FACET_THRESHOLD_HELP, FACET_VALUE_HELP, parse_facets
 from monitor.spec import SCHEDULE_TYPES
 
 monitor_app = typer.Typer(help="Model Monitor: data quality, model quality, bias drift, attribution drift.",
@@ -44,21 +45,6 @@ def _label_value(v: str):
             return v
 
 
-def _facets(facet: list[str]) -> list:
-    """name, or name=v1|v2 (values), or name>t (threshold)."""
-    out = []
-    for f in facet:
-        if ">" in f:
-            name, t = f.split(">", 1)
-            out.append({"name": name, "threshold": float(t)})
-        elif "=" in f:
-            name, vals = f.split("=", 1)
-            out.append({"name": name, "values": [_label_value(v) for v in vals.split("|")]})
-        else:
-            out.append(f)
-    return out
-
-
 def _report(result, out: Path) -> None:
     status = "CompletedWithViolations" if result.violations else "Completed"
     typer.echo(json.dumps({"status": status, "violations": result.violations, "notes": result.notes,
@@ -88,7 +74,9 @@ def baseline(
     probability: Optional[str] = typer.Option(None, help="probability column"),
     probability_threshold: Optional[float] = typer.Option(None, help="predicted = probability > threshold"),
     positive_label: str = typer.Option("1", help="positive label value"),
-    facet: list[str] = typer.Option([], help="bias: facet column (name, name=v1|v2, or name>threshold)"),
+    facet: list[str] = typer.Option([], "--facet", help="bias: " + FACET_HELP),
+    facet_value: Optional[list[str]] = typer.Option(None, "--facet-value", help="bias: " + FACET_VALUE_HELP),
+    facet_threshold: Optional[list[str]] = typer.Option(None, "--facet-threshold", help="bias: " + FACET_THRESHOLD_HELP),
     model: Optional[Path] = typer.Option(None, help="attribution: ONNX model"),
     features: Optional[str] = typer.Option(None, help="attribution: model feature columns, comma-separated"),
 ) -> None:
@@ -108,8 +96,8 @@ def baseline(
             if not facet:
                 _fail("--facet is required for a bias baseline")
             jobs.baseline_bias(df, out, label=label, positive_label_values=[_label_value(positive_label)],
-                               facets=_facets(facet), predicted_label=prediction if prediction in df.columns else None,
-                               probability=probability)
+                               facets=parse_facets(facet, facet_value, facet_threshold),
+                               predicted_label=prediction if prediction in df.columns else None, probability=probability)
         else:
             if model is None or not features:
                 _fail("--model and --features are required for an attribution baseline")
@@ -167,7 +155,9 @@ def model_quality_cmd(
 @monitor_app.command("bias")
 def bias_cmd(
     baseline: Path = BASELINE, data: Path = DATA, out: Path = OUT,
-    facet: list[str] = typer.Option(..., help="facet column (name, name=v1|v2, or name>threshold)"),
+    facet: list[str] = typer.Option(..., "--facet", help=FACET_HELP),
+    facet_value: Optional[list[str]] = typer.Option(None, "--facet-value", help=FACET_VALUE_HELP),
+    facet_threshold: Optional[list[str]] = typer.Option(None, "--facet-threshold", help=FACET_THRESHOLD_HELP),
     ground_truth: Optional[Path] = typer.Option(None),
     label: str = typer.Option("groundTruth"),
     positive_label: str = typer.Option("1"),
@@ -180,7 +170,7 @@ def bias_cmd(
     try:
         df = _with_labels(load_window(data, _split(input_columns)), ground_truth)
         _report(jobs.bias(df, baseline, out, label=label, positive_label_values=[_label_value(positive_label)],
-                          facets=_facets(facet), predicted_label=prediction), out)
+                          facets=parse_facets(facet, facet_value, facet_threshold), predicted_label=prediction), out)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
 

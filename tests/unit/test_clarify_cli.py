@@ -113,3 +113,13 @@ def test_html_sentences_cover_every_metric_and_edge_values():
     page = render_html(report=bias_report(df, "y", ["p", "q"], ["x"], predicted_label="yhat"))
     assert "−∞" in page and "+∞" in page  # DCR's infinities
     assert "Not computed: Group variable is empty or not provided" in page
+
+
+def test_one_facet_grammar_for_bias_and_monitor_bias():
+    from clarify import Facet
+    from ferry.cli_clarify import parse_facets
+
+    inline = parse_facets(["age>40", "sex=F|X", "region"])
+    options = parse_facets(["age", "sex", "region"], ["sex=F,X"], ["age=40"])
+    assert inline == options == [Facet("age", threshold=40), Facet("sex", values=["F", "X"]), Facet("region")]
+    assert parse_facets(["sex"], ["F"]) == parse_facets(["sex=F"]) == [Facet("sex", values=["F"])]

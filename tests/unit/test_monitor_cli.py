@@ -74,6 +74,12 @@ def test_jsonl_means_rows_and_capture_records_alike_in_every_command(tmp_path):
     r = runner.invoke(app, ["monitor", "data-quality", "--baseline", str(tmp_path / "base"),
                             "--data", str(capture_file), "--out", str(tmp_path / "o")])
     assert r.exit_code == 0 and json.loads(r.output)["status"] == "Completed", r.output
+    for facet in (["--facet", "c", "--facet-value", "a"], ["--facet", "c=a"]):  # `ferry bias`'s facet grammar
+        r = runner.invoke(app, ["baseline", "--type", "bias", "--data", str(tmp_path / "rows.jsonl"), "--label", "y",
+                                "--out", str(tmp_path / "bb"), *facet])
+        assert r.exit_code == 0, r.output
+        pre = json.loads((tmp_path / "bb" / "analysis.json").read_text())["pre_training_bias_metrics"]
+        assert [e["value_or_threshold"] for e in pre["facets"]["c"]] == ["a"]
     (tmp_path / "t.xlsx").write_text("x")
     r = runner.invoke(app, ["bias", "--data", str(tmp_path / "t.xlsx"), "--label", "y", "--facet", "c",
                             "--out", str(tmp_path / "b2.json")])
