@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from clarify.bias.counts import FacetCounts
+from clarify.bias.flip import FlipRows
 from clarify.bias.registry import INF, posttraining, pretraining
 
 A, D = 0, 1
@@ -345,17 +346,11 @@ def GE(c: FacetCounts) -> float:
     return total / (n * alpha * (alpha - 1))
 
 
-def flip_test(x: np.ndarray, d: np.ndarray, predicted: np.ndarray) -> float:
-    """The Flip Test on rows x (numeric), d mask and predicted-positive mask, as smclarify computes it:
-    sklearn's k-NN (k = 5, or 1 when a has at most 9 rows; same algorithm, so the same tie-breaking) fitted
-    on a's rows and predictions, asked about d's rows. Queries run on every core; results do not change."""
-    from sklearn.neighbors import KNeighborsClassifier
-
-    n_a = int((~d).sum())
-    knn = KNeighborsClassifier(n_neighbors=5 if n_a > 9 else 1, weights="uniform", algorithm="auto", leaf_size=30,
-                               p=2, metric="minkowski", n_jobs=-1)
-    knn.fit(x[~d], predicted[~d])
-    y_knn = np.asarray(knn.predict(x[d]), dtype=bool)
+def flip_test(x, d: np.ndarray, predicted: np.ndarray) -> float:
+    """The Flip Test on rows x (numeric rows, or ``flip.FlipRows`` prepared once for several facet values), d mask
+    and predicted-positive mask, as smclarify computes it: (F+ - F-) / n_d with smclarify's k-NN vote."""
+    rows = x if isinstance(x, FlipRows) else FlipRows(np.asarray(x))
+    y_knn = rows.vote(d, predicted)
     y_model = predicted[d]
     flips = int((y_model & ~y_knn).sum()) - int((~y_model & y_knn).sum())
     return divide(flips, int(d.sum()))

@@ -25,6 +25,7 @@ import pandas as pd
 from clarify.bias import metrics as _metrics  # noqa: F401  (registers the metrics)
 from clarify.bias import registry
 from clarify.bias.counts import FacetCounts, combined_codes, joint_counts
+from clarify.bias.flip import FlipRows
 from core.jsonio import json_value
 
 log = logging.getLogger(__name__)
@@ -260,13 +261,13 @@ def _entry(value_or_threshold: str, metrics: list[registry.Metric], counts: Face
 def _flip_factory(features: pd.DataFrame, predicted: np.ndarray) -> Callable[[np.ndarray], Callable[[], float]]:
     """FT needs the rows: numeric feature columns (all that remain, as smclarify), built once per facet."""
     @functools.cache
-    def rows() -> np.ndarray:
+    def rows() -> FlipRows:
         numeric = features.select_dtypes([np.number, bool]).columns
         if len(features.columns) != len(numeric):
             bad = [c for c in features.columns if c not in set(numeric)]
             raise ValueError(f"FlipTest does not support non-numeric columns: {', '.join(map(str, bad))} (pass "
                              "numeric feature columns as features=[...], --features on the CLI)")
-        return np.array(features)
+        return FlipRows(np.array(features))
 
     def for_mask(d: np.ndarray) -> Callable[[], float]:
         return lambda: _metrics.flip_test(rows(), d, predicted)
