@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from monitor.constraints import suggest
 from core.jsonio import read_json, write_json
+from monitor.constraints import suggest
 from monitor.statistics import profile, statistics_json
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.jsonio import write_json
 from monitor import distance, types as ty
 from monitor.constraints import MonitoringConfig
-from core.jsonio import write_json
 from monitor.statistics import baseline_counts, baseline_sketch, profile, statistics_json
 
 log = logging.getLogger(__name__)

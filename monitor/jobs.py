@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.jsonio import read_json, write_json
 from monitor import attribution_drift, bias_drift, data_quality as dq, model_quality as mq
 from monitor.baseline import load_baseline, suggest_baseline
 from monitor.ground_truth import GROUND_TRUTH_COLUMN
-from core.jsonio import read_json, write_json
 
 
 @dataclass

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from monitor import ground_truth, jobs, metrics
-from monitor.capture_reader import feature_frame, name_inputs, read_capture
 from core.jsonio import read_json, write_json
+from monitor import ground_truth, jobs, metrics
+from monitor.capture_reader import name_inputs, read_capture
 from monitor.spec import ScheduleBase
 
 log = logging.getLogger(__name__)

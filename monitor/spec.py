@@ -199,5 +199,5 @@ class MonitoringScheduleSpec:
         return _ADAPTER.validate_python(fields)
 
     @classmethod
-    def __get_pydantic_core_schema__(cls, source, handler):
+    def __get_pydantic_core_schema__(cls, _source, handler):
         return handler.generate_schema(Schedule)

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 NULL, INTEGRAL, FRACTIONAL, STRING = 0, 1, 2, 3
-TYPE_NAMES = {INTEGRAL: "Integral", FRACTIONAL: "Fractional", STRING: "String"}
 _INT_RE = r"[+-]?\d+"
 _FRAC_RE = r"[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][+-]?\d+)"
 
