@@ -7,58 +7,136 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Callable, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ferry.app import feature_api_config
-from ferry.config import ConfigError, DeployFile, load_config
+from ferry.config import ConfigError, DeployFile, load_config, parse_config
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # soft wrap: a URL is never split, terminal or not
 RAY_TOKEN = Path.home() / ".ray" / "auth_token"
+VERBOSE = typer.Option(False, "--verbose", help="show Ray's and Ray Serve's own log lines")
+DEBUG = typer.Option(False, "--debug", help="show the traceback when Ferry cannot start")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    """One paragraph on stderr, then exit."""
+    console.print(message, style="red", markup=False, highlight=False)
+    raise typer.Exit(code)
 
 
 def _load(file: Path) -> DeployFile:
     try:
         return load_config(file)
     except ConfigError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+        _fail(str(err), 2)
 
 
-def serve_until_interrupted(cfg: DeployFile, address: str | None, base_dir: Path) -> None:
-    """Start or join Ray, deploy the endpoints, print the URLs, block until Ctrl-C, shut down."""
-    import ray
+def _preflight(models: list, server=None) -> None:
+    """The models load (and, given the server section, its ports are free), or exit with the reasons."""
+    from ferry.preflight import PreflightError, check
 
+    try:
+        check(models, server)
+    except PreflightError as err:
+        _fail(f"Ferry cannot start: {err}", 2)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def serve_until_interrupted(cfg: DeployFile, address: str | None, base_dir: Path, verbose: bool = False,
+                            debug: bool = False, on_ready: Callable[[str], None] | None = None) -> None:
+    """Check, start or join Ray, deploy the endpoints, print the URLs, block until Ctrl-C, shut down.
+
+    `on_ready(base_url)` runs in a background thread once the endpoints answer."""
     from serving import deploy
     from serving.status import DeployError
 
     if not cfg.endpoints:
-        console.print("[red]the deploy file declares no endpoints[/red]")
-        raise typer.Exit(2)
-    deploy.start_ray(cfg.server, address)
+        _fail("the deploy file declares no endpoints", 2)
+    _preflight(cfg.models, None if address else cfg.server)  # a cluster Ferry joins owns its ports
     try:
+        deploy.start_ray(cfg.server, address, verbose=verbose)
         deploy.deploy(cfg.models, cfg.endpoints, cfg.server,
                       kafka_bootstrap=cfg.kafka.bootstrap_servers if cfg.kafka else None,
                       schedules=cfg.monitoring_schedules, features=feature_api_config(cfg, base_dir))
+    except KeyboardInterrupt:
+        console.print("interrupted; shutting down")
+        _quiet_shutdown(deploy, started_ray=address is None)
+        raise typer.Exit(130) from None
     except DeployError as err:
-        console.print(f"[red]deploy failed: {err}[/red]")
-        deploy.shutdown()
-        raise typer.Exit(1) from None
+        _quiet_shutdown(deploy, started_ray=address is None)
+        _fail(f"deploy failed: {err}")
+    except Exception as err:
+        _quiet_shutdown(deploy, started_ray=address is None)
+        if debug:
+            raise
+        _fail(f"Ferry could not start: {_first_line(err)}. Run again with --debug for the traceback.")
+    import ray
+
     base = f"http://{cfg.server.host}:{cfg.server.http_port}"
     for ep in cfg.endpoints:
         console.print(f"[green]endpoint {ep.name}[/green]  SageMaker: POST {base}/endpoints/{ep.name}/invocations"
                       f"   KServe V2: POST {base}/v2/models/{ep.name}/infer")
     console.print(f"KServe V2 gRPC: {cfg.server.host}:{cfg.server.grpc_port}   health: GET {base}/ping   "
                   f"metrics: GET {base}/metrics")
+    if cfg.monitoring_schedules:
+        console.print(f"monitoring: {len(cfg.monitoring_schedules)} schedule(s), executions: GET {base}/monitoring/executions")
     console.print(f"Ray address: {ray.get_runtime_context().gcs_address}   (Ctrl-C stops Ferry)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if on_ready is not None:
+        threading.Thread(target=on_ready, args=(base,), name="ferry-on-ready", daemon=True).start()
     stop.wait()
     console.print("shutting down")
-    deploy.shutdown()
+    _quiet_shutdown(deploy, started_ray=address is None)
+
+
+def _quiet_shutdown(deploy, started_ray: bool) -> None:
+    """Stop Ferry: on a Ray it started, delete the application (replicas drain, captures flush) and stop Ray,
+    which skips Serve's controller shutdown task and the retry warning Ray prints for it; on a cluster it
+    joined, shut Serve down. A second Ctrl-C meanwhile is not worth a traceback."""
+    import ray
+    from ray import serve
+
+    if not ray.is_initialized():
+        return
+    try:
+        if started_ray:
+            serve.delete(deploy.APP_NAME)
+            ray.shutdown()
+        else:
+            deploy.shutdown()
+    except KeyboardInterrupt:
+        ray.shutdown()
+
+
+def _stdout_console() -> Console:
+    """Tables on stdout: the terminal's width, or wide enough not to wrap when piped."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _demo_traffic(base: str, demo_dir: Path, token: str | None) -> None:
+    from ferry.demo_traffic import DRIFT_FACTOR, DRIFT_FEATURE, send_traffic, wait_for_violations
+
+    r = send_traffic(base, demo_dir, token)
+    console.print(f"demo traffic: {r.requests} requests, {r.rows} rows (the last {r.drifted_rows} with {DRIFT_FEATURE} "
+                  f"x{DRIFT_FACTOR}), {r.failed} failed; ground truth posted for {r.ground_truth} requests")
+    console.print(f"waiting for the data-quality schedule (every 30 s): GET {base}/monitoring/executions")
+    found = wait_for_violations(base, timeout_s=120, token=token)
+    if found is None:
+        console.print("monitor: no violation reported within 120 s", style="yellow")
+        return
+    what = "; ".join(f"{v.get('feature_name')} ({v.get('constraint_check_type')})" for v in found["violations"])
+    console.print(f"monitor: {found['status']} on window {found['window_start']} - {found['window_end']}: {what}. "
+                  f"Reports: {found['path']}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -66,15 +144,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def up(file: Path = typer.Option(Path("ferry.yaml"), "-f", "--file", help="the deploy file"),
-           address: str = typer.Option(None, "--address", help="join this Ray cluster instead of starting one")):
+           address: str = typer.Option(None, "--address", help="join this Ray cluster instead of starting one"),
+           verbose: bool = VERBOSE, debug: bool = DEBUG):
         """Deploy every endpoint of the deploy file on Ray Serve and serve until Ctrl-C."""
-        serve_until_interrupted(_load(file), address, file.resolve().parent)
+        serve_until_interrupted(_load(file), address, file.resolve().parent, verbose=verbose, debug=debug)
 
     @app.command()
     def validate(file: Path = typer.Option(Path("ferry.yaml"), "-f", "--file")):
-        """Check a deploy file (with FERRY_* environment overrides) without starting anything."""
+        """Check a deploy file (with FERRY_* environment overrides) and load its models, without starting Ray."""
         cfg = _load(file)
-        console.print(f"[green]ok[/green]: {len(cfg.models)} model(s), {len(cfg.endpoints)} endpoint(s)")
+        _preflight(cfg.models)
+        console.print(f"[green]ok[/green]: {len(cfg.models)} model(s) load, {len(cfg.endpoints)} endpoint(s), "
+                      f"{len(cfg.monitoring_schedules)} monitoring schedule(s)")
 
     @app.command()
     def status(address: str = typer.Option("auto", "--address", help="the Ray cluster Ferry runs on")):
@@ -89,12 +170,10 @@ def register(app: typer.Typer) -> None:
         try:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         except (ConnectionError, RuntimeError) as err:
-            console.print(f"[red]no running Ferry found at Ray address {address!r}: {err}[/red]")
-            raise typer.Exit(1) from None
+            _fail(f"no running Ferry found at Ray address {address!r}: {err}")
         summary = app_summary(APP_NAME)
         if summary is None:
-            console.print("[red]Ferry is not deployed on this Ray cluster[/red]")
-            raise typer.Exit(1)
+            _fail("Ferry is not deployed on this Ray cluster")
         table = Table(title=f"ferry: {summary['status']}")
         for col in ("endpoint", "variant", "status", "replicas", "message"):
             table.add_column(col)
@@ -102,7 +181,7 @@ def register(app: typer.Typer) -> None:
             endpoint, _, variant = name.partition(".")
             replicas = ", ".join(f"{k}={v}" for k, v in d["replicas"].items()) or "0"
             table.add_row(endpoint if variant else "(gateway)", variant or "-", d["status"], replicas, d["message"])
-        Console().print(table)
+        _stdout_console().print(table)
 
     @app.command()
     def invoke(endpoint: str = typer.Argument(..., help="endpoint name"),
@@ -110,7 +189,8 @@ def register(app: typer.Typer) -> None:
                content_type: str = typer.Option("text/csv", "--content-type"),
                accept: str = typer.Option(None, "--accept"),
                target_variant: str = typer.Option(None, "--target-variant"),
-               url: str = typer.Option("http://127.0.0.1:8080", "--url", help="Ferry's HTTP address"),
+               url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL",
+                                       help="Ferry's HTTP address"),
                token: str = typer.Option(None, "--token", envvar="FERRY_TOKEN", help="data-plane bearer token")):
         """Call an endpoint through the SageMaker runtime route and print the response."""
         import httpx
@@ -127,22 +207,31 @@ def register(app: typer.Typer) -> None:
             resp = httpx.post(f"{url.rstrip('/')}/endpoints/{endpoint}/invocations", content=data,
                               headers=headers, timeout=70)
         except httpx.HTTPError as err:
-            console.print(f"[red]cannot reach Ferry at {url}: {err}[/red]")
-            raise typer.Exit(1) from None
+            _fail(f"cannot reach Ferry at {url}: {err}")
         if resp.status_code >= 400:
-            console.print(f"[red]{resp.status_code} {resp.headers.get('x-amzn-errortype', '')}[/red] {resp.text}")
-            raise typer.Exit(1)
+            _fail(f"{resp.status_code} {resp.headers.get('x-amzn-errortype', '')} {resp.text}")
         console.print(f"variant: {resp.headers.get('x-amzn-invoked-production-variant')}")
         sys.stdout.buffer.write(resp.content)
 
     @app.command()
     def demo(out: Path = typer.Option(Path("ferry-demo"), "--out", help="where to write the demo"),
-             serve: bool = typer.Option(True, "--serve/--no-serve", help="serve the demo endpoint afterwards")):
-        """Write a seeded credit-risk dataset, an ONNX model and ferry.yaml; then serve the endpoint."""
-        from ferry.demo import write_demo
+             serve: bool = typer.Option(True, "--serve/--no-serve", help="serve the demo endpoint afterwards"),
+             traffic: bool = typer.Option(False, "--traffic", help=(
+                 "once served, send a small built-in load that ends in a drifted segment, and show what the "
+                 "monitor finds")),
+             verbose: bool = VERBOSE, debug: bool = DEBUG):
+        """Write a seeded credit-risk dataset, an ONNX model, a baseline and ferry.yaml; then serve and monitor."""
+        from ferry.demo import DEMO_FILES, demo_config, write_demo
 
+        if traffic and not serve:
+            _fail("--traffic sends its load to the demo this command serves: drop --no-serve", 2)
+        if serve:  # a busy port fails now, not after the demo is written
+            _preflight([], parse_config(demo_config(), base=out.resolve()).server)
         path = write_demo(out)
-        console.print(f"demo written to {out}/: train.csv test.csv test_features.csv model.onnx ferry.yaml")
-        if serve:
-            console.print(f"try, from another shell:  ferry invoke credit-risk --body {out}/test_features.csv")
-            serve_until_interrupted(_load(path), None, path.resolve().parent)
+        console.print(f"demo written to {out}/: {' '.join(DEMO_FILES)}")
+        if not serve:
+            return
+        console.print(f"try, from another shell:  ferry invoke credit-risk --body {out}/test_features.csv")
+        cfg = _load(path)
+        on_ready = (lambda base: _demo_traffic(base, path.parent, cfg.server.auth_token)) if traffic else None
+        serve_until_interrupted(cfg, None, path.resolve().parent, verbose=verbose, debug=debug, on_ready=on_ready)

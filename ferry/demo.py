@@ -1,8 +1,9 @@
-"""The demo: a seeded synthetic credit-risk table, an ONNX model trained on it, and a ferry.yaml.
+"""The demo: a seeded synthetic credit-risk table, an ONNX model trained on it, a data-quality baseline of
+the rows the model receives, and a ferry.yaml that serves, captures and monitors the model.
 
 `make_credit_data` is the one generator every part of Ferry reuses (Clarify, the monitor, the feature
 store). The facet ``age_group`` carries an injected bias: applicants under 25 are approved less often
-than their features alone would say.
+than their features alone would say. `model_frame` turns its rows into what the endpoint receives.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ MODEL_FEATURES = [
 LABEL = "approved"
 FACET = "age_group"
 ENDPOINT = "credit-risk"
+SCHEDULE = "credit-risk-data-quality"
+BASELINE_DIR = "baselines/data-quality"
 BIAS_PENALTY = 1.2  # log-odds taken from under_25 applicants: the injected bias
 
 
@@ -64,12 +67,18 @@ def make_credit_data(n_rows: int = 5000, seed: int = 7) -> pd.DataFrame:
     })
 
 
+def model_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The model's features by name, at full precision: numeric columns plus categoricals coded as their
+    index (unknown -> -1). These are the rows the endpoint receives."""
+    out = df.reindex(columns=MODEL_FEATURES[:6]).astype(np.float64).reset_index(drop=True)
+    out["employment_code"] = pd.Categorical(df["employment"], categories=EMPLOYMENT).codes.astype(np.float64)
+    out["housing_code"] = pd.Categorical(df["housing"], categories=HOUSING).codes.astype(np.float64)
+    return out
+
+
 def model_matrix(df: pd.DataFrame) -> np.ndarray:
-    """The model's float32 input: numeric columns plus categoricals coded as their index (unknown -> -1)."""
-    out = df.reindex(columns=MODEL_FEATURES[:6]).to_numpy(dtype=np.float32)
-    emp = pd.Categorical(df["employment"], categories=EMPLOYMENT).codes.astype(np.float32)
-    hou = pd.Categorical(df["housing"], categories=HOUSING).codes.astype(np.float32)
-    return np.column_stack([out, emp, hou]).astype(np.float32)
+    """The model's float32 input (model_frame as a matrix)."""
+    return model_frame(df).to_numpy(dtype=np.float32)
 
 
 def train_model(df: pd.DataFrame, seed: int = 7) -> bytes:
@@ -81,6 +90,8 @@ def train_model(df: pd.DataFrame, seed: int = 7) -> bytes:
     clf = GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=seed).fit(x, df[LABEL].to_numpy())
     onx = to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
     onx.graph.input[0].name = _rename(onx, onx.graph.input[0].name, "input")
+    entry = onx.metadata_props.add()  # `ferry explain` names headerless columns from it
+    entry.key, entry.value = "feature_names", ",".join(MODEL_FEATURES)
     return onx.SerializeToString()
 
 
@@ -90,9 +101,10 @@ def _rename(onx, old: str, new: str) -> str:
     return new
 
 
-def demo_config(model_path: str = "model.onnx") -> dict:
-    """The demo's ferry.yaml as a dict."""
-    return {
+def demo_config(model_path: str = "model.onnx", monitoring: bool = False) -> dict:
+    """The demo's ferry.yaml as a dict; with `monitoring`, a data-quality schedule on the endpoint's capture
+    every 30 s over the last 15 minutes, against the baseline write_demo writes."""
+    doc = {
         "server": {"host": "127.0.0.1", "http_port": 8080, "grpc_port": 9000},
         "models": [{"name": "credit-gbm", "path": model_path}],
         "endpoints": [{
@@ -103,11 +115,26 @@ def demo_config(model_path: str = "model.onnx") -> dict:
         }],
         "feature_groups": [applicant_feature_group().model_dump(mode="json", by_alias=True, exclude_none=True)],
     }
+    if monitoring:
+        doc["monitoring_schedules"] = [{
+            "name": SCHEDULE, "endpoint": ENDPOINT, "monitor_type": "data_quality", "interval_s": 30,
+            "window_start_offset_s": 900, "baseline": f"./{BASELINE_DIR}", "capture": "./capture",
+            "output": "./monitoring"}]
+    return doc
+
+
+DEMO_FILES = ("train.csv", "test.csv", "train_features.csv", "test_features.csv", "model.onnx",
+              f"{BASELINE_DIR}/", "ferry.yaml")
 
 
 def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
-    """Write train.csv, test.csv, test_features.csv (model rows, no header), model.onnx and ferry.yaml, and
-    load the applicants into the embedded feature store."""
+    """Write DEMO_FILES and load the applicants into the embedded feature store; return ferry.yaml's path.
+
+    train.csv / test.csv are the raw tables (80/20); train_features.csv (with a header) and
+    test_features.csv (without: what the SageMaker route takes) are the model's rows at full precision;
+    the data-quality baseline is built from train_features.csv, the rows the endpoint will see."""
+    from monitor.jobs import baseline_data_quality
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = make_credit_data(n_rows, seed)
@@ -115,11 +142,14 @@ def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
     train, test = df.iloc[:n_train], df.iloc[n_train:]
     train.to_csv(out / "train.csv", index=False)
     test.to_csv(out / "test.csv", index=False)
-    np.savetxt(out / "test_features.csv", model_matrix(test), delimiter=",", fmt="%.6g")
+    train_rows = model_frame(train)
+    train_rows.to_csv(out / "train_features.csv", index=False)
+    model_frame(test).to_csv(out / "test_features.csv", index=False, header=False)
+    baseline_data_quality(train_rows, out / BASELINE_DIR)
     (out / "model.onnx").write_bytes(train_model(train, seed))
-    (out / "ferry.yaml").write_text(yaml.safe_dump(demo_config(), sort_keys=False))
+    (out / "ferry.yaml").write_text(yaml.safe_dump(demo_config(monitoring=True), sort_keys=False))
     load_demo_features(out, df)
-    log.info("demo written to %s", out)
+    log.debug("demo written to %s", out)
     return out / "ferry.yaml"
 
 

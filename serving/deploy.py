@@ -76,8 +76,10 @@ def monitor_deployment(schedules: list):
         [s.model_dump(mode="json") for s in schedules])
 
 
-def start_ray(server: ServerSpec, address: str | None = None) -> None:
-    """Start (or join) Ray with enough logical CPUs for Ferry's fractional replicas, then Serve."""
+def start_ray(server: ServerSpec, address: str | None = None, verbose: bool = False) -> None:
+    """Start (or join) Ray with enough logical CPUs for Ferry's fractional replicas, then Serve.
+
+    Unless `verbose`, Ray's and Serve's INFO lines (and the actors' logs) stay out of the terminal."""
     if server.ingress == "haproxy":
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     for var in ("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"):
@@ -86,11 +88,13 @@ def start_ray(server: ServerSpec, address: str | None = None) -> None:
         os.environ.setdefault("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0")
         os.environ.setdefault("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "0")
     if not ray.is_initialized():
-        kwargs = {"include_dashboard": False, "logging_level": logging.WARNING}
+        kwargs = {"include_dashboard": False, "logging_level": logging.INFO if verbose else logging.WARNING,
+                  "log_to_driver": verbose}
         if address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=server.ray_num_cpus or max(8, os.cpu_count() or 1), **kwargs)
+    logging.getLogger("ray.serve").setLevel(logging.INFO if verbose else logging.WARNING)
     serve.start(http_options={"host": server.host, "port": server.http_port, "location": "HeadOnly"},
                 grpc_options={"port": server.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]})
 
