@@ -160,6 +160,9 @@ def explain(
     features: Optional[List[str]] = typer.Option(None, "--features", help="feature columns, in the model's order"),
     drop: Optional[List[str]] = typer.Option(None, "--drop", help="columns that are not features (label, ids)"),
     header: bool = typer.Option(True, "--header/--no-header", help="whether CSV files have a header row"),
+    feature_names: Optional[List[str]] = typer.Option(None, "--feature-names", help=(
+        "names of the columns of headerless rows, in order (default: the model's feature_names metadata, "
+        "else feature_0, feature_1, ...)")),
     method: str = typer.Option("auto", "--method", help="auto | exact | kernel"),
     num_samples: Optional[int] = typer.Option(None, "--num-samples", help="KernelSHAP coalitions per row"),
     num_clusters: int = typer.Option(10, "--num-clusters", help="k-means baseline size when no --baseline"),
@@ -176,9 +179,16 @@ def explain(
     from core.jsonio import write_json
     from clarify.explanations import explain as run_explain
 
+    names = _split(feature_names) or (None if header else _model_feature_names(model))
+
     def frame(path: Path, strict: bool):
         df = read_table(path, header)
-        df.columns = [str(c) if header else f"feature_{c}" for c in df.columns]
+        if names is not None and not header:
+            if len(names) != df.shape[1]:
+                _fail(f"{path.name} has {df.shape[1]} columns but {len(names)} feature names were given")
+            df.columns = names
+        else:
+            df.columns = [str(c) if header else f"feature_{c}" for c in df.columns]
         cols = _split(drop)
         missing = [c for c in cols if c not in df.columns]
         if missing and strict:
@@ -210,6 +220,16 @@ def explain(
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(explanation=result, title=f"Explanations: {model.name}"))
         typer.echo(f"wrote {html}")
+
+
+def _model_feature_names(model: Path) -> Optional[list[str]]:
+    """The comma-separated `feature_names` entry of an ONNX model's metadata, if it has one."""
+    if not model.is_file():
+        return None
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    return _split([meta["feature_names"]]) if meta.get("feature_names") else None
 
 
 def register(app: typer.Typer) -> None:
