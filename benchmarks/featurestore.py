@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from featurestore.demo import applicant_feature_group, load_applicants
-from featurestore.spec import FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
 from featurestore.store import FeatureStore
 from featurestore.training import point_in_time_join
 from ferry.demo import make_credit_data, model_matrix
@@ -41,6 +41,10 @@ KAFKA = os.environ.get("FERRY_BENCH_KAFKA", "127.0.0.1:9092")
 FEATURES = ["age", "income", "debt_ratio", "credit_history_months", "num_open_accounts", "loan_amount",
             "employment_code", "housing_code"]
 T0 = 1_767_225_600.0
+
+
+def online_config(backend: str) -> dict:
+    return {"type": "redis", "url": REDIS_URL} if backend == "redis" else {"type": backend}
 
 
 def applicants(n: int) -> pd.DataFrame:
@@ -88,12 +92,12 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 # ---------------------------------------------------------------- Ferry
 SERVE = """
-import sys, uvicorn
+import json, sys, uvicorn
 from featurestore.api import create_app
 from featurestore.demo import applicant_feature_group
-from featurestore.spec import FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
 from featurestore.store import FeatureStore
-store = FeatureStore(FeatureStoreSettings(data_dir=sys.argv[1], online=sys.argv[2], redis_url=sys.argv[3]),
+store = FeatureStore(FeatureStoreSettings(data_dir=sys.argv[1], online=json.loads(sys.argv[2])),
                      [applicant_feature_group(sys.argv[4])])
 uvicorn.run(create_app(store), host="127.0.0.1", port=int(sys.argv[5]), log_level="warning")
 """
@@ -104,7 +108,7 @@ def ferry_online(backend: str, df: pd.DataFrame, n_get: int, n_batch: int, rng) 
 
     group = f"bench_{uuid.uuid4().hex[:6]}"
     data_dir = tempfile.mkdtemp(prefix="ferry-bench-")
-    store = FeatureStore(FeatureStoreSettings(data_dir=data_dir, online=backend, redis_url=REDIS_URL),
+    store = FeatureStore(FeatureStoreSettings(data_dir=data_dir, online=online_config(backend)),
                          [applicant_feature_group(group)])
     load_applicants(store, df, event_time=T0, group=group)
     ids = df["applicant_id"].astype(str).to_numpy()
@@ -116,7 +120,7 @@ def ferry_online(backend: str, df: pd.DataFrame, n_get: int, n_batch: int, rng) 
             [{"FeatureGroupName": group, "RecordIdentifiersValueAsString": b}]), batches),
     }
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, data_dir, backend, REDIS_URL, group, str(port)],
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, data_dir, json.dumps(online_config(backend)), "", group, str(port)],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         wait_http(f"http://127.0.0.1:{port}/ping")
@@ -208,7 +212,7 @@ def ferry_ingest(backend: str, n: int, processes: int) -> dict:
     proc.wait(timeout=120)
     _drop_topic(topic)
     if backend == "redis":
-        FeatureStore(FeatureStoreSettings(data_dir=str(tmp / "fs"), online="redis", redis_url=REDIS_URL),
+        FeatureStore(FeatureStoreSettings(data_dir=str(tmp / "fs"), online=online_config("redis")),
                      [spec]).online.drop_group(spec)
     return {"records": n, "processes": processes, "records_per_s": (done - first) / elapsed if done >= n else 0.0}
 

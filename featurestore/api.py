@@ -9,7 +9,6 @@ ServiceUnavailable 503 when a backend is down. Bodies are parsed by hand so a ma
 from __future__ import annotations
 
 import logging
-import sqlite3
 from datetime import datetime, timezone
 from functools import wraps
 from typing import Any, Callable
@@ -18,15 +17,12 @@ import orjson
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from featurestore.online import StoreUnavailable
 from featurestore.records import ConflictError, NotFoundError, RecordError
 from featurestore.store import FeatureStore
 
 log = logging.getLogger(__name__)
-
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, sqlite3.OperationalError)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -51,9 +47,9 @@ def _errors_as_responses(fn: Callable) -> Callable:
         except ValidationError as e:
             msg = "; ".join(f"{'.'.join(str(p) for p in x['loc']) or 'body'}: {x['msg']}" for x in e.errors())
             return _error("ValidationError", msg, 400)
-        except _UNAVAILABLE as e:
-            log.warning("backend unavailable: %s", e)
-            return _error("ServiceUnavailable", f"store unavailable: {e}", 503)
+        except StoreUnavailable as e:
+            log.warning("%s", e)
+            return _error("ServiceUnavailable", str(e), 503)
 
     return wrapper
 
@@ -253,8 +249,9 @@ def create_app(store: FeatureStore) -> FastAPI:
     app.include_router(make_router(store))
 
     @app.get("/ping")
+    @_errors_as_responses
     def ping() -> Response:
-        store.online.ping()
+        store.ping()
         return _json({"status": "ok"})
 
     @app.get("/metrics")

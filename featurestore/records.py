@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from featurestore.spec import (
-    CollectionType,
-    FeatureDefinition,
-    FeatureGroupSpec,
-    FeatureType,
-)
+from featurestore.spec import CollectionType, FeatureDefinition, FeatureGroupSpec, FeatureType
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_VALUE_CHARS = 358_400
@@ -44,7 +39,6 @@ class Record:
     event_time: float
     values: dict[str, Any]
     expires_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_event_time(value: Any, ftype: FeatureType, name: str) -> float:
@@ -62,12 +56,6 @@ def parse_event_time(value: Any, ftype: FeatureType, name: str) -> float:
     t = _fractional(value, name)
     if not (MIN_EVENT_TIME <= t <= MAX_EVENT_TIME) or math.isnan(t):
         raise RecordError(name, f"event time {value!r} is outside 0001-01-01..9999-12-31")
-    return t
-
-
-def format_event_time(t: float, ftype: FeatureType) -> Any:
-    if ftype is FeatureType.STRING:
-        return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return t
 
 

@@ -10,7 +10,9 @@ import re
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from core.schema import Strict
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
 FEATURE_NAME_RE = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
@@ -18,7 +20,9 @@ RESERVED_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time", "
 MAX_VECTOR_DIMENSION = 8192
 
 
-class _Strict(BaseModel):
+class _Strict(Strict):
+    """Also accepts SageMaker's spellings (the field aliases)."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -148,10 +152,11 @@ class FeatureGroupSpec(_Strict):
         return [f.name for f in self.features]
 
 
-class FeatureStoreSettings(_Strict):
-    """Where the stores live: the embedded default is SQLite + local Parquet; Redis when a URL is set."""
+def __getattr__(name: str):
+    """FeatureStoreSettings lives in featurestore.settings (it names the online backends, which import this
+    module); importing it from here still works."""
+    if name == "FeatureStoreSettings":
+        from featurestore.settings import FeatureStoreSettings
 
-    online: Literal["sqlite", "redis"] = "sqlite"
-    data_dir: str = Field(".ferry/features", description="folder for the SQLite file, Parquet log and registry")
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+        return FeatureStoreSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,22 +14,11 @@ from typing import Any, Iterable, Sequence
 from pydantic import ValidationError
 
 from featurestore.offline import OfflineStore
-from featurestore.online import OnlineStore, open_online_store
+from featurestore.online import OnlineStore, StoreUnavailable, open_online_store
 from featurestore.online.base import KEEP
-from featurestore.records import (
-    NotFoundError,
-    Record,
-    RecordError,
-    RecordParser,
-    parse_event_time,
-    to_sagemaker,
-)
-from featurestore.spec import (
-    FeatureGroupSpec,
-    FeatureStoreSettings,
-    FeatureType,
-    TtlDuration,
-)
+from featurestore.records import NotFoundError, Record, RecordError, RecordParser, parse_event_time, to_sagemaker
+from featurestore.settings import FeatureStoreSettings
+from featurestore.spec import FeatureGroupSpec, FeatureType, TtlDuration
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +33,7 @@ class FeatureStore:
                  online: OnlineStore | None = None):
         self.settings = settings or FeatureStoreSettings()
         self.data_dir = Path(self.settings.data_dir)
-        self.online = online or open_online_store(self.settings)
+        self.online = online or open_online_store(self.settings.online, self.data_dir)
         self._groups: dict[str, FeatureGroupSpec] = {}
         self._parsers: dict[str, RecordParser] = {}
         self._lock = threading.Lock()
@@ -254,7 +243,7 @@ class FeatureStore:
             except RecordError as e:
                 errors += [_err(name, r, "ValidationError", str(e)) for r in take]
                 continue
-            except Exception as e:  # backend down: the caller retries these, nothing is dropped
+            except StoreUnavailable as e:  # the caller retries these, nothing is dropped
                 log.warning("BatchGetRecord %s: %s", name, e)
                 unprocessed.append({**ident, "RecordIdentifiersValueAsString": take})
                 continue

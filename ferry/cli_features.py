@@ -13,13 +13,13 @@ features = typer.Typer(help="Feature store: groups, records, Kafka ingestion, tr
 
 FILE = typer.Option("ferry.yaml", "-f", "--file", help="deploy file declaring feature_groups")
 DATA_DIR = typer.Option(None, "--data-dir", help="feature store folder (default: .ferry/features beside the file)")
-ONLINE = typer.Option(None, "--online", help="online store: sqlite or redis (default: redis when ferry.yaml "
-                                             "has a redis section)")
+ONLINE = typer.Option(None, "--online", help="online store backend: sqlite or redis (default: redis when "
+                                             "ferry.yaml has a redis section)")
 
 
 def _open(file: Path, data_dir: Optional[Path], online: Optional[str]):
     """The FeatureStore, its settings and the declared groups from the deploy file."""
-    from featurestore.spec import FeatureStoreSettings
+    from featurestore.settings import FeatureStoreSettings
     from featurestore.store import FeatureStore
     from ferry.config import ConfigError, load_config
 
@@ -31,9 +31,12 @@ def _open(file: Path, data_dir: Optional[Path], online: Optional[str]):
     upd: dict[str, Any] = {}
     if data_dir:
         upd["data_dir"] = str(data_dir)
-    if online:
+    if online and online != settings.online.type:
         upd["online"] = online
-    settings = FeatureStoreSettings.model_validate({**settings.model_dump(), **upd})
+    try:
+        settings = FeatureStoreSettings.model_validate({**settings.model_dump(), **upd})
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--online") from None
     return FeatureStore(settings, cfg.feature_groups), settings, cfg.feature_groups
 
 

@@ -70,7 +70,7 @@ class DeployFile(Strict):
         Redis online when the file has a `redis` section, Kafka from `kafka`."""
         upd: dict[str, Any] = {"data_dir": str(base / FeatureStoreSettings().data_dir)}
         if self.redis is not None:
-            upd |= {"redis_url": self.redis.url, "online": "redis"}
+            upd["online"] = {"type": "redis", "url": self.redis.url}
         if self.kafka is not None:
             upd["kafka_bootstrap_servers"] = self.kafka.bootstrap_servers
         return FeatureStoreSettings(**upd)

@@ -16,12 +16,12 @@ class RebalanceListener(ConsumerRebalanceListener):
     def __init__(self, commit: Callable[[], None], assigned: Callable[[set], None], lost: Callable[[], None]):
         self._commit, self._assigned, self._lost = commit, assigned, lost
 
-    def on_partitions_revoked(self, revoked):
+    def on_partitions_revoked(self, _revoked):
         self._commit()
 
     def on_partitions_assigned(self, assigned):
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
         self._assigned(set(assigned))
 
-    def on_partitions_lost(self, lost):  # another member may own them now: do not commit
+    def on_partitions_lost(self, _lost):  # another member may own them now: do not commit
         self._lost()

@@ -1,20 +1,24 @@
-"""Online stores: the latest record per id, behind one interface (SQLite embedded default, Redis)."""
+"""Online stores: the latest record per id, behind one interface; a backend is a module and one line here."""
 
-from featurestore.online.base import OnlineStore, StoredRecord
-from featurestore.spec import FeatureStoreSettings
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from featurestore.online.base import OnlineStore, StoredRecord, StoreUnavailable
+from featurestore.online.redis import RedisOnlineStore
+from featurestore.online.sqlite import SQLiteOnlineStore
+
+BACKENDS: dict[str, type[OnlineStore]] = {"sqlite": SQLiteOnlineStore, "redis": RedisOnlineStore}
+
+OnlineConfig = Annotated[Union[tuple(b.config_class for b in BACKENDS.values())], Field(discriminator="type")]
 
 
-def open_online_store(settings: FeatureStoreSettings) -> OnlineStore:
-    """The online store the settings name."""
-    if settings.online == "redis":
-        from featurestore.online.redis import RedisOnlineStore
-
-        return RedisOnlineStore(settings.redis_url)
-    from pathlib import Path
-
-    from featurestore.online.sqlite import SQLiteOnlineStore
-
-    return SQLiteOnlineStore(Path(settings.data_dir) / "online.db")
+def open_online_store(config, data_dir: str | Path) -> OnlineStore:
+    """The online store a backend config describes (relative paths under data_dir)."""
+    return BACKENDS[config.type].from_config(config, Path(data_dir))
 
 
-__all__ = ["OnlineStore", "StoredRecord", "open_online_store"]
+__all__ = ["BACKENDS", "OnlineConfig", "OnlineStore", "StoreUnavailable", "StoredRecord", "open_online_store"]

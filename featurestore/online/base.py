@@ -9,21 +9,47 @@ Rules every backend keeps (SageMaker Feature Store semantics):
   as a tombstone so older writes cannot resurrect the record. Hard: the row is removed; a hard delete
   that is not newer raises RecordError.
 - get: a deleted or expired record (expires_at <= now) is never returned.
+
+A backend is one module: its typed config (a `Strict` model with `type: Literal["<name>"]`), its store class
+(`config_class`, `from_config`, the operations below, `unavailable_errors` = its client's "cannot reach the
+server" exceptions, which every operation turns into the store-neutral StoreUnavailable), and one line in
+`featurestore.online.BACKENDS`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from core.schema import Strict
 from featurestore.records import Record
 from featurestore.spec import FeatureGroupSpec
 
 KEEP = math.nan  # update(): keep the stored expiry
+
+
+class StoreUnavailable(ConnectionError):
+    """The online store cannot be reached or does not answer (any backend): retry later, the request was fine."""
+
+
+_OPERATIONS = ("create_group", "drop_group", "put_many", "update", "delete", "get_many", "get_matrix", "ping")
+
+
+def _unavailable_as_neutral(fn):
+    @functools.wraps(fn)
+    def op(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except self.unavailable_errors as e:
+            raise StoreUnavailable(f"{self.config.type} online store unavailable: {e}") from e
+
+    return op
 
 
 @dataclass(slots=True)
@@ -35,6 +61,21 @@ class StoredRecord:
 
 class OnlineStore(ABC):
     """Latest record per (group, record id)."""
+
+    config_class: ClassVar[type[Strict]]
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    config: Any
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in _OPERATIONS:
+            if name in cls.__dict__:
+                setattr(cls, name, _unavailable_as_neutral(cls.__dict__[name]))
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: Any, data_dir: Path) -> "OnlineStore":
+        """The store a config describes; relative paths live under the feature store's data_dir."""
 
     @abstractmethod
     def create_group(self, spec: FeatureGroupSpec) -> None:
@@ -71,7 +112,7 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def ping(self) -> None:
-        """Raise when the backend cannot be reached."""
+        """Raise StoreUnavailable when the backend cannot be reached."""
 
     def close(self) -> None:
         """Release connections."""

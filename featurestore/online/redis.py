@@ -9,14 +9,17 @@ gets a Redis PEXPIREAT one second later, so expired records are removed physical
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import orjson
 import redis
+from pydantic import Field
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from core.schema import Strict
 from featurestore.online.base import OnlineStore, StoredRecord
 from featurestore.records import ConflictError, Record, RecordError
 from featurestore.spec import FeatureGroupSpec, FeatureType
@@ -125,8 +128,20 @@ class _Codec:
         self.prefix = f"fs:{spec.name}:"
 
 
+class RedisConfig(Strict):
+    """A Redis server (ferry.yaml's `redis` section selects it)."""
+
+    type: Literal["redis"] = "redis"
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    timeout_s: float = Field(10.0, gt=0, description="socket timeout of one command")
+
+
 class RedisOnlineStore(OnlineStore):
+    config_class = RedisConfig
+    unavailable_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", timeout: float = 10.0):
+        self.config = RedisConfig(url=url, timeout_s=timeout)
         self.url = url
         # few, quick retries: a store that is down must surface (503, or the ingest worker pauses), not hang
         self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
@@ -138,6 +153,10 @@ class RedisOnlineStore(OnlineStore):
         self._hgetall_many = self.r.register_script(HGETALL_MANY)
         self._hmget_many = self.r.register_script(HMGET_MANY)
         self._codecs: dict[str, tuple[FeatureGroupSpec, _Codec]] = {}
+
+    @classmethod
+    def from_config(cls, config: RedisConfig, data_dir: Path) -> "RedisOnlineStore":
+        return cls(config.url, config.timeout_s)
 
     def _codec(self, spec: FeatureGroupSpec) -> _Codec:
         hit = self._codecs.get(spec.name)

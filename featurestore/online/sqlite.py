@@ -6,11 +6,13 @@ import math
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import orjson
+from pydantic import Field
 
+from core.schema import Strict
 from featurestore.online.base import OnlineStore, StoredRecord, is_live
 from featurestore.records import ConflictError, Record, RecordError
 from featurestore.spec import FeatureGroupSpec
@@ -22,10 +24,21 @@ def _table(spec: FeatureGroupSpec) -> str:
     return '"fs_' + spec.name + '"'  # names are [A-Za-z0-9_-] (validated), safe to quote
 
 
+class SQLiteConfig(Strict):
+    """The embedded default: one SQLite file."""
+
+    type: Literal["sqlite"] = "sqlite"
+    path: str = Field("online.db", description="the database file (relative: under the feature store's data_dir)")
+
+
 class SQLiteOnlineStore(OnlineStore):
-    """A file (or ':memory:'-like temp path) shared by threads through one connection per thread."""
+    """A file shared by threads through one connection per thread."""
+
+    config_class = SQLiteConfig
+    unavailable_errors = (sqlite3.OperationalError,)  # locked past busy_timeout, cannot open the file
 
     def __init__(self, path: str | Path):
+        self.config = SQLiteConfig(path=str(path))
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -43,6 +56,10 @@ class SQLiteOnlineStore(OnlineStore):
             with self._lock:
                 self._conns.append(c)
         return c
+
+    @classmethod
+    def from_config(cls, config: SQLiteConfig, data_dir: Path) -> "SQLiteOnlineStore":
+        return cls(Path(data_dir) / config.path)
 
     def create_group(self, spec: FeatureGroupSpec) -> None:
         self._conn().execute(

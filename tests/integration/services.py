@@ -57,3 +57,8 @@ def kafka_topic(kafka_bootstrap) -> str:
         admin.delete_topics([name, name + ".dlq"])
     finally:
         admin.close()
+
+
+def online_config(kind: str, url: str) -> dict:
+    """FeatureStoreSettings.online for a parametrized backend name: SQLite, or Redis at `url`."""
+    return {"type": "redis", "url": url} if kind == "redis" else {"type": kind}

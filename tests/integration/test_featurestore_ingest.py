@@ -24,7 +24,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
 from featurestore.store import FeatureStore
-from tests.integration.services import kafka_bootstrap, kafka_topic, redis_url  # noqa: F401  (fixtures)
+from tests.integration.services import kafka_bootstrap, kafka_topic, online_config, redis_url  # noqa: F401
 
 N_MESSAGES = 100_000
 N_IDS = 10_000
@@ -150,7 +150,7 @@ def test_ingest_exact_after_kill_9(tmp_path, kafka_bootstrap, kafka_topic, redis
     assert second.returncode == 0, second.stderr.decode()[-3000:]
     print(f"produce {t_produced - t0:.1f}s, ingest incl. kill and restart {time.time() - t_produced:.1f}s")
 
-    store = FeatureStore(FeatureStoreSettings(data_dir=str(data_dir), online=online, redis_url=redis_url),
+    store = FeatureStore(FeatureStoreSettings(data_dir=str(data_dir), online=online_config(online, redis_url)),
                          [FeatureGroupSpec.model_validate(spec)])
     try:
         ids = [str(i) for i in range(N_IDS)]

@@ -14,7 +14,7 @@ from featurestore.ingest import IngestWorker
 from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
 from featurestore.store import FeatureStore
 from featurestore.training import point_in_time_join
-from tests.integration.services import kafka_bootstrap, kafka_topic, redis_url  # noqa: F401  (fixtures)
+from tests.integration.services import kafka_bootstrap, kafka_topic, online_config, redis_url  # noqa: F401
 
 N_IDS, VERSIONS = 300, 4
 
@@ -38,7 +38,7 @@ def test_ties_in_one_batch_agree_online_and_offline(tmp_path, kafka_bootstrap, k
     producer.flush()
     producer.close()
 
-    store = FeatureStore(FeatureStoreSettings(data_dir=str(tmp_path), online=online, redis_url=redis_url), [spec])
+    store = FeatureStore(FeatureStoreSettings(data_dir=str(tmp_path), online=online_config(online, redis_url)), [spec])
     try:
         worker = IngestWorker(store, [spec], kafka_bootstrap, consumer_group=name, max_batch=10_000)
         worker.run(until_idle=2.0)
