@@ -208,12 +208,17 @@ def run_cmd(
     once: bool = typer.Option(False, "--once", help="run each schedule once and exit"),
     schedule: Optional[str] = typer.Option(None, help="only this schedule"),
     at: Optional[str] = typer.Option(None, help="run time (ISO-8601 UTC) whose window is checked; default now"),
+    metrics_port: Optional[int] = typer.Option(None, help="serve the ferry_monitor_* metrics on /metrics at this port"),
+    metrics_host: str = typer.Option("127.0.0.1", help="address of the metrics server (0.0.0.0 in a pod)"),
 ) -> None:
     """Run the deploy file's monitoring schedules (once, or on their intervals until interrupted)."""
     from monitor.runner import run_once
     specs = [s for s in _schedules(config) if schedule is None or s.name == schedule]
     if not specs:
         _fail(f"no monitoring schedule{' named ' + schedule if schedule else ''} in {config}")
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+        start_http_server(metrics_port, addr=metrics_host)
     if once:
         when = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else datetime.now(timezone.utc)
         if when.tzinfo is None:
