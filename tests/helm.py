@@ -8,6 +8,7 @@ published CustomResourceDefinitions in helm/crd-schemas/ (see the README there).
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -131,3 +132,41 @@ def validation_errors(doc: dict) -> list[str]:
         except kubernetes_validate.SchemaNotFoundError as e:
             errors.append(f"k8s {version}: {e.message}")
     return errors
+
+
+# ---- running a rendered container here ---------------------------------------------------------------------------
+
+def materialize(docs: list[dict], kind: str, name: str, pod_name: str = "ferry-test-0") -> tuple[list[str], dict]:
+    """Lay out on this machine what kubelet would for the first container of a rendered workload (render with
+    --set baseDir=<a local folder>): the ConfigMap items it mounts are written at their mount paths. Returns its
+    command, with $(VAR) expanded as Kubernetes does, and its environment (Secrets and the pod name resolved)."""
+    import base64
+
+    doc = one(docs, kind, name)
+    pod = pod_specs(doc)[0]
+    c = pod["containers"][0]
+    config_maps = {v["name"]: v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
+    for m in c.get("volumeMounts", []):
+        if m["name"] in config_maps:
+            cm = one(docs, "ConfigMap", config_maps[m["name"]])
+            dest = Path(m["mountPath"])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if m["subPath"] in cm.get("data", {}):
+                dest.write_text(cm["data"][m["subPath"]])
+            else:
+                dest.write_bytes(base64.b64decode(cm["binaryData"][m["subPath"]]))
+        elif m["mountPath"] != "/tmp":
+            Path(m["mountPath"]).mkdir(parents=True, exist_ok=True)
+    secrets = {s["metadata"]["name"]: s.get("stringData", {}) for s in by_kind(docs, "Secret")}
+    env = {}
+    for e in c.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif "secretKeyRef" in e["valueFrom"]:
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = secrets[ref["name"]][ref["key"]]
+        elif e["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            env[e["name"]] = pod_name
+    command = [re.sub(r"\$\((\w+)\)", lambda mt: env.get(mt.group(1), mt.group(0)), a)
+               for a in c.get("command", []) + c.get("args", [])]
+    return command, env
