@@ -56,7 +56,8 @@ def helm_values(doc: dict, base: Path) -> tuple[dict, list[str]]:
     """The chart values for the validated ferry.yaml `doc` in folder `base`, and notes for the user.
 
     The server listens on 0.0.0.0 (a pod's proxies must be reachable by the Service); a token in the file moves
-    to `auth.token` (the chart keeps it in a Secret); local files named by relative paths travel as `files`."""
+    to `auth.token` (the chart keeps it in a Secret); monitoring schedules get the shared storage volume they
+    read captures from; local files named by relative paths travel as `files`."""
     doc = {**doc, "server": dict(doc.get("server") or {})}
     values: dict = {"ferry": doc}
     notes = []
@@ -68,6 +69,11 @@ def helm_values(doc: dict, base: Path) -> tuple[dict, list[str]]:
     if token:
         values["auth"] = {"token": token}
         notes.append("server.auth_token -> auth.token (the chart keeps it in a Secret): this output holds the token")
+    if doc.get("monitoring_schedules"):
+        values["storage"] = {"enabled": True}
+        notes.append("monitoring_schedules read what the gateway captures: storage.enabled (a ReadWriteMany volume "
+                     "shared by the pods; set storage.storageClassName, or storage.accessModes=[ReadWriteOnce] "
+                     "on a one-node cluster)")
     files = _local_files(doc, base, notes)
     size = sum(len(b) for b in files.values())
     if size > CONFIGMAP_BUDGET:

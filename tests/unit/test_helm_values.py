@@ -34,12 +34,17 @@ def test_demo_reaches_the_cluster_through_helm_values(demo, tmp_path):
     assert original["server"]["host"] == "127.0.0.1"
     assert values["ferry"] == {**original, "server": {**original["server"], "host": "0.0.0.0"}}
     assert base64.b64decode(values["files"]["model.onnx"]) == (demo / "model.onnx").read_bytes()
+    for schedule in original.get("monitoring_schedules", []):  # the demo's baseline travels with it
+        folder = (demo / schedule["baseline"]).resolve()
+        for f in folder.rglob("*.json"):
+            assert base64.b64decode(values["files"][f.relative_to(demo).as_posix()]) == f.read_bytes()
+        assert values["storage"] == {"enabled": True}
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
     docs = template(tmp_path / "values.yaml")
     cm = one(docs, "ConfigMap", "ferry-config")
     assert yaml.safe_load(cm["data"]["ferry.yaml"]) == values["ferry"]
-    (model_bytes,) = [base64.b64decode(v) for v in cm["binaryData"].values()]
-    assert model_bytes == (demo / "model.onnx").read_bytes()
+    assert {base64.b64decode(v) for v in cm["binaryData"].values()} == {
+        base64.b64decode(v) for v in values["files"].values()}
     args = yaml.safe_load(one(docs, "RayService")["spec"]["serveConfigV2"])["applications"][0]["args"]
     assert args == {"config": values["ferry"], "base_dir": "/srv/ferry"}
 
