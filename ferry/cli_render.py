@@ -77,7 +77,8 @@ def helm_values(doc: dict, base: Path) -> tuple[dict, list[str]]:
     files = _local_files(doc, base, notes)
     size = sum(len(b) for b in files.values())
     if size > CONFIGMAP_BUDGET:
-        biggest = ", ".join(f"{p} ({len(b) // 1024} KiB)" for p, b in sorted(files.items(), key=lambda i: -len(i[1]))[:3])
+        largest = sorted(files.items(), key=lambda item: -len(item[1]))[:3]
+        biggest = ", ".join(f"{p} ({len(b) // 1024} KiB)" for p, b in largest)
         raise ValueError(f"the files ferry.yaml names take {size // 1024} KiB, more than a ConfigMap holds "
                          f"({CONFIGMAP_BUDGET // 1024} KiB): {biggest}. Put them on the chart's storage volume "
                          f"or behind a URI (s3://...) and name them so in ferry.yaml")

@@ -79,7 +79,8 @@ def containers(doc: dict) -> list[dict]:
 def pod_specs(doc: dict) -> list[dict]:
     if doc["kind"] == "RayService":
         rc = doc["spec"]["rayClusterConfig"]
-        return [rc["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in rc.get("workerGroupSpecs", [])]
+        groups = [rc["headGroupSpec"]] + rc.get("workerGroupSpecs", [])
+        return [g["template"]["spec"] for g in groups]
     if doc["kind"] in ("Deployment", "StatefulSet"):
         return [doc["spec"]["template"]["spec"]]
     return []

@@ -112,7 +112,8 @@ def test_ray_head_and_workers_mount_ferry_yaml_and_files_at_base_dir():
 
 
 def test_serving_service_and_ports_follow_ferry_yaml():
-    docs = template(VALUES_DIR / "minimal-values.yaml", sets=("ferry.server.http_port=8181", "ferry.server.grpc_port=9191"))
+    docs = template(VALUES_DIR / "minimal-values.yaml",
+                    sets=("ferry.server.http_port=8181", "ferry.server.grpc_port=9191"))
     rs = one(docs, "RayService")["spec"]
     ports = {p["name"]: p["port"] for p in rs["serveService"]["spec"]["ports"]}
     assert ports == {"serve": 8181, "serve-grpc": 9191}
