@@ -16,7 +16,6 @@ import redis
 import yaml
 from kafka import KafkaProducer
 
-from featurestore.spec import FeatureStoreSettings
 from featurestore.store import FeatureStore
 from ferry.config import load_config
 from tests.helm import materialize, one, template
@@ -66,10 +65,8 @@ def test_ingest_deployment_command_consumes_the_topic_into_redis(tmp_path, kafka
 
     log = (tmp_path / "ingest.log").open("w")
     proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-    cfg = load_config(base / "ferry.yaml", environ=env)
-    settings = cfg.feature_store_settings(base)
-    assert settings.online == "redis" and settings.redis_url == redis_url
-    store = FeatureStore(FeatureStoreSettings.model_validate(settings.model_dump()), cfg.feature_groups)
+    cfg = load_config(base / "ferry.yaml", environ=env)  # what the worker reads: the chart's Redis URL
+    store = FeatureStore(cfg.feature_store_settings(base), cfg.feature_groups)
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -82,6 +79,8 @@ def test_ingest_deployment_command_consumes_the_topic_into_redis(tmp_path, kafka
         for i, rec in got.items():
             fields = {f["FeatureName"]: f["ValueAsString"] for f in rec["Record"]}
             assert float(fields["income"]) == 1000.0 * i and int(fields["applicant_id"]) == i
+        in_redis = list(redis.Redis.from_url(redis_url).scan_iter(match=f"fs:{group}:*", count=1000))
+        assert len(in_redis) == N, "the records are not in the chart's Redis"
         assert subprocess.run(probe, env={**os.environ, **env}, timeout=10).returncode == 0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=pod["terminationGracePeriodSeconds"]) == 0, \
