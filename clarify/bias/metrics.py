@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from clarify.bias.counts import FacetCounts
-from clarify.bias.flip import FlipRows
+from clarify.bias.flip import FlipVotes
 from clarify.bias.registry import INF, posttraining, pretraining
 
 A, D = 0, 1
@@ -346,11 +346,12 @@ def GE(c: FacetCounts) -> float:
     return total / (n * alpha * (alpha - 1))
 
 
-def flip_test(x, d: np.ndarray, predicted: np.ndarray) -> float:
-    """The Flip Test on rows x (numeric rows, or ``flip.FlipRows`` prepared once for several facet values), d mask
-    and predicted-positive mask, as smclarify computes it: (F+ - F-) / n_d with smclarify's k-NN vote."""
-    rows = x if isinstance(x, FlipRows) else FlipRows(np.asarray(x))
-    y_knn = rows.vote(d, predicted)
-    y_model = predicted[d]
+def flip_test(x: np.ndarray, d: np.ndarray, predicted: np.ndarray) -> float:
+    """The Flip Test on numeric rows x, d mask and predicted-positive mask, as smclarify computes it."""
+    return flip_score(FlipVotes(np.asarray(x), predicted, d.astype(np.int64), [1]).vote(1), predicted[d])
+
+
+def flip_score(y_knn: np.ndarray, y_model: np.ndarray) -> float:
+    """(F+ - F-) / n_d from d's k-NN votes and model predictions."""
     flips = int((y_model & ~y_knn).sum()) - int((~y_model & y_knn).sum())
-    return divide(flips, int(d.sum()))
+    return divide(flips, len(y_model))

@@ -25,7 +25,7 @@ import pandas as pd
 from clarify.bias import metrics as _metrics  # noqa: F401  (registers the metrics)
 from clarify.bias import registry
 from clarify.bias.counts import FacetCounts, combined_codes, joint_counts
-from clarify.bias.flip import FlipRows
+from clarify.bias.flip import FlipVotes
 from core.jsonio import json_value
 
 log = logging.getLogger(__name__)
@@ -258,21 +258,22 @@ def _entry(value_or_threshold: str, metrics: list[registry.Metric], counts: Face
     return {"value_or_threshold": value_or_threshold, "metrics": rows}
 
 
-def _flip_factory(features: pd.DataFrame, predicted: np.ndarray) -> Callable[[np.ndarray], Callable[[], float]]:
-    """FT needs the rows: numeric feature columns (all that remain, as smclarify), built once per facet."""
+def _flip_factory(features: pd.DataFrame, predicted: np.ndarray, split: "_Split") -> Callable[[int], Callable[[], float]]:
+    """FT needs the rows: numeric feature columns (all that remain, as smclarify); the k-NN votes of every facet
+    value of the split are computed together, once."""
     @functools.cache
-    def rows() -> FlipRows:
+    def votes() -> FlipVotes:
         numeric = features.select_dtypes([np.number, bool]).columns
         if len(features.columns) != len(numeric):
             bad = [c for c in features.columns if c not in set(numeric)]
             raise ValueError(f"FlipTest does not support non-numeric columns: {', '.join(map(str, bad))} (pass "
                              "numeric feature columns as features=[...], --features on the CLI)")
-        return FlipRows(np.array(features))
+        return FlipVotes(np.array(features), predicted, split.codes, [code for _, code in split.entries])
 
-    def for_mask(d: np.ndarray) -> Callable[[], float]:
-        return lambda: _metrics.flip_test(rows(), d, predicted)
+    def for_code(code: int) -> Callable[[], float]:
+        return lambda: _metrics.flip_score(votes().vote(code), predicted[split.codes == code])
 
-    return for_mask
+    return for_code
 
 
 def bias_report(
@@ -342,12 +343,12 @@ def bias_report(
         if pred is not None and any(m.name == "FT" for m in to_run.get(registry.POST_TRAINING, [])):
             feats = df[list(features)] if features is not None else df.drop(
                 columns=[c for c in df.columns if c in dropped | {facet.name}])
-            flip = _flip_factory(feats, pred)
+            flip = _flip_factory(feats, pred, split)
         for st in sections:
             sections[st]["facets"][facet.name] = []
         for value_or_threshold, code in split.entries:
             counts = FacetCounts.from_split(joint[code], total, has_predicted=pred is not None, n_groups=n_groups,
-                                            flip=flip(split.codes == code) if flip else None)
+                                            flip=flip(code) if flip else None)
             for st, sec in sections.items():
                 sec["facets"][facet.name].append(_entry(value_or_threshold, to_run[st], counts))
     return {"version": "1.0", **{SECTION[st]: sec for st, sec in sections.items()}}
