@@ -6,12 +6,12 @@ import json
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import typer
 
 from ferry.cli_clarify import FACET_HELP, FACET_THRESHOLD_HELP, FACET_VALUE_HELP, parse_facets
-from monitor.spec import SCHEDULE_TYPES
+from monitor.spec import SCHEDULE_TYPES, ProblemType
 
 monitor_app = typer.Typer(help="Model Monitor: data quality, model quality, bias drift, attribution drift.",
                           no_args_is_help=True)
@@ -20,10 +20,7 @@ monitor_app = typer.Typer(help="Model Monitor: data quality, model quality, bias
 Kind = Enum("Kind", {name: name.replace("_", "-") for name in SCHEDULE_TYPES}, type=str)
 
 
-class Problem(str, Enum):
-    Regression = "Regression"
-    BinaryClassification = "BinaryClassification"
-    MulticlassClassification = "MulticlassClassification"
+Problem = Enum("Problem", {name: name for name in get_args(ProblemType)}, type=str)
 
 
 def _fail(msg: str) -> None:
