@@ -11,15 +11,20 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+from tests.integration.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -79,7 +84,8 @@ def test_each_client_installed_after_ferry_leaves_its_runtime_alone(venv):
 
 
 def test_ferry_and_every_client_resolve_together_to_the_current_tritonclient(venv, clone):
-    plan = _dry_run(venv, "--ignore-installed", "-e", str(clone), "tritonclient[all]", "boto3")
+    plan = _dry_run(venv, "--ignore-installed", "-e", f"{clone}[clients]", "tritonclient[all]", "boto3")
+    assert {"boto3", "tritonclient", "httpx"} <= set(plan)  # the [clients] extra the README installs
     protobuf = Version(plan["protobuf"]["version"])
     assert protobuf in _pinned_protobuf().specifier
     needs = [Requirement(r) for r in plan["tritonclient"].get("requires_dist", [])]
@@ -88,6 +94,54 @@ def test_ferry_and_every_client_resolve_together_to_the_current_tritonclient(ven
     # users meet with the current one
     assert on_protobuf, f"resolved tritonclient {plan['tritonclient']['version']}, which predates its protobuf range"
     assert all(protobuf in r.specifier for r in on_protobuf)
+
+
+CLIENT_CALLS = """
+import sys
+import boto3, httpx, numpy as np, tritonclient.grpc as tg, tritonclient.http as th
+http, grpc_port = sys.argv[1], sys.argv[2]
+row = np.array([[35, 52000, 0.25, 120, 4, 9000, 0, 1]], dtype=np.float32)
+rt = boto3.client("sagemaker-runtime", endpoint_url=f"http://127.0.0.1:{http}", region_name="us-east-1",
+                  aws_access_key_id="x", aws_secret_access_key="x")
+assert rt.invoke_endpoint(EndpointName="credit-risk", ContentType="text/csv",
+                          Body="35,52000,0.25,120,4,9000,0,1")["Body"].read().count(b",") == 2
+assert httpx.get(f"http://127.0.0.1:{http}/v2/models/credit-risk/ready").status_code == 200
+for mod, url in ((tg, f"127.0.0.1:{grpc_port}"), (th, f"127.0.0.1:{http}")):
+    x = mod.InferInput("input", [1, 8], "FP32")
+    x.set_data_from_numpy(row)
+    p = mod.InferenceServerClient(url).infer("credit-risk", [x]).as_numpy("probabilities")
+    assert p.shape == (1, 2) and abs(float(p.sum()) - 1) < 1e-5, p
+print("clients ok")
+"""
+
+
+def test_ferry_starts_and_answers_every_client_after_they_are_installed(venv, tmp_path):
+    """`ferry demo --no-serve`, then `ferry up` on Ray, answered by boto3, tritonclient gRPC and HTTP, httpx."""
+    python, ferry = str(venv / "bin" / "python"), str(venv / "bin" / "ferry")
+    _run([python, "-m", "pip", "install", "-q", *CLIENTS], 900)  # a no-op after the test above
+    http, grpc_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_") and k != "RAY_ADDRESS"}
+    env |= {"FERRY_SERVER__HTTP_PORT": str(http), "FERRY_SERVER__GRPC_PORT": str(grpc_port)}
+    _run([ferry, "demo", "--no-serve", "--out", "demo"], 300, cwd=tmp_path, env=env)
+    log = tmp_path / "up.log"
+    proc = subprocess.Popen([ferry, "up", "-f", "demo/ferry.yaml"], cwd=tmp_path, env=env, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while "Ray address" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        r = _run([python, "-c", CLIENT_CALLS, str(http), str(grpc_port)], 120)
+        assert "clients ok" in r.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=150)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert rc == 0, log.read_text()[-3000:]
+    assert "VersionError" not in log.read_text()
 
 
 # ---- runnable documentation --------------------------------------------------------------------------

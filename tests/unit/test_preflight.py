@@ -85,3 +85,34 @@ def test_validate_and_up_fail_early_in_one_paragraph(tmp_path, model_bytes):
     assert f"port {port} (server.http_port)" in r.stderr and f"process {os.getpid()}" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert took < 60  # no Ray was started (that alone takes longer on this machine)
+
+
+def test_an_unexpected_start_failure_is_one_paragraph_and_debug_shows_the_traceback(tmp_path, model_bytes,
+                                                                                      monkeypatch):
+    from typer.testing import CliRunner
+
+    from ferry.cli import app
+    from serving import deploy
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("the raylet could not start\nmore detail")
+
+    doc = demo_config()
+    doc.pop("feature_groups")
+    doc["server"].update(http_port=_free(), grpc_port=_free())
+    (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "model.onnx").write_bytes(model_bytes)
+    monkeypatch.setattr(deploy, "start_ray", boom)
+    runner = CliRunner()
+    r = runner.invoke(app, ["up", "-f", str(tmp_path / "ferry.yaml")])
+    assert r.exit_code == 1, r.output
+    assert "Ferry could not start: RuntimeError: the raylet could not start. Run again with --debug" in r.output
+    assert "more detail" not in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["up", "-f", str(tmp_path / "ferry.yaml"), "--debug"])
+    assert isinstance(r.exception, RuntimeError) and "raylet" in str(r.exception)
+
+
+def _free() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
