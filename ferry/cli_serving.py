@@ -87,7 +87,8 @@ def serve_until_interrupted(cfg: DeployFile, address: str | None, base_dir: Path
     console.print(f"KServe V2 gRPC: {cfg.server.host}:{cfg.server.grpc_port}   health: GET {base}/ping   "
                   f"metrics: GET {base}/metrics")
     if cfg.monitoring_schedules:
-        console.print(f"monitoring: {len(cfg.monitoring_schedules)} schedule(s), executions: GET {base}/monitoring/executions")
+        console.print(f"monitoring: {len(cfg.monitoring_schedules)} schedule(s), "
+                      f"executions: GET {base}/monitoring/executions")
     console.print(f"Ray address: {ray.get_runtime_context().gcs_address}   (Ctrl-C stops Ferry)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -63,7 +63,8 @@ def check_ports(server: ServerSpec) -> list[str]:
                         f"choose another port with server.{field} in the deploy file or "
                         f"FERRY_SERVER__{field.upper()}=<port>.")
     if server.http_port == server.grpc_port:
-        problems.append(f"server.http_port and server.grpc_port are both {server.http_port}; give them different ports.")
+        problems.append(f"server.http_port and server.grpc_port are both {server.http_port}; "
+                        "give them different ports.")
     return problems
 
 

@@ -23,6 +23,11 @@ def demo_files(tmp_path_factory):
     return root
 
 
+def _explain(demo_files, out, *args: str):
+    return runner.invoke(app, ["explain", "--model", str(demo_files / "model.onnx"),
+                               "--data", str(demo_files / "rows.csv"), "--no-header", *args, "--out", str(out)])
+
+
 def _features(out) -> list[str]:
     (entry,) = json.loads(out.read_text())["explanations"]["kernel_shap"].values()
     return sorted(entry["global_shap_values"])
@@ -30,8 +35,7 @@ def _features(out) -> list[str]:
 
 def test_headerless_rows_take_the_model_metadata_names(demo_files, tmp_path):
     out = tmp_path / "a.json"
-    r = runner.invoke(app, ["explain", "--model", str(demo_files / "model.onnx"), "--data", str(demo_files / "rows.csv"),
-                            "--no-header", "--out", str(out)])
+    r = _explain(demo_files, out)
     assert r.exit_code == 0, r.output
     assert _features(out) == sorted(MODEL_FEATURES)
 
@@ -39,10 +43,8 @@ def test_headerless_rows_take_the_model_metadata_names(demo_files, tmp_path):
 def test_feature_names_option_names_headerless_rows_and_checks_the_count(demo_files, tmp_path):
     names = [f"f{i}" for i in range(len(MODEL_FEATURES))]
     out = tmp_path / "b.json"
-    r = runner.invoke(app, ["explain", "--model", str(demo_files / "model.onnx"), "--data", str(demo_files / "rows.csv"),
-                            "--no-header", "--feature-names", ",".join(names), "--out", str(out)])
+    r = _explain(demo_files, out, "--feature-names", ",".join(names))
     assert r.exit_code == 0, r.output
     assert _features(out) == sorted(names)
-    r = runner.invoke(app, ["explain", "--model", str(demo_files / "model.onnx"), "--data", str(demo_files / "rows.csv"),
-                            "--no-header", "--feature-names", "a,b", "--out", str(out)])
+    r = _explain(demo_files, out, "--feature-names", "a,b")
     assert r.exit_code == 2 and "8 columns but 2 feature names" in r.output
