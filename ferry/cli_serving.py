@@ -132,8 +132,10 @@ def _demo_traffic(base: str, demo_dir: Path, token: str | None) -> None:
                   f"x{DRIFT_FACTOR}), {r.failed} failed; ground truth posted for {r.ground_truth} requests")
     console.print(f"waiting for the data-quality schedule (every 30 s): GET {base}/monitoring/executions")
     found = wait_for_violations(base, timeout_s=120, token=token)
-    if found is None:
-        console.print("monitor: no violation reported within 120 s", style="yellow")
+    if not (found or {}).get("violations"):
+        latest = f"{found['status']} {found.get('failure_reason') or ''}".strip() if found else "none ran"
+        console.print(f"monitor: no violation reported within 120 s (latest execution: {latest})", style="yellow",
+                      markup=False, highlight=False)
         return
     what = "; ".join(f"{v.get('feature_name')} ({v.get('constraint_check_type')})" for v in found["violations"])
     console.print(f"monitor: {found['status']} on window {found['window_start']} - {found['window_end']}: {what}. "

@@ -98,7 +98,8 @@ def _post_ground_truth(client, url: str, records: list[dict]) -> int:
 
 
 def wait_for_violations(url: str, timeout_s: float = 120.0, token: str | None = None) -> dict | None:
-    """The first execution of the demo's schedule that reports violations, with them (None on timeout).
+    """The first execution of the demo's schedule that reports violations, with them; on timeout the latest
+    execution (None when none ran).
 
     Executions come from GET /monitoring/executions; their violations from the execution's folder, which
     is on this machine."""
@@ -108,6 +109,7 @@ def wait_for_violations(url: str, timeout_s: float = 120.0, token: str | None = 
 
     auth = {"Authorization": f"Bearer {token}"} if token else {}
     deadline = time.monotonic() + timeout_s
+    latest = None
     while time.monotonic() < deadline:
         try:
             found = httpx.get(f"{url.rstrip('/')}/monitoring/executions", params={"schedule": SCHEDULE},
@@ -117,5 +119,6 @@ def wait_for_violations(url: str, timeout_s: float = 120.0, token: str | None = 
         hits = [ex for ex in found if ex.get("violation_count")]
         if hits:
             return show_execution(hits[-1]["path"])
+        latest = found[-1] if found else latest
         time.sleep(2)
-    return None
+    return latest
