@@ -4,8 +4,10 @@ ConfigMap mounts them, then the rendered serveConfigV2 submitted to the dashboar
 KubeRay calls). The demo endpoint must then answer boto3 and tritonclient with the model's own predictions,
 and refuse them without the token that came from the chart's Secret.
 
-The one change made to what the chart renders: the proxies bind 127.0.0.1 instead of the pod's 0.0.0.0, and the
-ports are free ones of this machine."""
+Ray runs in a bubblewrap sandbox shaped like the chart's pod: the root filesystem read-only
+(readOnlyRootFilesystem), only the pod's /tmp (an emptyDir in the chart) and baseDir writable. The changes made to
+what the chart renders: the proxies bind 127.0.0.1 instead of the pod's 0.0.0.0, the ports are free ones of this
+machine, and Ray's temp dir is a unique folder of the pod's /tmp (to tell our processes from others')."""
 
 from __future__ import annotations
 
@@ -75,29 +77,40 @@ def rayservice(tmp_path_factory):
     values = yaml.safe_load(result.stdout)
     values.update(auth={"token": TOKEN}, ray={"worker": {"enabled": False}})
     (work / "values.yaml").write_text(yaml.safe_dump(values))
-    short = Path(tempfile.mkdtemp(prefix="fhr", dir="/tmp"))  # Ray's socket paths must stay short
-    base, http_port, grpc_port = short / "srv", _free_port(), _free_port()
+    short = Path(tempfile.mkdtemp(prefix="fhr", dir="/var/tmp"))  # Ray's socket paths must stay short
+    base, pod_tmp, http_port, grpc_port = short / "srv", short / "tmp", _free_port(), _free_port()
     docs = template(work / "values.yaml", sets=(f"baseDir={base}", f"ferry.server.http_port={http_port}",
                                                 f"ferry.server.grpc_port={grpc_port}"))
     command, env = materialize(docs, "RayService", "ferry")
     assert (base / "ferry.yaml").is_file() and (base / "model.onnx").read_bytes() == (demo / "model.onnx").read_bytes()
-    assert env["FERRY_SERVER__AUTH_TOKEN"] == TOKEN
+    assert env["FERRY_SERVER__AUTH_TOKEN"] == TOKEN and env["HOME"] == "/tmp"
     serve_config = yaml.safe_load(one(docs, "RayService")["spec"]["serveConfigV2"])
     assert serve_config["http_options"] == {"host": "0.0.0.0", "port": http_port}
     serve_config["http_options"]["host"] = "127.0.0.1"
     (short / "serve.yaml").write_text(yaml.safe_dump(serve_config))
 
-    head = one(docs, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]
+    rayservice = one(docs, "RayService")["spec"]["rayClusterConfig"]
+    head = rayservice["headGroupSpec"]
+    assert head["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     params = {**head["rayStartParams"], "dashboard-host": "127.0.0.1", "metrics-export-port": str(_free_port())}
     dash = _free_port()
-    args = ["ray", "start", "--head", "--block", f"--port={_free_port()}", f"--dashboard-port={dash}",
-            f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
-            "--num-cpus=4", "--object-store-memory=200000000", f"--temp-dir={short / 'ray'}",
-            "--disable-usage-stats"] + [f"--{k}={v}" for k, v in params.items()]
-    (short / "home").mkdir()
-    proc_env = {**os.environ, **env, "HOME": str(short / "home")}  # the pod's HOME is its /tmp emptyDir
+    marker = f"/tmp/ray-{short.name}"  # Ray's temp dir in the pod's /tmp; names our processes for cleanup
+    ray_start = ["ray", "start", "--head", "--block", f"--port={_free_port()}", f"--dashboard-port={dash}",
+                 f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+                 "--num-cpus=4", "--object-store-memory=200000000", f"--temp-dir={marker}",
+                 "--disable-usage-stats"] + [f"--{k}={v}" for k, v in params.items()]
+    # The container: a read-only root (readOnlyRootFilesystem), the pod's /tmp emptyDir and baseDir writable.
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.fail("bwrap (Debian's bubblewrap) is not installed: .ci/run installs it to run Ray on a read-only "
+                    "root filesystem as the chart's pods do")
+    pod_tmp.mkdir()
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--bind", str(pod_tmp), "/tmp",
+            "--bind", str(short), str(short), "--die-with-parent", "--chdir", str(base), "--"] + ray_start
+    proc_env = {**os.environ, **env}
     log = (short / "ray.log").open("w")
-    proc = subprocess.Popen(args, env=proc_env, cwd=base, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(args, env=proc_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc_env["HOME"] = str(pod_tmp)  # `serve deploy` runs outside the pod: Ray's token is in the pod's /tmp
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -128,7 +141,7 @@ def rayservice(tmp_path_factory):
             time.sleep(1)
         yield {"url": url, "grpc": f"127.0.0.1:{grpc_port}", "demo": demo, "command": command}
     finally:
-        _stop_process_group(proc, str(short))
+        _stop_process_group(proc, marker)
         shutil.rmtree(short, ignore_errors=True)
 
 
