@@ -23,7 +23,6 @@ class ColumnProfile:
     inferred_type: str
     codes: np.ndarray
     sorted_values: np.ndarray | None = None  # numeric columns
-    sketch: sk.Sketch | None = None
     counts: pd.Series | None = None  # string columns: value -> count
     entry: dict = field(default_factory=dict)
 
@@ -39,7 +38,7 @@ def profile_column(name: str, col: pd.Series) -> ColumnProfile:
     if itype in ("Integral", "Fractional"):
         v = np.sort(ty.numeric_values(col))
         prof.sorted_values = v
-        prof.sketch, sketch_json = sk.build(v)
+        _, sketch_json = sk.build(v)
         entry["numerical_statistics"] = {
             "common": common,
             "mean": float(v.mean()), "sum": float(v.sum()), "std_dev": float(v.std()),
