@@ -320,3 +320,10 @@ def test_crd_validation_catches_mistakes():
     bad = copy.deepcopy(rs)
     bad["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]["livenessProbe"]["exec"] = "x"
     assert validation_errors(bad)
+
+
+def test_notes_warn_when_nothing_would_be_served():
+    out = helm("install", "ferry", str(CHART), "--dry-run=client").stdout
+    assert "ferry.endpoints is empty" in out[out.index("NOTES:"):]
+    out = helm("install", "ferry", str(CHART), "--dry-run=client", "-f", str(VALUES_DIR / "minimal-values.yaml")).stdout
+    assert "ferry.endpoints is empty" not in out
