@@ -95,19 +95,18 @@ def make_router(store: FeatureStore) -> APIRouter:
         return _json({})
 
     @r.get("/FeatureGroup/{name}")
-    async def get_record(name: str, RecordIdentifierValueAsString: str | None = None,
-                         FeatureName: list[str] | None = Query(None),
-                         ExpirationTimeResponse: str = "Disabled") -> Response:
-        # sub-millisecond store reads run on the event loop: no thread hop on the hot path
-        return _get(name, RecordIdentifierValueAsString, FeatureName, ExpirationTimeResponse)
+    async def get_record(name: str, request: Request) -> Response:
+        # query parameters read directly (no per-request validation machinery); sub-millisecond store reads
+        # run on the event loop: no thread hop on the hot path
+        q = request.query_params
+        return _get(name, q.get("RecordIdentifierValueAsString"), q.getlist("FeatureName") or None,
+                    q.get("ExpirationTimeResponse", "Disabled"))
 
     @_errors_as_responses
-    def _get(name: str, RecordIdentifierValueAsString: str | None, FeatureName: list[str] | None,
-             ExpirationTimeResponse: str) -> Response:
-        if RecordIdentifierValueAsString is None:
+    def _get(name: str, record_id: str | None, feature_names: list[str] | None, expiration: str) -> Response:
+        if record_id is None:
             raise RecordError("RecordIdentifierValueAsString", "is required")
-        return _json(store.get_record(name, RecordIdentifierValueAsString, FeatureName,
-                                      _expiration(ExpirationTimeResponse)))
+        return _json(store.get_record(name, record_id, feature_names, _expiration(expiration)))
 
     @r.delete("/FeatureGroup/{name}")
     @_errors_as_responses

@@ -187,17 +187,23 @@ class RecordParser:
         return self.parse(raw, partial=partial)
 
 
-def to_sagemaker(values: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
-    """Typed values -> SageMaker Record list (None values are left out, as SageMaker does)."""
+def as_text(v: Any) -> str | list[str]:
+    """A typed value as SageMaker carries it: ValueAsString text, or a ValueAsStringList for a collection."""
+    if isinstance(v, list):
+        return [_as_string(x) for x in v]
+    return _as_string(v)
+
+
+def to_sagemaker(text: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    """Text values (see as_text) -> SageMaker Record list in `names` order (None values are left out, as SageMaker
+    does)."""
     out = []
     for n in names:
-        v = values.get(n)
+        v = text.get(n)
         if v is None:
             continue
-        if isinstance(v, list):
-            out.append({"FeatureName": n, "ValueAsStringList": [_as_string(x) for x in v]})
-        else:
-            out.append({"FeatureName": n, "ValueAsString": _as_string(v)})
+        out.append({"FeatureName": n, "ValueAsStringList": v} if isinstance(v, list)
+                   else {"FeatureName": n, "ValueAsString": v})
     return out
 
 

@@ -194,8 +194,10 @@ class FeatureStore:
         return applied
 
     # ---- reads
-    def get_records(self, name: str, record_ids: Sequence[str], feature_names: Sequence[str] | None = None):
-        """Live stored records (None for missing/deleted/expired) in the order asked."""
+    def get_records(self, name: str, record_ids: Sequence[str], feature_names: Sequence[str] | None = None,
+                    text: bool = False):
+        """Live stored records (None for missing/deleted/expired) in the order asked; with `text` their values
+        are SageMaker text (records.as_text) rather than typed."""
         spec = self.group(name)
         if not spec.online_store.enabled:
             raise RecordError("FeatureGroupName", f"feature group {name!r} has no online store")
@@ -203,14 +205,14 @@ class FeatureStore:
             unknown = [n for n in feature_names if n not in self._parsers[name].convert]
             if unknown:
                 raise RecordError("FeatureNames", f"unknown features {unknown} in group {name!r}")
-        return self.online.get_many(spec, [str(r) for r in record_ids], time.time(),
-                                    list(feature_names) if feature_names else None)
+        read = self.online.get_text if text else self.online.get_many
+        return read(spec, [str(r) for r in record_ids], time.time(), list(feature_names) if feature_names else None)
 
     def get_record(self, name: str, record_id: str, feature_names: Sequence[str] | None = None,
                    expiration: bool = False) -> dict[str, Any]:
         """GetRecord response body: {} for an unknown, deleted or expired id (not an error)."""
         spec = self.group(name)
-        got = self.get_records(name, [record_id], feature_names)[0]
+        got = self.get_records(name, [record_id], feature_names, text=True)[0]
         if got is None:
             return {}
         out: dict[str, Any] = {"Record": to_sagemaker(got.values, list(feature_names or spec.feature_names))}
@@ -236,7 +238,7 @@ class FeatureStore:
                 continue
             try:
                 spec = self.group(name)
-                got = self.get_records(name, take, names)
+                got = self.get_records(name, take, names, text=True)
             except NotFoundError as e:
                 errors += [_err(name, r, "ResourceNotFound", str(e)) for r in take]
                 continue

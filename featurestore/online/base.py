@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from core.schema import Strict
-from featurestore.records import Record
+from featurestore.records import Record, as_text
 from featurestore.spec import FeatureGroupSpec
 
 KEEP = math.nan  # update(): keep the stored expiry
@@ -38,7 +38,8 @@ class StoreUnavailable(ConnectionError):
     """The online store cannot be reached or does not answer (any backend): retry later, the request was fine."""
 
 
-_OPERATIONS = ("create_group", "drop_group", "put_many", "update", "delete", "get_many", "get_matrix", "ping")
+_OPERATIONS = ("create_group", "drop_group", "put_many", "update", "delete", "get_many", "get_text", "get_matrix",
+               "ping")
 
 
 def _unavailable_as_neutral(fn):
@@ -101,6 +102,14 @@ class OnlineStore(ABC):
     def get_many(self, spec: FeatureGroupSpec, record_ids: Sequence[str], now: float,
                  names: Sequence[str] | None = None) -> list[StoredRecord | None]:
         """Live records in the order asked (None: missing, deleted or expired). `names` limits the features."""
+
+    def get_text(self, spec: FeatureGroupSpec, record_ids: Sequence[str], now: float,
+                 names: Sequence[str] | None = None) -> list[StoredRecord | None]:
+        """As get_many, with values as SageMaker text (records.as_text): what GetRecord answers. A backend that
+        stores text can skip the decode and re-encode."""
+        return [None if g is None else StoredRecord(g.event_time, g.expires_at,
+                                                     {k: None if v is None else as_text(v) for k, v in g.values.items()})
+                for g in self.get_many(spec, record_ids, now, names)]
 
     def get_matrix(self, spec: FeatureGroupSpec, record_ids: Sequence[str], names: Sequence[str],
                    now: float) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from core.schema import Strict
 from featurestore.online.base import OnlineStore, StoredRecord
-from featurestore.records import ConflictError, Record, RecordError
+from featurestore.records import ConflictError, Record, RecordError, as_text
 from featurestore.spec import FeatureGroupSpec, FeatureType
 
 _LIVE = """
@@ -121,10 +121,20 @@ def _decoder(ftype: FeatureType, collection: Any) -> Callable[[str], Any]:
     return {FeatureType.INTEGRAL: int, FeatureType.FRACTIONAL: float, FeatureType.STRING: lambda s: s}[ftype]
 
 
+def _text(stored: str) -> str:
+    return stored
+
+
+def _collection_text(stored: str) -> list[str]:
+    return as_text(orjson.loads(stored))
+
+
 class _Codec:
     def __init__(self, spec: FeatureGroupSpec):
         self.enc = {f.name: _encoder(f.type, f.collection) for f in spec.features}
         self.dec = {f.name: _decoder(f.type, f.collection) for f in spec.features}
+        # stored scalars already are SageMaker's text (repr of a float, decimal int): only collections are decoded
+        self.text = {f.name: _text if f.collection is None else _collection_text for f in spec.features}
         self.prefix = f"fs:{spec.name}:"
 
 
@@ -217,21 +227,31 @@ class RedisOnlineStore(OnlineStore):
 
     def get_many(self, spec: FeatureGroupSpec, record_ids: Sequence[str], now: float,
                  names: Sequence[str] | None = None) -> list[StoredRecord | None]:
-        codec = self._codec(spec)
-        dec = codec.dec
+        return self._get(spec, record_ids, now, names, self._codec(spec).dec)
+
+    def get_text(self, spec: FeatureGroupSpec, record_ids: Sequence[str], now: float,
+                 names: Sequence[str] | None = None) -> list[StoredRecord | None]:
+        return self._get(spec, record_ids, now, names, self._codec(spec).text)
+
+    def _get(self, spec: FeatureGroupSpec, record_ids: Sequence[str], now: float, names: Sequence[str] | None,
+             dec: dict[str, Callable[[str], Any]]) -> list[StoredRecord | None]:
+        """Live records, each stored field turned into a value by `dec` (typed values, or text)."""
+        prefix = self._codec(spec).prefix
         out: list[StoredRecord | None] = []
         fields = None if names is None else ["_e", "_x", "_d", *names]
         for i in range(0, len(record_ids), _PIPELINE):
-            keys = [codec.prefix + rid for rid in record_ids[i:i + _PIPELINE]]
+            keys = [prefix + rid for rid in record_ids[i:i + _PIPELINE]]
             if len(keys) == 1 and names is None:
                 rows = [self.r.hgetall(keys[0])]
             elif names is None:
                 rows = [dict(zip(h[::2], h[1::2])) for h in self._hgetall_many(keys=keys)]
+            elif len(keys) == 1:
+                rows = [self.r.hmget(keys[0], fields)]
             else:
                 rows = self._hmget_many(keys=keys, args=fields)
             for h in rows:
                 if names is not None:
-                    h = dict(zip(("_e", "_x", "_d", *names), h))
+                    h = dict(zip(fields, h))
                 e = h.get("_e")
                 if e is None or h.get("_d") == "1":
                     out.append(None)
