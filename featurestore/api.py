@@ -9,6 +9,7 @@ ServiceUnavailable 503 when a backend is down. Bodies are parsed by hand so a ma
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timezone
 from functools import wraps
 from typing import Any, Callable
@@ -18,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from featurestore.guard import Guard
 from featurestore.online import StoreUnavailable
 from featurestore.records import ConflictError, NotFoundError, RecordError
 from featurestore.store import FeatureStore
@@ -50,6 +52,10 @@ def _errors_as_responses(fn: Callable) -> Callable:
         except StoreUnavailable as e:
             log.warning("%s", e)
             return _error("ServiceUnavailable", str(e), 503)
+        except Exception:  # a bug, never the client's input (tests send every wrong type to every field)
+            ref = uuid.uuid4().hex[:12]
+            log.exception("internal error %s", ref)
+            return _error("InternalFailure", f"internal error (reference {ref} in the server log)", 500)
 
     return wrapper
 
@@ -153,8 +159,9 @@ def make_router(store: FeatureStore) -> APIRouter:
                 raise RecordError(f"Identifiers.{i}.FeatureGroupName", "is required (a string)")
             if not isinstance(ident.get("RecordIdentifiersValueAsString"), list):
                 raise RecordError(f"Identifiers.{i}.RecordIdentifiersValueAsString", "is required (a list)")
-            if ident.get("FeatureNames") is not None and not isinstance(ident["FeatureNames"], list):
-                raise RecordError(f"Identifiers.{i}.FeatureNames", "must be a list")
+            names = ident.get("FeatureNames")
+            if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                raise RecordError(f"Identifiers.{i}.FeatureNames", "must be a list of feature names (strings)")
         return _json(store.batch_get_record(idents, _expiration(body.get("ExpirationTimeResponse", "Disabled"))))
 
     @r.post("/get-online-features")
@@ -242,8 +249,8 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def create_app(store: FeatureStore) -> FastAPI:
-    """A standalone feature-store server (`ferry features serve`)."""
+def create_app(store: FeatureStore, max_body_bytes: int = 6 * 1024 * 1024, token: str | None = None) -> Guard:
+    """A standalone feature-store server (`ferry features serve`): the routes behind the token and payload gate."""
     app = FastAPI(title="Ferry feature store", version="1")
     app.include_router(make_router(store))
 
@@ -259,4 +266,4 @@ def create_app(store: FeatureStore) -> FastAPI:
 
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return Guard(app, max_body_bytes, token)

@@ -176,6 +176,8 @@ class RecordParser:
             if not isinstance(fv, dict) or "FeatureName" not in fv:
                 raise RecordError(f"Record.{i}", "expected {FeatureName, ValueAsString | ValueAsStringList}")
             name = fv["FeatureName"]
+            if not isinstance(name, str):
+                raise RecordError(f"Record.{i}.FeatureName", f"expected a string, got {type(name).__name__}")
             if name in raw:
                 raise RecordError(str(name), "feature given twice")
             if "ValueAsStringList" in fv:

@@ -68,6 +68,9 @@ class FeatureStore:
         """CreateFeatureGroup: persist a new group; a group of that name must not exist."""
         if isinstance(spec, dict):
             spec = FeatureGroupSpec.model_validate(spec)
+        if spec.offline_store.path is not None:
+            spec = spec.model_copy(update={"offline_store": spec.offline_store.model_copy(
+                update={"path": str(self._confined(spec.offline_store.path))})})
         with self._lock:
             if spec.name in self._groups:
                 raise RecordError("name", f"feature group {spec.name!r} already exists")
@@ -75,6 +78,15 @@ class FeatureStore:
             self._save_registry(created)
             self._register(spec)
         return spec
+
+    def _confined(self, path: str) -> Path:
+        """A created group's offline path: relative to data_dir, and never outside it (links followed)."""
+        root = self.data_dir.resolve()
+        resolved = (root / path).resolve()
+        if not resolved.is_relative_to(root):
+            raise RecordError("offline_store.path", f"must be inside the feature store's data folder {root} "
+                              f"(got {path[:200]!r})")
+        return resolved
 
     def delete_group(self, name: str) -> None:
         """DeleteFeatureGroup: drop its online records and forget it (the offline log stays)."""
@@ -202,6 +214,10 @@ class FeatureStore:
         if not spec.online_store.enabled:
             raise RecordError("FeatureGroupName", f"feature group {name!r} has no online store")
         if feature_names:
+            wrong = [n for n in feature_names if not isinstance(n, str)]
+            if wrong:
+                raise RecordError("FeatureNames", f"expected a list of feature names (strings), got "
+                                  f"{type(wrong[0]).__name__} {str(wrong[0])[:40]}")
             unknown = [n for n in feature_names if n not in self._parsers[name].convert]
             if unknown:
                 raise RecordError("FeatureNames", f"unknown features {unknown} in group {name!r}")
@@ -295,5 +311,7 @@ def _sagemaker_to_raw(features: list[dict[str, Any]]) -> dict[str, Any]:
     for i, fv in enumerate(features):
         if not isinstance(fv, dict) or "FeatureName" not in fv:
             raise RecordError(f"Features.{i}", "expected {FeatureName, ValueAsString | ValueAsStringList}")
+        if not isinstance(fv["FeatureName"], str):
+            raise RecordError(f"Features.{i}.FeatureName", f"expected a string, got {type(fv['FeatureName']).__name__}")
         raw[fv["FeatureName"]] = fv.get("ValueAsStringList", fv.get("ValueAsString"))
     return raw

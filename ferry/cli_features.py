@@ -145,15 +145,28 @@ def training_set(group: str, entities: Path = typer.Option(..., help="CSV or Par
 
 
 @features.command("serve")
-def serve(file: Path = FILE, host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8070),
-          data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
-    """Serve the feature-store REST API alone."""
+def serve(file: Path = FILE, host: str = typer.Option("127.0.0.1", help="bind address; beyond loopback only with "
+                                                                     "server.auth_token set"),
+          port: int = typer.Option(8070), data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
+    """Serve the feature-store REST API alone (server.auth_token and server.max_payload_bytes apply)."""
+    import ipaddress
+
     import uvicorn
 
     from featurestore.api import create_app
+    from ferry.config import load_config
 
+    server = load_config(file).server
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not server.auth_token:
+        raise typer.BadParameter(f"refusing to serve on {host} without server.auth_token in {file}: anyone who can "
+                                 "reach it could write records and create feature groups", param_hint="--host")
     store, _, _ = _open(file, data_dir, online)
-    uvicorn.run(create_app(store), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(store, server.max_payload_bytes, server.auth_token), host=host, port=port,
+                log_level="warning")
 
 
 def register(app: typer.Typer) -> None:
