@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from kafka import KafkaConsumer
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from featurestore.ingest import metrics
@@ -74,10 +75,11 @@ class IngestWorker:
         try:
             while not self._stop.is_set():
                 batch = self.consumer.poll(timeout_ms=self.poll_ms, max_records=self.max_batch)
+                if self._pending:  # a commit the broker could not take earlier
+                    self.commit_pending()
                 if batch:
-                    if self._fresh:
-                        fresh, self._fresh = self._fresh, set()
-                        recover_partitions(self.consumer, self.store, self.dlq, self.by_topic, fresh)
+                    if self._fresh and not self._recover(batch):
+                        continue
                     if self._process(batch):
                         last_data = time.monotonic()
                         self.watchdog.progressed()
@@ -92,10 +94,32 @@ class IngestWorker:
         finally:
             self.close()
 
+    def _recover(self, batch: dict[TopicPartition, list[Any]]) -> bool:
+        """Recover newly assigned partitions before writing; False (batch rewound, retried) when Kafka is away."""
+        fresh, self._fresh = self._fresh, set()
+        try:
+            recover_partitions(self.consumer, self.store, self.dlq, self.by_topic, fresh)
+            return True
+        except KafkaError as e:
+            log.warning("cannot recover %d partitions yet (%s); retrying", len(fresh), e)
+            self._fresh |= fresh
+            self._rewind(batch)
+            time.sleep(0.5)
+            return False
+
+    def _rewind(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        for tp, msgs in batch.items():
+            self.consumer.seek(tp, msgs[0].offset)
+
     def _caught_up(self) -> bool:
-        if self.consumer.assignment():
-            return metrics.lag(self.consumer, self.group_of_topic, exact=True) == 0
-        return all(pos >= end for pos, end in self.watchdog.backlog().values())
+        try:
+            if self._pending:
+                return False
+            if self.consumer.assignment():
+                return metrics.lag(self.consumer, self.group_of_topic, exact=True) == 0
+            return all(pos >= end for pos, end in self.watchdog.backlog().values())
+        except KafkaError:  # the broker is away: not known to be caught up
+            return False
 
     def _rejoin(self, stall: str) -> None:
         """Leave the group and join again with a new consumer; IngestStalled after max_rejoins in a row."""
@@ -120,9 +144,19 @@ class IngestWorker:
             self.consumer.close(autocommit=False)
 
     def commit_pending(self) -> None:
-        if self._pending:
+        """Commit the offsets of written batches. When the broker cannot take them they stay pending (retried on
+        the next loop); when the group has moved on they are dropped (whoever owns the partitions replays them,
+        and recovery keeps the stores exact)."""
+        if not self._pending:
+            return
+        try:
             self.consumer.commit(offsets=dict(self._pending))
-            self._pending.clear()
+        except CommitFailedError as e:
+            log.warning("commit refused (%s): the group rebalanced; those records will be replayed", e)
+        except KafkaError as e:
+            log.warning("commit failed (%s: %s); will retry", type(e).__name__, e)
+            return
+        self._pending.clear()
 
     # ---- the micro-batch
     def _process(self, batch: dict[TopicPartition, list[Any]]) -> bool:
@@ -145,8 +179,7 @@ class IngestWorker:
             self.dlq.flush()
         except Exception as e:  # a store or the DLQ is failing: rewind and back off, never skip records
             log.warning("write failed (%s: %s); pausing partitions", type(e).__name__, e)
-            for tp, msgs in batch.items():
-                self.consumer.seek(tp, msgs[0].offset)
+            self._rewind(batch)
             self._fresh.update(batch)  # files and DLQ records of the failed batch are found before the retry
             try:
                 self.dlq.flush()
