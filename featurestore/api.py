@@ -71,6 +71,15 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
+async def _with_body(request: Request, handler: Callable[..., Response], *args: Any) -> Response:
+    """Run a route's handler on the request's JSON object body (400 when the body is not one)."""
+    try:
+        body = await _body(request)
+    except RecordError as e:
+        return _error("ValidationError", str(e), 400)
+    return handler(*args, body)
+
+
 def _field(body: dict[str, Any], name: str, kind: type, required: bool = True) -> Any:
     v = body.get(name)
     if v is None:
@@ -88,11 +97,7 @@ def make_router(store: FeatureStore) -> APIRouter:
 
     @r.put("/FeatureGroup/{name}")
     async def put_record(name: str, request: Request) -> Response:
-        try:
-            body = await _body(request)
-        except RecordError as e:
-            return _error("ValidationError", str(e), 400)
-        return _put(name, body)
+        return await _with_body(request, _put, name)
 
     @_errors_as_responses
     def _put(name: str, body: dict[str, Any]) -> Response:
@@ -125,11 +130,7 @@ def make_router(store: FeatureStore) -> APIRouter:
 
     @r.post("/FeatureGroup/{name}/Record")
     async def update_record(name: str, request: Request) -> Response:
-        try:
-            body = await _body(request)
-        except RecordError as e:
-            return _error("ValidationError", str(e), 400)
-        return _update(name, body)
+        return await _with_body(request, _update, name)
 
     @_errors_as_responses
     def _update(name: str, body: dict[str, Any]) -> Response:
@@ -145,11 +146,7 @@ def make_router(store: FeatureStore) -> APIRouter:
 
     @r.post("/BatchGetRecord")
     async def batch_get_record(request: Request) -> Response:
-        try:
-            body = await _body(request)
-        except RecordError as e:
-            return _error("ValidationError", str(e), 400)
-        return _batch(body)
+        return await _with_body(request, _batch)
 
     @_errors_as_responses
     def _batch(body: dict[str, Any]) -> Response:
@@ -166,11 +163,7 @@ def make_router(store: FeatureStore) -> APIRouter:
 
     @r.post("/get-online-features")
     async def get_online_features(request: Request) -> Response:
-        try:
-            body = await _body(request)
-        except RecordError as e:
-            return _error("ValidationError", str(e), 400)
-        return _feast(body)
+        return await _with_body(request, _feast)
 
     @_errors_as_responses
     def _feast(body: dict[str, Any]) -> Response:
@@ -178,11 +171,7 @@ def make_router(store: FeatureStore) -> APIRouter:
 
     @r.post("/feature-groups")
     async def create_group(request: Request) -> Response:
-        try:
-            body = await _body(request)
-        except RecordError as e:
-            return _error("ValidationError", str(e), 400)
-        return _create(body)
+        return await _with_body(request, _create)
 
     @_errors_as_responses
     def _create(body: dict[str, Any]) -> Response:

@@ -14,8 +14,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from core.schema import Strict
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
-FEATURE_NAME_RE = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")  # feature groups and features alike
 RESERVED_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time", "write_seq"})
 MAX_VECTOR_DIMENSION = 8192
 
@@ -24,6 +23,12 @@ class _Strict(Strict):
     """Also accepts SageMaker's spellings (the field aliases)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _check_name(kind: str, v: str) -> str:
+    if not NAME_RE.match(v):
+        raise ValueError(f"{kind} {v!r} must be 1-64 letters, digits, '-' or '_' and start and end with a letter or digit")
+    return v
 
 
 class FeatureType(str, Enum):
@@ -50,9 +55,7 @@ class FeatureDefinition(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not FEATURE_NAME_RE.match(v):
-            raise ValueError(f"feature name {v!r} must be 1-64 letters, digits, '-' or '_' "
-                             "and start and end with a letter or digit")
+        _check_name("feature name", v)
         if v in RESERVED_NAMES:
             raise ValueError(f"feature name {v!r} is reserved ({', '.join(sorted(RESERVED_NAMES))})")
         return v
@@ -106,10 +109,7 @@ class FeatureGroupSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError(f"feature group name {v!r} must be 1-64 letters, digits, '-' or '_' "
-                             "and start and end with a letter or digit")
-        return v
+        return _check_name("feature group name", v)
 
     @model_validator(mode="after")
     def _check(self) -> "FeatureGroupSpec":
