@@ -27,7 +27,8 @@ class _Strict(Strict):
 
 def _check_name(kind: str, v: str) -> str:
     if not NAME_RE.match(v):
-        raise ValueError(f"{kind} {v!r} must be 1-64 letters, digits, '-' or '_' and start and end with a letter or digit")
+        raise ValueError(f"{kind} {v!r} must be 1-64 letters, digits, '-' or '_' "
+                         "and start and end with a letter or digit")
     return v
 
 

@@ -196,7 +196,8 @@ class IngestWorker:
                              started)
         return True
 
-    def _write(self, batch: dict[TopicPartition, list[Any]], good: dict[TopicPartition, list[Record]]) -> dict[str, int]:
+    def _write(self, batch: dict[TopicPartition, list[Any]],
+               good: dict[TopicPartition, list[Record]]) -> dict[str, int]:
         """Per group: every valid record online (in partition, then offset order), offline one file set per
         partition tagged with its offset range. Returns records applied online per group."""
         parts: dict[str, list[tuple[str, list[Record]]]] = defaultdict(list)

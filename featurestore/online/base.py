@@ -107,8 +107,10 @@ class OnlineStore(ABC):
                  names: Sequence[str] | None = None) -> list[StoredRecord | None]:
         """As get_many, with values as SageMaker text (records.as_text): what GetRecord answers. A backend that
         stores text can skip the decode and re-encode."""
-        return [None if g is None else StoredRecord(g.event_time, g.expires_at,
-                                                     {k: None if v is None else as_text(v) for k, v in g.values.items()})
+        def text(values: dict[str, Any]) -> dict[str, Any]:
+            return {k: None if v is None else as_text(v) for k, v in values.items()}
+
+        return [None if g is None else StoredRecord(g.event_time, g.expires_at, text(g.values))
                 for g in self.get_many(spec, record_ids, now, names)]
 
     def get_matrix(self, spec: FeatureGroupSpec, record_ids: Sequence[str], names: Sequence[str],

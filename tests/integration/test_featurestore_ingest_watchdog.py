@@ -114,7 +114,8 @@ def test_watchdog_gives_up_with_a_clear_error(tmp_path, kafka_bootstrap, kafka_t
     with pytest.raises(IngestStalled, match=r"has committed nothing for \d+s while records wait \(.*\[\d\]: \d+"):
         worker.run()
     assert time.monotonic() - t0 < 30
-    stalled = REGISTRY.get_sample_value("ferry_features_ingest_stalled_seconds", {"consumer_group": worker.consumer_group})
+    stalled = REGISTRY.get_sample_value("ferry_features_ingest_stalled_seconds",
+                                        {"consumer_group": worker.consumer_group})
     assert stalled >= 2.0
 
     # the process entry point turns it into exit code 2 (what an orchestrator sees)

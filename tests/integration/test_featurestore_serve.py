@@ -77,12 +77,13 @@ def test_serve_token_and_streamed_limit(tmp_path):
     cfg.write_text(yaml.safe_dump({"server": {"auth_token": "t0k", "max_payload_bytes": 4 * 1024 * 1024},
                                    "feature_groups": [{
                                        "name": "lim", "record_identifier": "id", "event_time": "ts",
-                                       "features": [{"name": "id", "type": "String"}, {"name": "ts", "type": "String"}]}]}))
+                                       "features": [{"name": "id", "type": "String"},
+                                                    {"name": "ts", "type": "String"}]}]}))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "ferry.cli", "features", "serve", "-f", str(cfg), "--port", str(port),
-                             "--data-dir", str(tmp_path / "fs")],
+    proc = subprocess.Popen([sys.executable, "-m", "ferry.cli", "features", "serve", "-f", str(cfg), "--port",
+                             str(port), "--data-dir", str(tmp_path / "fs")],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     auth = {"Authorization": "Bearer t0k"}
@@ -112,10 +113,12 @@ def test_serve_token_and_streamed_limit(tmp_path):
         except httpx.TransportError:
             pass  # the server answered 413 and closed while the client was still sending
         grew = rss_mib(proc.pid) - before
-        print(f"64 MiB chunked at a 4 MiB limit: client sent {sent * 64 / 1024:.1f} MiB, server RSS grew {grew:.1f} MiB")
+        print(f"64 MiB chunked at a 4 MiB limit: client sent {sent * 64 / 1024:.1f} MiB, "
+              f"server RSS grew {grew:.1f} MiB")
         assert grew < 24, f"server RSS grew {grew:.1f} MiB"
         assert httpx.put(url + "/FeatureGroup/lim", headers=auth, json={"Record": [
-            {"FeatureName": "id", "ValueAsString": "a"}, {"FeatureName": "ts", "ValueAsString": "2026-01-01T00:00:00Z"}]}
+            {"FeatureName": "id", "ValueAsString": "a"},
+            {"FeatureName": "ts", "ValueAsString": "2026-01-01T00:00:00Z"}]}
         ).status_code == 200  # still serving
     finally:
         proc.terminate()

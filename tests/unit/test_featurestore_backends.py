@@ -29,7 +29,8 @@ def test_settings_pick_the_backend_by_type(tmp_path):
     assert s.online == RedisConfig(url="redis://10.0.0.9:6380/2", timeout_s=0.5)
     assert FeatureStoreSettings(online="sqlite").online == SQLiteConfig()
     assert FeatureStoreSettings().online.type == "sqlite"
-    assert FeatureStoreSettings.model_validate(FeatureStoreSettings(online="redis").model_dump()).online == RedisConfig()
+    dumped = FeatureStoreSettings(online="redis").model_dump()
+    assert FeatureStoreSettings.model_validate(dumped).online == RedisConfig()
     with pytest.raises(ValidationError, match="unknown online store 'dynamo'"):
         FeatureStoreSettings(online="dynamo")
     with pytest.raises(ValidationError, match=r"online\.redis\.uri"):
@@ -57,7 +58,8 @@ def test_an_unreachable_backend_raises_the_neutral_error_and_the_api_answers_503
         assert r.status_code == 503 and r.json()["__type"] == "ServiceUnavailable"
         assert r.json()["message"].startswith("redis online store unavailable")
         r = http.put("/FeatureGroup/applicants", json={"Record": [
-            {"FeatureName": "applicant_id", "ValueAsString": "1"}, {"FeatureName": "event_time", "ValueAsString": "1"}]})
+            {"FeatureName": "applicant_id", "ValueAsString": "1"},
+            {"FeatureName": "event_time", "ValueAsString": "1"}]})
         assert r.status_code == 503 and r.json()["__type"] == "ServiceUnavailable"
         ident = {"FeatureGroupName": "applicants", "RecordIdentifiersValueAsString": ["1", "2"]}
         r = http.post("/BatchGetRecord", json={"Identifiers": [ident]})

@@ -149,13 +149,15 @@ def test_ties_in_one_append_resolve_as_online(tmp_path):
     recs = []
     for copy in range(4):  # four versions of every id, same event time, shuffled together
         for i in rng.permutation(n_ids):
-            recs.append(Record(str(i), T0 + int(i) % 7, {"id": int(i), "et": T0 + int(i) % 7, "v": copy * 1000 + int(i)}))
+            et = T0 + int(i) % 7
+            recs.append(Record(str(i), et, {"id": int(i), "et": et, "v": copy * 1000 + int(i)}))
     rng.shuffle(recs)
     store.write_batch(BIG, recs)
     first = {}
     for r in recs:
         first.setdefault(int(r.record_id), r.values["v"])
-    online = {int(i): g.values["v"] for i, g in zip(range(n_ids), store.get_records("big", [str(i) for i in range(n_ids)]))}
+    got = store.get_records("big", [str(i) for i in range(n_ids)])
+    online = {i: g.values["v"] for i, g in enumerate(got)}
     got = point_in_time_join(store.offline(BIG), BIG, pd.DataFrame({"id": range(n_ids), "event_timestamp": T0 + 10}))
     offline = dict(zip(got["id"], got["v"]))
     assert online == first  # online: an equal event time is not newer
