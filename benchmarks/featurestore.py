@@ -3,8 +3,9 @@
     python -m benchmarks.featurestore [--quick] [--feast-python PATH]
 
 Lines: GetRecord and BatchGetRecord(100) p50/p99 in-process and over HTTP (SQLite and Redis online stores),
-ingestion records/s (Ferry: from Kafka through validation to both stores; Feast: write_to_online_store of a
-DataFrame, it has no Kafka consumer outside Spark), point-in-time join of 1M entity rows.
+ingestion records/s (Ferry: from a 6-partition Kafka topic through validation to both stores, with 1, 2 and 3
+worker processes of one consumer group; Feast: write_to_online_store of a DataFrame, it has no Kafka consumer
+outside Spark), point-in-time join of 1M entity rows.
 Needs `.ci/services start` (Kafka, Redis). Feast runs in its own venv (created on first use under
 ~/.cache/ferry-bench/feast-venv with `pip install feast[redis]`), driven by the script in FEAST_SCRIPT.
 Writes benchmarks/results/featurestore.json and prints a markdown table.
@@ -168,7 +169,7 @@ def _stream(n: int) -> tuple[str, str, object]:
     topic = f"ferry.bench.{uuid.uuid4().hex[:8]}"
     group = "ing" + topic.rsplit(".", 1)[1]
     admin = KafkaAdminClient(bootstrap_servers=KAFKA)
-    admin.create_topics([NewTopic(topic, 4, 1)])
+    admin.create_topics([NewTopic(topic, 6, 1)])  # 6 partitions: 1, 2 and 3 workers get equal shares
     admin.close()
     spec = applicant_feature_group(group).model_copy(update={"topic": topic})
     rows = applicants(20000).drop(columns=["approved"]).to_dict("records")
@@ -431,7 +432,7 @@ def table(res: dict) -> str:
             rows.append(f"| {label} {q[:3]} (ms) | {cell(f, 'sqlite', key, key=q)} | {cell(fe, 'sqlite', key, key=q)} "
                         f"| {cell(f, 'redis', key, key=q)} | {cell(fe, 'redis', key, key=q)} | "
                         f"{tgt if q == 'p99_ms' else ''} |")
-    for procs in (1, 2):
+    for procs in (1, 2, 3):
         rows.append(f"| ingestion, records/s (Ferry: Kafka -> both stores, {procs} worker process(es); "
                     f"Feast: write_to_online_store of a DataFrame) | "
                     f"{cell(f, f'ingest_sqlite_{procs}p', unit='rec/s', key='records_per_s')} | "
@@ -464,7 +465,7 @@ def main() -> None:
     for backend in ("sqlite", "redis"):
         log.info("Ferry online %s", backend)
         res["ferry"][backend] = ferry_online(backend, df, n_get, n_batch, rng)
-        for procs in (1, 2):
+        for procs in (1, 2, 3):
             log.info("Ferry ingestion %s, %d process(es)", backend, procs)
             res["ferry"][f"ingest_{backend}_{procs}p"] = ferry_ingest(backend, n_ingest, procs)
     log.info("Ferry point-in-time join")
