@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from featurestore.metrics import READ_LATENCY
 from featurestore.records import RecordError
 from featurestore.spec import FeatureType
 from featurestore.store import FeatureStore
@@ -44,7 +45,9 @@ class FeatureLookup:
 
     def __call__(self, record_ids: Sequence[Any]) -> np.ndarray:
         ids = [str(r) for r in record_ids]
+        start = time.perf_counter()
         matrix, found = self.store.online.get_matrix(self.spec, ids, self.features, time.time())
+        READ_LATENCY.labels(self.spec.name, "lookup").observe(time.perf_counter() - start)
         if self.on_missing == "error" and not found.all():
             raise UnknownRecordsError(self.spec.name, [ids[i] for i in np.flatnonzero(~found)])
         return matrix.astype(np.float32, copy=False)

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from pydantic import ValidationError
 
+from featurestore.metrics import READ_LATENCY
 from featurestore.offline import OfflineStore
 from featurestore.online import OnlineStore, StoreUnavailable, open_online_store
 from featurestore.online.base import KEEP
@@ -222,7 +223,10 @@ class FeatureStore:
             if unknown:
                 raise RecordError("FeatureNames", f"unknown features {unknown} in group {name!r}")
         read = self.online.get_text if text else self.online.get_many
-        return read(spec, [str(r) for r in record_ids], time.time(), list(feature_names) if feature_names else None)
+        start = time.perf_counter()
+        got = read(spec, [str(r) for r in record_ids], time.time(), list(feature_names) if feature_names else None)
+        READ_LATENCY.labels(name, "get").observe(time.perf_counter() - start)
+        return got
 
     def get_record(self, name: str, record_id: str, feature_names: Sequence[str] | None = None,
                    expiration: bool = False) -> dict[str, Any]:

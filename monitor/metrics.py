@@ -1,4 +1,5 @@
-"""Prometheus gauges the monitor sets after each execution (on prometheus_client's default registry).
+"""Prometheus gauges the monitor sets after each execution (declared here, on prometheus_client's default
+registry).
 
 Names follow Model Monitor's CloudWatch metrics with a ferry_monitor_ prefix and labels for endpoint
 and schedule; +-inf bias values are published as +-2.348543e108 like the service.
@@ -8,33 +9,35 @@ from __future__ import annotations
 
 import math
 
-from prometheus_client import REGISTRY, Gauge
-
+from core.metrics import MetricSet
 from monitor import distance
 from monitor.bias_drift import metric_value_for_export
 from monitor.spec import SCHEDULE_TYPES
 
+METRICS = MetricSet("monitor")
 _L = ["endpoint", "schedule"]
-BASELINE_DRIFT = Gauge("ferry_monitor_feature_baseline_drift", "Drift distance of a feature from the baseline "
-                       "(feature_baseline_drift_<f>)", _L + ["feature"], registry=REGISTRY)
-DRIFT_METRIC = Gauge("ferry_monitor_feature_drift_metric", "Every registered drift test's value for a feature "
-                     f"({', '.join(distance.names())})", _L + ["feature", "metric"], registry=REGISTRY)
-NON_NULL = Gauge("ferry_monitor_feature_non_null", "Completeness (non-null fraction) of a feature in the window",
-                 _L + ["feature"], registry=REGISTRY)
-VIOLATIONS = Gauge("ferry_monitor_violations", "Violations found by the last execution, by check type",
-                   _L + ["monitor_type", "check_type"], registry=REGISTRY)
-MODEL_QUALITY = Gauge("ferry_monitor_model_quality", "Model-quality metric of the last window", _L + ["metric"],
-                      registry=REGISTRY)
-BIAS = Gauge("ferry_monitor_bias_metric", "Clarify bias metric of the last window (bias_metric_<X>)",
-             _L + ["facet", "facet_value", "metric"], registry=REGISTRY)
-NDCG = Gauge("ferry_monitor_attribution_ndcg", "NDCG of the live feature-attribution ranking vs the baseline",
-             _L + ["label"], registry=REGISTRY)
-ATTRIBUTION = Gauge("ferry_monitor_feature_attribution", "Global SHAP value of a feature in the last window",
-                    _L + ["label", "feature"], registry=REGISTRY)
-STATUS = Gauge("ferry_monitor_execution_status", "1 for the status of the last execution, 0 for the others",
-               _L + ["status"], registry=REGISTRY)
-LAST_RUN = Gauge("ferry_monitor_last_execution_timestamp_seconds", "When the last execution finished",
-                 _L, registry=REGISTRY)
+BASELINE_DRIFT = METRICS.gauge("ferry_monitor_feature_baseline_drift", "Drift distance of a feature from the "
+                               "baseline (feature_baseline_drift_<f>)", _L + ["feature"]).client()
+DRIFT_METRIC = METRICS.gauge("ferry_monitor_feature_drift_metric", "Every registered drift test's value for a "
+                             f"feature ({', '.join(distance.names())})", _L + ["feature", "metric"]).client()
+NON_NULL = METRICS.gauge("ferry_monitor_feature_non_null", "Completeness (non-null fraction) of a feature in the "
+                         "window", _L + ["feature"]).client()
+VIOLATIONS = METRICS.gauge("ferry_monitor_violations", "Violations found by the last execution, by check type",
+                           _L + ["monitor_type", "check_type"]).client()
+MODEL_QUALITY = METRICS.gauge("ferry_monitor_model_quality", "Model-quality metric of the last window",
+                              _L + ["metric"]).client()
+BIAS = METRICS.gauge("ferry_monitor_bias_metric", "Clarify bias metric of the last window (bias_metric_<X>)",
+                     _L + ["facet", "facet_value", "metric"]).client()
+NDCG = METRICS.gauge("ferry_monitor_attribution_ndcg", "NDCG of the live feature-attribution ranking vs the "
+                     "baseline", _L + ["label"]).client()
+ATTRIBUTION = METRICS.gauge("ferry_monitor_feature_attribution", "Global SHAP value of a feature in the last "
+                            "window", _L + ["label", "feature"]).client()
+STATUS = METRICS.gauge("ferry_monitor_execution_status", "1 for the status of the last execution, 0 for the "
+                       "others", _L + ["status"]).client()
+LAST_RUN = METRICS.gauge("ferry_monitor_last_execution_timestamp_seconds", "When the last execution finished "
+                         "(Unix time)", _L, unit="seconds").client()
+NEXT_RUN = METRICS.gauge("ferry_monitor_next_execution_timestamp_seconds", "When the schedule's next execution is "
+                         "due (Unix time); past it, the monitor is late or stuck", _L, unit="seconds").client()
 
 STATUSES = ("Completed", "CompletedWithViolations", "Failed")
 

@@ -6,6 +6,7 @@ import logging
 import threading
 from datetime import datetime, timedelta, timezone
 
+from monitor.metrics import NEXT_RUN
 from monitor.runner import run_once
 from monitor.spec import ScheduleBase
 
@@ -45,11 +46,14 @@ class MonitorService:
     def _loop(self) -> None:
         now = datetime.now(timezone.utc)
         due = {s.name: next_run(s, now) for s in self.schedules}
+        for s in self.schedules:
+            NEXT_RUN.labels(s.endpoint, s.name).set(due[s.name].timestamp())
         while not self._stop.is_set():
             now = datetime.now(timezone.utc)
             for s in self.schedules:
                 if due[s.name] <= now:
                     run_once(s, due[s.name])
                     due[s.name] = next_run(s, max(now, due[s.name]))
+                    NEXT_RUN.labels(s.endpoint, s.name).set(due[s.name].timestamp())
             wait = min(due.values()) - datetime.now(timezone.utc)
             self._stop.wait(max(0.05, min(wait.total_seconds(), 5.0)))

@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Callable, Iterable
 
-from featurestore.ingest import metrics
+from featurestore import metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,28 +1,11 @@
-"""Prometheus metrics of the ingest workers (default registry), and the code that sets them per micro-batch."""
+"""The code that sets the ingest workers' metrics (declared in featurestore.metrics) per micro-batch."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 
-from prometheus_client import Counter, Gauge
-
-RECORDS = Counter("ferry_features_ingest_records", "Records consumed, by outcome "
-                  "(applied online, stale = older or equal event time, offline only, dlq)",
-                  ["group", "outcome"])
-DLQ = Counter("ferry_features_ingest_dlq", "Records sent to the dead-letter topic", ["group"])
-RATE = Gauge("ferry_features_ingest_records_per_second", "Records per second over the last batches", ["group"])
-LAG = Gauge("ferry_features_ingest_lag", "Consumer lag in records (high watermark - position)",
-            ["group", "topic", "partition"])
-FRESHNESS = Gauge("ferry_features_ingest_freshness_seconds",
-                  "Write time minus event time of the newest record in the last batch", ["group"])
-PAUSED = Gauge("ferry_features_ingest_paused", "1 while partitions are paused because a store is failing",
-               ["group"])
-STALLED = Gauge("ferry_features_ingest_stalled_seconds", "How long the consumer group's committed offsets have "
-                "not moved while its topics hold records past them (0 when moving or caught up)",
-                ["consumer_group"])
-REJOINS = Counter("ferry_features_ingest_watchdog_rejoins", "Times the watchdog made a stalled worker rejoin "
-                  "its consumer group", ["consumer_group"])
+from featurestore.metrics import DLQ, FRESHNESS, LAG, RATE, RECORDS
 
 
 class BatchMetrics:

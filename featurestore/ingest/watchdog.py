@@ -20,7 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
-from featurestore.ingest import metrics
+from featurestore import metrics
 
 log = logging.getLogger(__name__)
 
