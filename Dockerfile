@@ -23,6 +23,7 @@ COPY serving serving
 COPY monitor monitor
 COPY clarify clarify
 COPY featurestore featurestore
+COPY dashboards dashboards
 # Ray Serve with the HAProxy ingress (the haproxy extra), Ferry itself installed (not editable), sources removed.
 RUN pip install "ray[serve]==${RAY_VERSION}" ".[haproxy]" \
  && ferry --help > /dev/null \

@@ -1,4 +1,5 @@
-"""The `ferry` command line: up, status, invoke, demo, and the Clarify, monitor and feature-store commands."""
+"""The `ferry` command line: up, status, invoke, demo, and the Clarify, monitor, feature-store and dashboards
+commands."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 import typer
 
-from ferry import cli_clarify, cli_features, cli_monitor, cli_render, cli_serving
+from ferry import cli_clarify, cli_dashboards, cli_features, cli_monitor, cli_render, cli_serving
 
 app = typer.Typer(help="Ferry: self-hosted SageMaker-style hosting, monitoring, Clarify and feature store on Ray Serve.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -16,6 +17,7 @@ cli_clarify.register(app)
 cli_monitor.register(app)
 cli_features.register(app)
 cli_render.register(app)
+cli_dashboards.register(app)
 
 
 def main() -> None:

@@ -15,15 +15,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 
-from prometheus_client import Counter, Gauge
+from serving import metrics
 
 log = logging.getLogger(__name__)
 
-DROPPED = Counter("ferry_capture_dropped_records", "Capture records dropped (queue full, or retries exhausted)",
-                  ["endpoint", "sink", "reason"])
-WRITTEN = Counter("ferry_capture_written_records", "Capture records written by a sink", ["endpoint", "sink"])
-RETRIES = Counter("ferry_capture_write_retries", "Failed capture batch writes that were retried", ["endpoint", "sink"])
-QUEUED = Gauge("ferry_capture_queue_depth", "Capture records waiting in a sink's queue", ["endpoint", "sink"])
+DROPPED = metrics.CAPTURE_DROPPED.client()
+WRITTEN = metrics.CAPTURE_WRITTEN.client()
+RETRIES = metrics.CAPTURE_RETRIES.client()
+QUEUED = metrics.CAPTURE_QUEUED.client()
 
 
 class CaptureSink(ABC):
