@@ -336,7 +336,7 @@ for online in ("sqlite", "redis"):
         s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
     feast_bin = os.path.join(os.path.dirname(sys.executable), "feast")
     proc = subprocess.Popen([feast_bin, "-c", d, "serve", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=open(d + "/serve.log", "w"))
     try:
         import httpx
         deadline = time.time() + 120
@@ -358,7 +358,7 @@ for online in ("sqlite", "redis"):
             res["get_http"] = timed(get, singles)
             res["batch100_http"] = timed(batch, batches)
     except Exception as e:
-        res["http_error"] = repr(e)
+        res["http_error"] = repr(e) + " / server log: " + open(d + "/serve.log").read()[-1500:]
     finally:
         proc.terminate(); proc.wait(timeout=30)
     out[online] = res
