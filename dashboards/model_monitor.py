@@ -22,12 +22,12 @@ def dashboard() -> db.Dashboard:
         .with_row(db.Row("Data quality"))
         .with_panel(graph("Feature drift from the baseline", "Drift distance of each feature's live distribution "
                           "(alert above 0.1)",
-                          [(f"ferry_monitor_feature_baseline_drift{{{S}}}", "{{feature}}")]))
+                          [(f"ferry_monitor_feature_baseline_drift{{{S}}}", "{{schedule}}: {{feature}}")]))
         .with_panel(graph("Completeness", "Non-null share of each feature in the window",
-                          [(f"ferry_monitor_feature_non_null{{{S}}}", "{{feature}}")], unit="percentunit"))
+                          [(f"ferry_monitor_feature_non_null{{{S}}}", "{{schedule}}: {{feature}}")], unit="percentunit"))
         .with_row(db.Row("Model quality and bias"))
         .with_panel(graph("Model quality", "Metrics of the live predictions against ground truth",
-                          [(f"ferry_monitor_model_quality{{{S}}}", "{{metric}}")]))
+                          [(f"ferry_monitor_model_quality{{{S}}}", "{{schedule}}: {{metric}}")]))
         .with_panel(graph("Bias metrics", "Clarify bias metrics of each facet value in the window",
                           [(f"ferry_monitor_bias_metric{{{S}}}", "{{metric}} {{facet}}={{facet_value}}")]))
         .with_row(db.Row("Attribution"))

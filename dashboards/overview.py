@@ -65,7 +65,8 @@ def dashboard() -> db.Dashboard:
                             "{{endpoint}} / {{variant}}")]))
         .with_row(db.Row("Replicas and capture"))
         .with_panel(graph("Replicas by deployment and state", "Ray Serve replicas of the ferry application",
-                          [("sum by (deployment, state) (ferry_serve_replicas)", "{{deployment}} {{state}}")]))
+                          [('sum by (deployment, state) (ferry_serve_replicas{state="RUNNING"}) '
+                            "or sum by (deployment, state) (ferry_serve_replicas) > 0", "{{deployment}} {{state}}")]))
         .with_panel(graph("Capture records per second", "Records written by each endpoint's capture sink, and "
                           "those dropped (by reason)",
                           [(_rate("ferry_capture_written_records_total", 'endpoint=~"$endpoint"', "endpoint, sink"),

@@ -45,5 +45,48 @@ def push_cmd(url: str = typer.Option(..., "--url", help="Grafana's base URL, e.g
                f"alert rule groups {', '.join(done.rule_groups)}")
 
 
+@dashboards_app.command("preview")
+def preview_cmd(prometheus: str = typer.Option("http://127.0.0.1:9090", "--prometheus",
+                                               help="the Prometheus server that scrapes Ferry"),
+                out: Path = typer.Option(Path("ferry-dashboards"), "--out", help="folder for the HTML pages"),
+                dashboard: Optional[List[str]] = typer.Option(None, "--dashboard", help="a dashboard uid (all if "
+                                                              "not given; repeat for several)"),
+                minutes: float = typer.Option(30, "--minutes", help="time range: the last N minutes"),
+                rate_interval: str = typer.Option("1m", "--rate-interval", help="value of $__rate_interval "
+                                                  "(at least 4 scrape intervals)"),
+                var: Optional[List[str]] = typer.Option(None, "--var", help="NAME=REGEX for a dashboard variable "
+                                                        "(default .*, everything)"),
+                screenshot: bool = typer.Option(False, "--screenshot", help="also a PNG of each page, taken by "
+                                                "headless Chromium")):
+    """Draw each dashboard's panels from Prometheus into static HTML (plotly); fail if a panel has no data."""
+    _need_extra()
+    import httpx
+
+    from dashboards.preview import render
+
+    variables = {}
+    for v in var or []:
+        name, sep, value = v.partition("=")
+        if not sep:
+            typer.echo(f"--var {v!r}: expected NAME=REGEX", err=True)
+            raise typer.Exit(2)
+        variables[name] = value
+    try:
+        previews = render(prometheus, out, dashboard, minutes, rate_interval, variables, screenshot)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2)
+    except httpx.HTTPError as e:
+        typer.echo(f"cannot query Prometheus at {prometheus}: {e}", err=True)
+        raise typer.Exit(2)
+    empty = 0
+    for p in previews:
+        typer.echo(f"{p.path}: {len(p.panels) - len(p.empty)}/{len(p.panels)} panels with data"
+                   + (f"; no data: {', '.join(p.empty)}" if p.empty else ""))
+        empty += len(p.empty)
+    if empty:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(dashboards_app, name="dashboards")

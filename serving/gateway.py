@@ -8,6 +8,7 @@ the answer, or the error in the protocol's shape.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -19,7 +20,7 @@ from ray.serve.exceptions import BackPressureError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving import codecs, grpc_codec, v2
+from serving import codecs, grpc_codec, replica_metrics, v2
 from serving.dataplane import Payload, RoutedRequest, RoutedResponse
 from core.errors import (FerryError, InferenceError, bad_request, not_found, throttled, too_large, unauthorized,
                             unavailable)
@@ -69,6 +70,7 @@ class Gateway:
                 return Response(status_code=200 if ok else 503)
             if parts == ["metrics"] and method == "GET":
                 body = self.metrics.exposition()
+                body += await asyncio.to_thread(replica_metrics.exposition, serve.get_replica_context().app_name)
                 if self.monitor is not None:
                     body += await self.monitor.metrics.remote()
                 return Response(body, media_type="text/plain; version=0.0.4")
