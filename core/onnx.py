@@ -12,24 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.dtypes import NUMPY_TO_V2, ORT_TO_NUMPY, V2_TO_NUMPY
 from core.errors import FerryError, bad_request, model_error
 
 log = logging.getLogger(__name__)
-
-ORT_TO_NUMPY = {
-    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-    "tensor(int8)": np.int8, "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
-    "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
-    "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_, "tensor(string)": np.object_,
-}
-NUMPY_TO_V2 = {
-    np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "UINT8", np.dtype(np.uint16): "UINT16",
-    np.dtype(np.uint32): "UINT32", np.dtype(np.uint64): "UINT64", np.dtype(np.int8): "INT8",
-    np.dtype(np.int16): "INT16", np.dtype(np.int32): "INT32", np.dtype(np.int64): "INT64",
-    np.dtype(np.float16): "FP16", np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64",
-    np.dtype(np.object_): "BYTES",
-}
-V2_TO_NUMPY = {v: k for k, v in NUMPY_TO_V2.items()}
 
 
 @dataclass(frozen=True)
@@ -90,6 +76,8 @@ class OnnxModel:
         self.inputs = _select(all_in, input_names, "input")
         self.outputs = _select(all_out, output_names, "output")
         self._zipmap = {a.name for a in self.session.get_outputs() if a.type not in ORT_TO_NUMPY}
+        self.default_outputs = tuple(t.name for t in self.outputs)
+        self._output_set = frozenset(self.default_outputs)
 
     @property
     def input_names(self) -> list[str]:
@@ -124,16 +112,19 @@ class OnnxModel:
             raise FerryError(bad_request(f"missing input(s) {missing}; the model takes {self.input_names}"))
         return {n: _cast(inputs[n], known[n], strict=strict_dtype) for n in known}
 
-    def run(self, feed: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+    def run(self, feed: dict[str, np.ndarray], output_names=None) -> dict[str, np.ndarray]:
         """Run the session on a validated feed; model failures become ModelError (424)."""
-        names = output_names or self.output_names
-        bad = sorted(set(names) - {t.name for t in self.outputs})
-        if bad:
-            raise FerryError(bad_request(f"unknown output(s) {bad}; the model gives {self.output_names}"))
+        names = output_names or self.default_outputs
+        if names is not self.default_outputs and not self._output_set.issuperset(names):
+            bad = sorted(set(names) - self._output_set)
+            raise FerryError(bad_request(f"unknown output(s) {[str(b)[:80] for b in bad][:10]}; "
+                                         f"the model gives {self.output_names}"))
         try:
-            results = self.session.run(names, feed)
+            results = self.session.run(list(names), feed)
         except Exception as err:  # onnxruntime raises its own exception types
-            raise FerryError(model_error(f"the model failed: {err}")) from None
+            raise FerryError(model_error(f"the model failed: {str(err)[:500]}")) from None
+        if not self._zipmap:
+            return dict(zip(names, results))
         return {n: self._as_array(n, r) for n, r in zip(names, results)}
 
     def _as_array(self, name: str, value) -> np.ndarray:

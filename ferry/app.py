@@ -26,13 +26,17 @@ IMPORT_PATH = "ferry.app:build"
 
 def build(args: dict):
     """Ray Serve application builder: the `ferry` application for the deploy file in args["config"]."""
+    base = Path(args.get("base_dir") or ".").resolve()
+    return application(parse_config(args.get("config") or {}, base=base, environ=os.environ), base)
+
+
+def application(cfg: DeployFile, base_dir: Path):
+    """The bound `ferry` application of a validated deploy file (what `ferry up` and `build` deploy)."""
     from serving.deploy import build_app
 
-    base = Path(args.get("base_dir") or ".").resolve()
-    cfg = parse_config(args.get("config") or {}, base=base, environ=os.environ)
     return build_app(cfg.models, cfg.endpoints, cfg.server,
                      kafka_bootstrap=cfg.kafka.bootstrap_servers if cfg.kafka else None,
-                     schedules=cfg.monitoring_schedules, features=feature_api_config(cfg, base))
+                     schedules=cfg.monitoring_schedules, features=feature_api_config(cfg, base_dir))
 
 
 def feature_api_config(cfg: DeployFile, base_dir: Path) -> dict | None:

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ferry.app import feature_api_config
+from ferry.app import application
 from ferry.config import ConfigError, DeployFile, load_config, parse_config
 
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: a URL is never split, terminal or not
@@ -63,9 +63,7 @@ def serve_until_interrupted(cfg: DeployFile, address: str | None, base_dir: Path
     _preflight(cfg.models, None if address else cfg.server)  # a cluster Ferry joins owns its ports
     try:
         deploy.start_ray(cfg.server, address, verbose=verbose)
-        deploy.deploy(cfg.models, cfg.endpoints, cfg.server,
-                      kafka_bootstrap=cfg.kafka.bootstrap_servers if cfg.kafka else None,
-                      schedules=cfg.monitoring_schedules, features=feature_api_config(cfg, base_dir))
+        deploy.deploy(application(cfg, base_dir))
     except KeyboardInterrupt:
         console.print("interrupted; shutting down")
         _quiet_shutdown(deploy, started_ray=address is None)
@@ -89,7 +87,8 @@ def serve_until_interrupted(cfg: DeployFile, address: str | None, base_dir: Path
     if cfg.monitoring_schedules:
         console.print(f"monitoring: {len(cfg.monitoring_schedules)} schedule(s), "
                       f"executions: GET {base}/monitoring/executions")
-    console.print(f"Ray address: {ray.get_runtime_context().gcs_address}   (Ctrl-C stops Ferry)")
+    console.print(f"ingress: {deploy.ingress(cfg.server)}   Ray address: {ray.get_runtime_context().gcs_address}   "
+                  "(Ctrl-C stops Ferry)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -177,13 +176,24 @@ def register(app: typer.Typer) -> None:
         summary = app_summary(APP_NAME)
         if summary is None:
             _fail("Ferry is not deployed on this Ray cluster")
+        from ray import serve
+
+        layout = serve.get_deployment_handle("gateway", APP_NAME).describe.remote().result(timeout_s=30)
+        deployments = summary["deployments"]
         table = Table(title=f"ferry: {summary['status']}")
-        for col in ("endpoint", "variant", "status", "replicas", "message"):
+        for col in ("endpoint", "variant", "weight", "runs in", "status", "replicas", "message"):
             table.add_column(col)
-        for name, d in sorted(summary["deployments"].items()):
-            endpoint, _, variant = name.partition(".")
+
+        def row(endpoint: str, variant: str, weight: str, runs: str, name: str) -> None:
+            d = deployments.get(name, {"status": "?", "replicas": {}, "message": ""})
             replicas = ", ".join(f"{k}={v}" for k, v in d["replicas"].items()) or "0"
-            table.add_row(endpoint if variant else "(gateway)", variant or "-", d["status"], replicas, d["message"])
+            table.add_row(endpoint, variant, weight, runs, d["status"], replicas, d["message"])
+
+        row("(gateway)", "-", "-", "gateway", "gateway")
+        for endpoint, variants in sorted(layout.items()):
+            for v in variants:
+                runs = v["runs"]
+                row(endpoint, v["variant"], f"{v['weight']:g}", runs, "gateway" if runs == "in gateway" else runs)
         _stdout_console().print(table)
 
     @app.command()

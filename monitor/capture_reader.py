@@ -1,31 +1,35 @@
 """Read SageMaker capture JSONL (a file or a folder of them) into a DataFrame for the monitors.
 
-CSV payloads are split into columns by pandas' C parser (one row per payload line); JSON payloads
-may be a row, a list of rows, {"instances": [...]}, {"features": [...]}, KServe V2 {"inputs": [...]}
-or {"predictions"|"outputs": [...]}. Input columns are named by ``input_columns`` (else _c0, _c1, ...),
-output columns by ``output_columns`` (else prediction, or prediction_0, prediction_1, ...).
-Each row keeps its record's eventId, inferenceId, inferenceTime and variant.
+Each payload is read back by the codec of its content type (core.payloads: the same codecs the server
+used to decode and encode it), so whatever any protocol captured - SageMaker CSV/JSON/NPY, KServe V2
+JSON or binary, gRPC - reads into rows. Input columns are named by ``input_columns`` (else _c0, _c1, ...),
+output columns by ``output_columns`` (else prediction, or prediction_0, prediction_1, ... whatever the
+protocol). Each row keeps its record's eventId, inferenceId,
+inferenceTime and variant. What cannot be read is skipped and counted by reason, never raised.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import logging
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
+
+from core import capture, payloads
 
 log = logging.getLogger(__name__)
 METADATA_COLUMNS = ("eventId", "inferenceId", "inferenceTime", "variant")
 
 
-def iter_records(path: Path, start: datetime | None = None, end: datetime | None = None) -> list[dict]:
-    """Capture records of a file or folder, in file-name order, once per eventId, inside [start, end) when given."""
+def iter_records(path: Path, start: datetime | None = None, end: datetime | None = None,
+                 skipped: Counter | None = None) -> list[dict]:
+    """Capture records of a file or folder, in file-name order, once per eventId, inside [start, end) when
+    given; lines that are not JSON objects are counted in `skipped` (or raise ValueError without it)."""
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     if path.is_dir() and (start is not None or end is not None):
         files = [f for f in files if _hour_may_overlap(f, start, end)]
@@ -37,20 +41,29 @@ def iter_records(path: Path, start: datetime | None = None, end: datetime | None
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
+                record = orjson.loads(line)
+                if not isinstance(record, dict):
+                    raise orjson.JSONDecodeError("not an object", line, 0)
+            except orjson.JSONDecodeError as err:
                 if i == len(lines) - 1 and not text.endswith("\n"):
                     log.info("%s: last line still being written, left for the next read", f)
                     continue
-                raise ValueError(f"{f}:{i + 1}: not a JSON capture record: {err}") from None
-    ids = pd.Series([(r.get("eventMetadata") or {}).get("eventId") for r in records], dtype=object)
+                if skipped is None:
+                    raise ValueError(f"{f}:{i + 1}: not a JSON capture record: {err}") from None
+                skipped["not a JSON capture record"] += 1
+                continue
+            records.append(record)
+    metas = [r.get("eventMetadata") if isinstance(r.get("eventMetadata"), dict) else {} for r in records]
+    for r, m in zip(records, metas):
+        r["eventMetadata"] = m
+    ids = pd.Series([m.get("eventId") for m in metas], dtype=object)
     dup = (ids.duplicated() & ids.notna()).to_numpy()
     if dup.any():  # at-least-once sinks may repeat a record; keep its first copy
         records = [r for r, d in zip(records, dup) if not d]
     if start is None and end is None:
         return records
-    times = pd.to_datetime([r.get("eventMetadata", {}).get("inferenceTime") for r in records], utc=True,
-                           format="ISO8601")
+    times = pd.to_datetime([r["eventMetadata"].get("inferenceTime") for r in records], utc=True,
+                           format="ISO8601", errors="coerce")
     keep = np.ones(len(records), dtype=bool)
     if start is not None:
         keep &= times >= _utc(start)
@@ -76,114 +89,113 @@ def _utc(t: datetime) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _payload_text(part: dict) -> str | None:
-    data = part.get("data")
-    if data is None:
-        return None
-    if part.get("encoding") == "BASE64":
-        return base64.b64decode(data).decode("utf-8", errors="replace")
-    return data
+SIDES = {"endpointInput": "input", "endpointOutput": "output"}
+FALLBACK = {"CSV": "text/csv", "JSON": "application/json"}  # SageMaker's encodings, for unknown content types
 
 
-def _json_rows(obj: Any, output: bool) -> list:
-    """Rows of a JSON payload; a flat list is one row of inputs but one output per row."""
-    if isinstance(obj, dict):
-        for key in ("instances", "predictions"):
-            if key in obj:
-                return _json_rows(obj[key], output)
-        for key in ("inputs", "outputs"):
-            if key in obj and isinstance(obj[key], list) and obj[key] and isinstance(obj[key][0], dict):
-                t = obj[key][0]
-                arr = np.asarray(t.get("data", []))
-                shape = t.get("shape") or [arr.size]
-                if len(shape) >= 2:
-                    return arr.reshape(shape[0], -1).tolist()
-                return (arr.reshape(-1, 1) if output else arr.reshape(1, -1)).tolist()
-        if "features" in obj:
-            return [obj["features"]]
-        return [obj]
-    if isinstance(obj, list):
-        if obj and isinstance(obj[0], (list, dict)):
-            return obj
-        return [[v] for v in obj] if output else [obj]
-    return [[obj]]
-
-
-def _frame(records: list[dict], side: str) -> pd.DataFrame:
-    """Rows of one side (endpointInput or endpointOutput) indexed by (record, line)."""
-    csv_lines, csv_keys, json_rows, json_keys = [], [], [], []
-    skipped = 0
+def _frame(records: list[dict], key: str, skipped: Counter) -> pd.DataFrame:
+    """Rows of one side (endpointInput or endpointOutput), indexed by (record, line), read by the payload
+    codec of each part's content type; what cannot be read is counted in `skipped` by reason."""
+    side = SIDES[key]
+    groups: dict[str, tuple[list[int], list[bytes], list[str]]] = {}
     for i, r in enumerate(records):
-        part = (r.get("captureData") or {}).get(side)
+        part = (r.get("captureData") or {}).get(key)
         if not part:
             continue
-        text = _payload_text(part)
-        if text is None:
+        try:
+            body, content_type = capture.payload(part)
+        except ValueError as err:
+            skipped[f"{side}: {err}"] += 1
             continue
-        ctype = (part.get("observedContentType") or "").lower()
-        enc = part.get("encoding")
-        if enc == "CSV" or (enc == "BASE64" and "csv" in ctype):
-            lines = [ln for ln in text.splitlines() if ln.strip()]
-            csv_lines.extend(lines)
-            csv_keys.extend((i, j) for j in range(len(lines)))
-        elif enc == "JSON" or (enc == "BASE64" and "json" in ctype):
-            rows = _json_rows(json.loads(text), side == "endpointOutput")
-            json_rows.extend(rows)
-            json_keys.extend((i, j) for j in range(len(rows)))
+        codec = payloads.codec_for(content_type) or payloads.codec_for(FALLBACK.get(part.get("encoding")))
+        if codec is None:
+            skipped[f"{side}: content type {content_type[:60]!r} has no codec"] += 1
+            continue
+        ids, bodies, types = groups.setdefault(codec.media_type, ([], [], []))
+        ids.append(i)
+        bodies.append(body)
+        types.append(content_type)
+    tables = []
+    for media, (ids, bodies, types) in groups.items():
+        table = payloads.CODECS[media].read(bodies, side, types)
+        for reason, which in table.skipped.items():
+            skipped[f"{side}: {reason}"] += len(which)
+        if len(table.rows):
+            tables.append((np.asarray(ids)[table.record], table))
+    return _combine(tables, side, skipped)
+
+
+def _combine(tables: list, side: str, skipped: Counter) -> pd.DataFrame:
+    """One frame from each codec's rows: names kept when every payload named the same columns, else
+    positional; payloads whose width differs from the widest group's are skipped."""
+    empty = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=["record", "line"]))
+    if not tables:
+        return empty
+    width = max((t.rows.shape[1] for _, t in tables), key=lambda w: sum(len(t.rows) for _, t in tables
+                                                                          if t.rows.shape[1] == w))
+    kept = []
+    for records, t in tables:
+        if t.rows.shape[1] == width:
+            kept.append((records, t))
         else:
-            skipped += 1
-    if skipped:
-        log.warning("%s: %d payloads neither CSV nor JSON were left out", side, skipped)
+            skipped[f"{side}: {t.rows.shape[1]} columns where the other payloads have {width}"] += len(set(records))
+    names = {tuple(t.columns) if t.columns else None for _, t in kept}
+    columns = list(names.pop()) if len(names) == 1 and None not in names else None
     frames = []
-    if csv_lines:
-        df = pd.read_csv(io.StringIO("\n".join(csv_lines)), header=None, skipinitialspace=True)
-        df.index = pd.MultiIndex.from_tuples(csv_keys, names=["record", "line"])
+    for records, t in kept:
+        df = pd.DataFrame(t.rows)
+        df.columns = columns if columns else range(df.shape[1])
+        line = pd.Series(records).groupby(records).cumcount().to_numpy()
+        df.index = pd.MultiIndex.from_arrays([records, line], names=["record", "line"])
         frames.append(df)
-    if json_rows:
-        df = pd.DataFrame(json_rows)
-        df.index = pd.MultiIndex.from_tuples(json_keys, names=["record", "line"])
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=["record", "line"]))
-    return pd.concat(frames).sort_index()
+    return pd.concat(frames).sort_index() if len(frames) > 1 else frames[0].sort_index()
 
 
-def _name(df: pd.DataFrame, names: list[str] | None, default: list[str], what: str) -> pd.DataFrame:
+def _name(df: pd.DataFrame, names: list[str] | None, default: list[str], what: str,
+          keep_names: bool = True) -> pd.DataFrame:
     if names is not None:
         if len(names) != df.shape[1]:
             raise ValueError(f"{what}: payloads have {df.shape[1]} columns but {len(names)} names were given: {names}")
         return df.set_axis(names, axis=1)
-    if all(isinstance(c, str) for c in df.columns):
+    if keep_names and all(isinstance(c, str) for c in df.columns):
         return df
     return df.set_axis(default, axis=1)
 
 
 def read_capture(path: str | Path, input_columns: list[str] | None = None, output_columns: list[str] | None = None,
                  start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
-    """One row per captured payload line: input columns, output columns, then METADATA_COLUMNS."""
-    records = iter_records(Path(path), start, end)
+    """One row per captured payload line: input columns, output columns, then METADATA_COLUMNS.
+
+    Payloads that cannot be read are left out and counted by reason in ``df.attrs["skipped"]`` (and logged)."""
+    skipped: Counter = Counter()
+    records = iter_records(Path(path), start, end, skipped)
     if not records:
-        return pd.DataFrame(columns=list(METADATA_COLUMNS))
-    inp = _frame(records, "endpointInput")
-    out = _frame(records, "endpointOutput")
+        df = pd.DataFrame(columns=list(METADATA_COLUMNS))
+        df.attrs["skipped"] = dict(skipped)
+        return df
+    inp = _frame(records, "endpointInput", skipped)
+    out = _frame(records, "endpointOutput", skipped)
+    if skipped:
+        log.warning("%s: left out %s", path, "; ".join(f"{n} x {reason}" for reason, n in skipped.items()))
     inp = _name(inp, input_columns, [f"_c{i}" for i in range(inp.shape[1])], "input_columns")
     n_out = out.shape[1]
     out = _name(out, output_columns, ["prediction"] if n_out == 1 else [f"prediction_{i}" for i in range(n_out)],
-                "output_columns")
+                "output_columns", keep_names=False)  # positional: the same columns whatever the protocol
     if len(inp) and len(out):
         df = inp.join(out, how="left")
     else:
         df = inp if len(inp) else out
     rec = df.index.get_level_values("record").to_numpy()
     meta = pd.DataFrame({
-        "eventId": [r.get("eventMetadata", {}).get("eventId") for r in records],
-        "inferenceId": [r.get("eventMetadata", {}).get("inferenceId") for r in records],
-        "inferenceTime": [r.get("eventMetadata", {}).get("inferenceTime") for r in records],
+        "eventId": [r["eventMetadata"].get("eventId") for r in records],
+        "inferenceId": [r["eventMetadata"].get("inferenceId") for r in records],
+        "inferenceTime": [r["eventMetadata"].get("inferenceTime") for r in records],
         "variant": [r.get("variant") for r in records],
     })
     df = df.reset_index(drop=True)
     for c in METADATA_COLUMNS:
         df[c] = meta[c].to_numpy()[rec]
+    df.attrs["skipped"] = dict(skipped)
     return df
 
 

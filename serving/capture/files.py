@@ -7,12 +7,13 @@ reaches max_file_bytes, or it is older than rotate_after_s.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
+
+import orjson
 
 from serving.capture.sink import CaptureSink
 
@@ -25,9 +26,9 @@ class RotatingJsonlWriter:
         self.root = Path(destination) / endpoint
         self.max_file_bytes = max_file_bytes
         self.rotate_after_s = rotate_after_s
-        self._open: dict[tuple[str, str], tuple[IO[str], float]] = {}
+        self._open: dict[tuple[str, str], tuple[IO[bytes], float]] = {}
 
-    def _file(self, variant: str, hour: str) -> IO[str]:
+    def _file(self, variant: str, hour: str) -> IO[bytes]:
         key = (variant, hour)
         cur = self._open.get(key)
         if cur is not None:
@@ -43,20 +44,20 @@ class RotatingJsonlWriter:
         folder.mkdir(parents=True, exist_ok=True)
         now = datetime.now(timezone.utc)
         name = f"{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
-        f = open(folder / name, "a", encoding="utf-8")
+        f = open(folder / name, "ab")
         self._open[key] = (f, time.monotonic())
         return f
 
     def write(self, records: list[dict]) -> None:
         """Append records (each batch one write and flush per file)."""
-        groups: dict[tuple[str, str], list[str]] = {}
+        groups: dict[tuple[str, str], list[bytes]] = {}
         for r in records:
             t = r["eventMetadata"]["inferenceTime"]  # 2022-02-14T17:25:49.123Z
             hour = f"{t[0:4]}/{t[5:7]}/{t[8:10]}/{t[11:13]}"
-            groups.setdefault((r.get("variant") or "AllTraffic", hour), []).append(json.dumps(r, separators=(",", ":")))
+            groups.setdefault((r.get("variant") or "AllTraffic", hour), []).append(orjson.dumps(r))
         for (variant, hour), lines in groups.items():
             f = self._file(variant, hour)
-            f.write("\n".join(lines) + "\n")
+            f.write(b"\n".join(lines) + b"\n")
             f.flush()
 
     def close(self) -> None:

@@ -7,9 +7,9 @@ checked; records whose send failed are retried by CaptureSink.
 
 from __future__ import annotations
 
-import json
 import logging
 
+import orjson
 from kafka import KafkaProducer
 
 from serving.capture.sink import CaptureSink
@@ -39,7 +39,7 @@ class KafkaSink(CaptureSink):
                 max_block_ms=int(self.send_timeout_s * 1000),
                 request_timeout_ms=int(self.send_timeout_s * 1000),
                 reconnect_backoff_max_ms=2000,
-                value_serializer=lambda r: json.dumps(r, separators=(",", ":")).encode("utf-8"),
+                value_serializer=orjson.dumps,
                 key_serializer=lambda k: k.encode("utf-8") if k else None,
             )
         return self._producer

@@ -10,7 +10,6 @@ import pytest
 from ferry.config import parse_config
 import pandas as pd
 
-from ferry.app import feature_api_config
 from ferry.demo import MODEL_FEATURES, demo_config, model_matrix, write_demo
 from monitor.jobs import baseline_data_quality
 from tests.models import fragile_model, identity_model, multi_dtype_model
@@ -22,6 +21,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+REPLICA_PORT_BASE = 21000 + 1000 * (os.getpid() % 8)  # apart from any other Ray Serve on this machine
+
+
 @pytest.fixture(scope="session")
 def grpc_port():
     return free_port()
@@ -29,17 +31,18 @@ def grpc_port():
 
 @pytest.fixture(scope="session")
 def ray_serve(grpc_port):
-    """Ray and Ray Serve (HTTP and the V2 gRPC service), started once per test session; yields the HTTP port."""
+    """Ray and Ray Serve as `ferry up` starts them (the default ingress, HTTP and the V2 gRPC service), once
+    per test session; yields the HTTP port."""
     import ray
     from ray import serve
 
-    from serving.deploy import GRPC_SERVICER
+    from serving.deploy import start_ray
+    from serving.spec import ServerSpec
 
     port = free_port()
-    os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(64 * 1024 * 1024))
-    ray.init(num_cpus=8, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"},
-                grpc_options={"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]})
+    start_ray(ServerSpec(http_port=port, grpc_port=grpc_port, haproxy_stats_port=free_port(),
+                         haproxy_metrics_port=free_port(), fallback_http_port=free_port(),
+                         fallback_grpc_port=free_port(), replica_port_base=REPLICA_PORT_BASE, ray_num_cpus=8))
     yield port
     serve.shutdown()
     ray.shutdown()
@@ -61,12 +64,13 @@ MAX_PAYLOAD = 1_000_000
 @pytest.fixture(scope="session")
 def ferry_url(ray_serve, demo_dir):
     """Ferry deployed with the demo endpoint, an A/B endpoint, a batched one and test models."""
+    from ferry.app import application
     from serving.deploy import deploy
 
     doc = demo_config()
     doc["server"].update(http_port=ray_serve, max_payload_bytes=MAX_PAYLOAD)
-    doc["endpoints"][0]["variants"].append({"name": "InProcess", "model": "credit-gbm", "initial_weight": 0,
-                                            "in_process": True})
+    doc["endpoints"][0]["variants"].append({"name": "Deployed", "model": "credit-gbm", "initial_weight": 0,
+                                            "in_process": False})
     doc["endpoints"][0]["data_capture"] = {"enabled": True, "sampling_percentage": 100,
                                            "destination": str(demo_dir / "capture")}
     doc["models"] += [{"name": "multi", "path": "multi.onnx"}, {"name": "fragile", "path": "fragile.onnx"},
@@ -77,6 +81,8 @@ def ferry_url(ray_serve, demo_dir):
             {"name": "B", "model": "credit-gbm", "initial_weight": 1}]},
         {"name": "batched", "variants": [
             {"model": "credit-gbm", "batching": {"max_batch_size": 16, "batch_wait_timeout_ms": 5}}]},
+        {"name": "batched-deployed", "variants": [
+            {"model": "credit-gbm", "in_process": False, "batching": {"max_batch_size": 16, "batch_wait_timeout_ms": 5}}]},
         {"name": "multi", "variants": [{"model": "multi"}]},
         {"name": "big", "variants": [{"model": "big", "in_process": True}]},
         {"name": "scale-to-zero", "variants": [{"model": "credit-gbm", "autoscaling": {
@@ -91,6 +97,5 @@ def ferry_url(ray_serve, demo_dir):
     train = pd.read_csv(demo_dir / "train.csv")
     baseline_data_quality(pd.DataFrame(model_matrix(train), columns=MODEL_FEATURES), demo_dir / "dq-baseline")
     cfg = parse_config(doc, base=demo_dir, environ={})
-    deploy(cfg.models, cfg.endpoints, cfg.server, timeout_s=240, schedules=cfg.monitoring_schedules,
-           features=feature_api_config(cfg, demo_dir))
+    deploy(application(cfg, demo_dir), timeout_s=240)
     return f"http://127.0.0.1:{ray_serve}"

@@ -19,7 +19,8 @@ import pytest
 from kafka import KafkaConsumer
 from prometheus_client import REGISTRY
 
-from serving.capture import build_record, make_sink
+from core.capture import build_record
+from serving.capture import make_sink
 from serving.spec import DataCaptureSpec
 from tests.integration.services import kafka_bootstrap  # noqa: F401 - fixture
 

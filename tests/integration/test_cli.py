@@ -17,8 +17,22 @@ from tests.integration.conftest import free_port
 FERRY = [sys.executable, "-m", "ferry.cli"]
 
 
-@pytest.mark.parametrize("ingress", ["python", "haproxy"])
+def listeners() -> dict[int, set[str]]:
+    """Listening TCP ports on IPv4 and the addresses they are bound to (from /proc/net/tcp)."""
+    out: dict[int, set[str]] = {}
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A":
+            addr, port = local.split(":")
+            ip = ".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
+            out.setdefault(int(port, 16), set()).add(ip)
+    return out
+
+
+@pytest.mark.parametrize("ingress", ["python", "auto"])
 def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress):
+    """`auto` is the default: HAProxy (installed with Ferry), the model inside the gateway, HAProxy's own
+    listeners on 127.0.0.1."""
     out = tmp_path / "demo"
     r = subprocess.run(FERRY + ["demo", "--out", str(out), "--no-serve"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -51,6 +65,13 @@ def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress):
         r = subprocess.run(FERRY + ["status", "--address", address], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert "credit-risk" in r.stdout and "AllTraffic" in r.stdout and "HEALTHY" in r.stdout
+        assert "in gateway" in r.stdout  # the default shape: no variant deployment
+        log.seek(0)
+        assert f"ingress: {'haproxy' if ingress == 'auto' else 'python'}" in log.read()
+        if ingress == "auto":
+            listening = listeners()
+            assert listening.get(8404) == {"127.0.0.1"} and listening.get(9101) == {"127.0.0.1"}
+            assert listening.get(http) == {"127.0.0.1"}
         r = subprocess.run(FERRY + ["invoke", "nope", "--body", str(out / "test_features.csv"),
                                     "--url", f"http://127.0.0.1:{http}"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and "ValidationError" in r.stderr

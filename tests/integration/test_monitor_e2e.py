@@ -32,6 +32,7 @@ OUTPUTS = ["prediction", "prob_0", "prob_1"]
 
 @pytest.fixture(scope="module")
 def monitored(ray_serve, demo_dir, tmp_path_factory):
+    from ferry.app import application
     from serving.deploy import deploy
 
     root = tmp_path_factory.mktemp("e2e-monitor")
@@ -40,7 +41,7 @@ def monitored(ray_serve, demo_dir, tmp_path_factory):
     doc["endpoints"][0].update(name=EP, data_capture={"enabled": True, "sampling_percentage": 100,
                                                       "destination": str(root / "capture")})
     cfg = parse_config(doc, base=demo_dir, environ={})
-    deploy(cfg.models, cfg.endpoints, cfg.server, timeout_s=240, app_name="ferry-e2e-monitor", route_prefix="/e2e")
+    deploy(application(cfg, demo_dir), timeout_s=240, app_name="ferry-e2e-monitor", route_prefix="/e2e")
     yield f"http://127.0.0.1:{ray_serve}/e2e", root
     from ray import serve
 

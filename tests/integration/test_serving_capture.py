@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
@@ -9,6 +10,9 @@ import uuid
 import httpx
 import numpy as np
 import tritonclient.grpc as tg
+import tritonclient.http as th
+
+from monitor.capture_reader import read_capture
 
 CSV_ROW = "35,52000,0.25,120,4,9000,0,1"
 
@@ -53,21 +57,44 @@ def test_sagemaker_requests_are_captured_with_their_bodies(ferry_url, demo_dir):
     assert ("AllTraffic",) in hour_dirs
 
 
-def test_v2_and_grpc_requests_are_captured(ferry_url, grpc_port, demo_dir):
-    rid = f"v2-{uuid.uuid4().hex[:8]}"
-    doc = {"id": rid, "inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32",
-                                  "data": [float(v) for v in CSV_ROW.split(",")]}]}
-    assert httpx.post(f"{ferry_url}/v2/models/credit-risk/infer", json=doc).status_code == 200
-    gid = f"grpc-{uuid.uuid4().hex[:8]}"
-    client = tg.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+def test_every_protocol_is_captured_and_reads_back_as_the_same_row(ferry_url, grpc_port, demo_dir, tmp_path):
+    """SageMaker CSV, JSON and NPY, V2 JSON and binary, gRPC typed and raw: one capture folder, read by the
+    monitor's reader through the codecs that served them, gives the same feature row and label each time."""
+    row = np.array([CSV_ROW.split(",")], dtype=np.float32)
+    run = uuid.uuid4().hex[:8]
+    ids = {}
+    with httpx.Client(timeout=30) as c:
+        npy = io.BytesIO()
+        np.save(npy, row)
+        for kind, ctype, body in [("csv", "text/csv", CSV_ROW), ("json", "application/json",
+                                  json.dumps({"instances": row.tolist()})), ("npy", "application/x-npy", npy.getvalue())]:
+            ids[kind] = f"{kind}-{run}"
+            r = c.post(f"{ferry_url}/endpoints/credit-risk/invocations", content=body,
+                       headers={"content-type": ctype, "X-Amzn-SageMaker-Inference-Id": ids[kind]})
+            assert r.status_code == 200, r.text
+    http = th.InferenceServerClient(ferry_url.removeprefix("http://"))
+    grpc = tg.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    for binary in (False, True):
+        inp = th.InferInput("input", [1, 8], "FP32")
+        inp.set_data_from_numpy(row, binary_data=binary)
+        ids[f"v2-{binary}"] = f"v2-{binary}-{run}"
+        http.infer("credit-risk", [inp], request_id=ids[f"v2-{binary}"],
+                   outputs=[th.InferRequestedOutput(n, binary_data=binary) for n in ("label", "probabilities")])
     inp = tg.InferInput("input", [1, 8], "FP32")
-    inp.set_data_from_numpy(np.array([CSV_ROW.split(",")], dtype=np.float32))
-    client.infer("credit-risk", [inp], request_id=gid)
-    recs = captured(demo_dir / "capture" / "credit-risk", {rid, gid})
-    assert json.loads(recs[rid]["captureData"]["endpointInput"]["data"])["id"] == rid
-    grpc_in = json.loads(recs[gid]["captureData"]["endpointInput"]["data"])["tensors"][0]
-    assert grpc_in["name"] == "input" and grpc_in["shape"] == [1, 8]
-    assert recs[gid]["captureData"]["endpointOutput"]["encoding"] == "JSON"
+    inp.set_data_from_numpy(row)
+    ids["grpc"] = f"grpc-{run}"
+    grpc.infer("credit-risk", [inp], request_id=ids["grpc"])
+    recs = captured(demo_dir / "capture" / "credit-risk", set(ids.values()))
+    assert set(recs) == set(ids.values())
+    assert recs[ids["v2-True"]]["captureData"]["endpointInput"]["observedContentType"].startswith(
+        "application/vnd.sagemaker-triton.binary+json;json-header-size=")
+    (tmp_path / "all.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs.values()))
+    df = read_capture(tmp_path)
+    assert df.attrs["skipped"] == {}
+    assert len(df) == len(ids)
+    np.testing.assert_allclose(df[[f"_c{i}" for i in range(8)]].to_numpy(float), np.repeat(row, len(ids), 0), rtol=1e-6)
+    assert df["prediction_0"].nunique() == 1  # the label, whatever the protocol wrote it as
+    np.testing.assert_allclose(df["prediction_2"].astype(float), df["prediction_2"].astype(float).iloc[0], rtol=1e-6)
 
 
 def test_failed_requests_are_not_captured_and_never_fail(ferry_url, demo_dir):

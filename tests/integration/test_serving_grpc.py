@@ -45,14 +45,14 @@ def inputs_of(feed: dict[str, np.ndarray]):
 def test_health_and_metadata(client):
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("credit-risk")
-    assert client.is_model_ready("credit-risk", model_version="InProcess")
+    assert client.is_model_ready("credit-risk", model_version="Deployed")
     meta = client.get_model_metadata("credit-risk", as_json=True)
     assert meta["platform"] == "onnx_onnxv1"
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": ["-1", "8"]}]
     assert client.get_server_metadata(as_json=True)["name"] == "ferry"
 
 
-@pytest.mark.parametrize("version", ["", "AllTraffic", "InProcess"])
+@pytest.mark.parametrize("version", ["", "AllTraffic", "Deployed"])
 def test_infer_equals_onnxruntime(client, demo_dir, rows, version):
     label, proba = ort.InferenceSession(str(demo_dir / "model.onnx")).run(None, {"input": rows})
     result = client.infer("credit-risk", inputs_of({"input": rows}), model_version=version, request_id="g1")

@@ -155,18 +155,19 @@ def test_target_variant_header_wins(ferry_url, rows):
     assert r.status_code == 400 and "no variant 'C'" in r.json()["Message"]
 
 
-def test_batched_endpoint_is_exact_and_batches(ferry_url, rows, reference):
+@pytest.mark.parametrize("endpoint", ["batched", "batched-deployed"])
+def test_batched_endpoint_is_exact_and_batches(ferry_url, rows, reference, endpoint):
     async def run():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*(client.post(f"{ferry_url}/endpoints/batched/invocations",
+            return await asyncio.gather(*(client.post(f"{ferry_url}/endpoints/{endpoint}/invocations",
                                                       content=csv_body(rows[i:i + 1]), headers={"content-type": "text/csv"})
                                           for i in range(len(rows))))
     resps = asyncio.run(run())
     labels = [int(r.text.split(",")[0]) for r in resps]
     assert labels == reference[0].tolist()
     metrics = httpx.get(f"{ferry_url}/metrics").text
-    sizes = [ln for ln in metrics.splitlines() if ln.startswith("ferry_batch_size_sum") and 'endpoint="batched"' in ln]
-    counts = [ln for ln in metrics.splitlines() if ln.startswith("ferry_batch_size_count") and 'endpoint="batched"' in ln]
+    sizes = [ln for ln in metrics.splitlines() if ln.startswith("ferry_batch_size_sum") and f'endpoint="{endpoint}"' in ln]
+    counts = [ln for ln in metrics.splitlines() if ln.startswith("ferry_batch_size_count") and f'endpoint="{endpoint}"' in ln]
     assert float(sizes[0].split()[-1]) / float(counts[0].split()[-1]) > 1.0  # some calls held several requests
 
 

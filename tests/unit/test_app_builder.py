@@ -28,7 +28,9 @@ def test_render_serve_config_builds_the_ferry_application(tmp_path):
     gateway = built._bound_deployment
     assert gateway.name == "gateway"
     endpoints = gateway.init_args[0]
-    assert [ep["name"] for ep in endpoints] == ["credit-risk"]
+    assert [ep.name for ep in endpoints] == ["credit-risk"]
+    remote = gateway.init_args[3]
+    assert remote == {}  # the demo's variant runs inside the gateway (the default shape)
 
 
 def test_builder_applies_env_overrides(monkeypatch, tmp_path):
@@ -37,3 +39,15 @@ def test_builder_applies_env_overrides(monkeypatch, tmp_path):
     monkeypatch.setenv("FERRY_SERVER__GATEWAY_REPLICAS", "3")
     built = build({"config": demo_config(), "base_dir": str(tmp_path)})
     assert built._bound_deployment._deployment_config.num_replicas == 3
+
+
+def test_a_variant_with_its_own_scaling_gets_its_own_deployment(tmp_path):
+    from ferry.app import build
+
+    doc = demo_config()
+    doc["endpoints"][0]["variants"] += [
+        {"name": "Scaled", "model": "credit-gbm", "initial_weight": 0, "replicas": 2},
+        {"name": "Forced", "model": "credit-gbm", "initial_weight": 0, "replicas": 2, "in_process": True}]
+    remote = build({"config": doc, "base_dir": str(tmp_path)})._bound_deployment.init_args[3]
+    assert set(remote) == {"credit-risk.Scaled"}
+    assert remote["credit-risk.Scaled"]["handle"]._bound_deployment._deployment_config.num_replicas == 2

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 from prometheus_client import REGISTRY
 
 from monitor.capture_reader import read_capture
-from serving.capture import CaptureSink, build_record, make_sink
+from core.capture import build_record
+from serving.capture import CaptureSink, make_sink
 from serving.spec import DataCaptureSpec
 
 T0 = datetime(2026, 3, 1, 10, 59, 58, tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ import base64
 import json
 from datetime import datetime, timezone
 
-from serving.capture import build_record
+from core.capture import build_record
 from serving.spec import DataCaptureSpec
 
 

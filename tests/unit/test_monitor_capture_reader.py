@@ -4,7 +4,7 @@ import json
 
 from monitor import ground_truth
 from monitor.capture_reader import read_capture
-from serving.capture.record import build_record
+from core.capture import build_record
 from serving.spec import DataCaptureSpec
 
 SPEC = DataCaptureSpec(enabled=True)

@@ -8,7 +8,8 @@ import yaml
 from typer.testing import CliRunner
 
 from ferry.cli import app
-from serving.capture import build_record, make_sink
+from core.capture import build_record
+from serving.capture import make_sink
 from serving.spec import DataCaptureSpec
 
 runner = CliRunner()

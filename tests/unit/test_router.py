@@ -1,6 +1,6 @@
 from collections import Counter
 
-from serving.router import VariantPicker
+from serving.endpoint import VariantPicker
 
 
 def test_weights_split_and_zero_weight_never_picked():

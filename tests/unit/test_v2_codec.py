@@ -7,7 +7,7 @@ import pytest
 import tritonclient.http as th
 from tritonclient.http import InferResult
 
-from serving import v2
+from core.payloads import v2
 from core.errors import FerryError
 
 ARRAYS = {

@@ -1,0 +1,39 @@
+"""What the HTTP adapters share: header lookup, a size-bounded body reader, JSON responses."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.responses import Response
+
+from core.errors import FerryError, bad_request, too_large
+
+
+def headers_of(request) -> dict[bytes, bytes]:
+    """The request headers as a dict of lowercase byte strings (one pass; the last of repeated headers wins)."""
+    return dict(request.scope["headers"])
+
+
+def header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None
+
+
+async def read_body(request, headers: dict[bytes, bytes], limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (a chunked body is never read whole)."""
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise FerryError(bad_request("Content-Length is not a number"))
+        if int(declared) > limit:
+            raise FerryError(too_large(f"the body ({int(declared)} bytes) is over the {limit}-byte limit"))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise FerryError(too_large(f"the body is over the {limit}-byte limit"))
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def json_response(doc, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")

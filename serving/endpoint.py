@@ -1,0 +1,119 @@
+"""An endpoint: its production variants, the weighted choice between them, and its data capture.
+
+Each variant is a runner with one interface (`infer`, `metadata`, `ready`): a model inside the gateway
+replica, or a variant deployment reached through a DeploymentHandle (serving/variants.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import logging
+import random
+from typing import Protocol
+
+from core.capture import RecordFormat
+from core.errors import FerryError, bad_request
+from serving.capture.sink import DROPPED, CaptureSink
+from serving.spec import DataCaptureSpec
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    async def infer(self, payload, output_names: list[str] | None = None): ...
+    async def metadata(self) -> dict: ...
+    async def ready(self) -> bool: ...
+
+
+class VariantPicker:
+    """Weighted random choice of a production variant; a named target always wins."""
+
+    def __init__(self, weights: dict[str, float], seed: int | None = None):
+        self.names = list(weights)
+        total = sum(weights.values())
+        self.cum = list(itertools.accumulate(weights[n] / total for n in self.names))
+        self.rng = random.Random(seed)
+
+    def pick(self, target: str | None = None) -> str | None:
+        if target is not None:
+            return target if target in self.names else None
+        if len(self.names) == 1:
+            return self.names[0]
+        i = bisect.bisect_right(self.cum, self.rng.random())  # scalar work: plain Python beats numpy here
+        return self.names[min(i, len(self.names) - 1)]
+
+
+class EndpointCapture:
+    """Sampled capture records of one endpoint, queued to its sink; never blocks or fails a request."""
+
+    def __init__(self, spec: DataCaptureSpec, sink: CaptureSink):
+        self.format = RecordFormat(spec.capture, spec.csv_content_types, spec.json_content_types)
+        self.rate = spec.sampling_percentage / 100.0
+        self.sink = sink
+
+    def sampled(self) -> bool:
+        return self.rate >= 1.0 or random.random() < self.rate
+
+    def put(self, exchange, result, endpoint: str) -> None:
+        try:
+            in_body, in_type, out_body, out_type = exchange.captured()
+            record = self.format.record(variant=result.variant, input_data=in_body, input_content_type=in_type,
+                                        output_data=out_body, output_content_type=out_type,
+                                        inference_id=exchange.inference_id)
+        except Exception:  # noqa: BLE001 - a capture must never fail a request; what is lost is counted
+            DROPPED.labels(endpoint=endpoint, sink=self.sink.kind, reason="unencodable").inc()
+            log.exception("capture %s: record could not be built", endpoint)
+            return
+        self.sink.put(record)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+class Endpoint:
+    """Variant choice in front of one runner per production variant, and sampled data capture."""
+
+    def __init__(self, name: str, runners: dict[str, Runner], weights: dict[str, float],
+                 capture: EndpointCapture | None = None):
+        self.name = name
+        self.runners = runners
+        self.weights = dict(weights)
+        self.picker = VariantPicker(weights)
+        self.capture = capture
+        self._meta: dict[str, dict] = {}
+
+    def pick(self, target: str | None) -> tuple[str, Runner]:
+        name = self.picker.pick(target)
+        if name is None:
+            raise FerryError(bad_request(
+                f"endpoint {self.name!r} has no variant {str(target)[:80]!r}; variants: {self.picker.names}"))
+        return name, self.runners[name]
+
+    async def metadata(self, variant: str | None = None) -> dict | None:
+        name = variant or self.picker.names[0]
+        if name not in self.runners:
+            return None
+        if name not in self._meta:
+            self._meta[name] = await self.runners[name].metadata()
+        return {**self._meta[name], "versions": self.picker.names}
+
+    async def ready(self, variant: str | None = None, timeout_s: float = 2.0) -> bool:
+        names = [variant] if variant else self.picker.names
+        if any(n not in self.runners for n in names):
+            return False
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self.runners[n].ready() for n in names)), timeout_s)
+            return True
+        except Exception:  # noqa: BLE001 - a variant with no healthy replica is simply not ready
+            return False
+
+    def describe(self) -> list[dict]:
+        """Each variant's weight and where it runs."""
+        return [{"variant": n, "weight": self.weights[n],
+                 "runs": getattr(self.runners[n], "deployment", None) or "in gateway"} for n in self.picker.names]
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.close()

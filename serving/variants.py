@@ -1,0 +1,155 @@
+"""How a production variant's model runs: in the gateway replica (`ModelRunner`), or as its own Ray Serve
+deployment (`ModelServer`) reached from the gateway through `RemoteVariant`. Both answer `infer`,
+`metadata` and `ready`, with errors as `ModelResult` values.
+
+In-process is the default (no network hop: the fastest shape for small models); a variant that needs its
+own replicas, autoscaling, resources or failure isolation gets its own deployment, named
+``<endpoint>.<variant>``. With batching, concurrent requests are gathered where they wait (in the gateway
+for both shapes), so a remote variant pays the handle hop once per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from core.errors import FerryError, throttled, unavailable
+from core.onnx import OnnxModel
+from serving.batching import AdaptiveBatcher
+from serving.dataplane import ModelResult, Payload
+from serving.spec import BatchingSpec, ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+class ModelRunner:
+    """One variant's onnxruntime session, validated inputs, optional adaptive batching."""
+
+    def __init__(self, model: ModelSpec, variant: str, batching: BatchingSpec | None = None):
+        self.variant = variant
+        self.model = OnnxModel(model.path, model.input_names, model.output_names,
+                               model.intra_op_threads, model.inter_op_threads)
+        self._meta = {"inputs": [t.as_dict() for t in self.model.inputs],
+                      "outputs": [t.as_dict() for t in self.model.outputs]}
+        self._batcher = None
+        if batching is not None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix=f"model-{variant}")
+
+            async def run_in_thread(items):
+                return await asyncio.get_running_loop().run_in_executor(pool, self.run_many, items)
+
+            self._batcher = AdaptiveBatcher(run_in_thread, batching.max_batch_size,
+                                            batching.batch_wait_timeout_ms / 1000.0)
+
+    async def metadata(self) -> dict:
+        return self._meta
+
+    async def ready(self) -> bool:
+        return True
+
+    def prepare(self, payload: Payload, output_names: list[str] | None) -> tuple[dict, tuple]:
+        feed = (self.model.from_matrix(payload.matrix) if payload.matrix is not None
+                else self.model.validate(payload.named or {}, strict_dtype=payload.strict_dtype))
+        return feed, tuple(output_names) if output_names else self.model.default_outputs
+
+    async def infer(self, payload: Payload, output_names: list[str] | None = None) -> ModelResult:
+        try:
+            item = self.prepare(payload, output_names)
+        except FerryError as err:
+            return ModelResult(self.variant, error=err.error)
+        if self._batcher is not None:
+            return await self._batcher.submit(item)
+        return self.run_one(*item)
+
+    def run_one(self, feed: dict, names: tuple) -> ModelResult:
+        start = time.perf_counter()
+        try:
+            out = self.model.run(feed, names)
+        except FerryError as err:
+            return ModelResult(self.variant, error=err.error)
+        return ModelResult(self.variant, out, model_seconds=time.perf_counter() - start)
+
+    def infer_many(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
+        """Requests gathered elsewhere: each validated on its own, the valid ones run together."""
+        results: list[ModelResult | None] = [None] * len(requests)
+        ready: list[tuple[int, tuple[dict, tuple]]] = []
+        for i, (payload, names) in enumerate(requests):
+            try:
+                ready.append((i, self.prepare(payload, names)))
+            except FerryError as err:
+                results[i] = ModelResult(self.variant, error=err.error)
+        for (i, _), res in zip(ready, self.run_many([item for _, item in ready])):
+            results[i] = res
+        return results
+
+    def run_many(self, items: list[tuple[dict, tuple]]) -> list[ModelResult]:
+        """Run items with the same input signature as one onnxruntime call, then split the rows."""
+        if len(items) == 1:
+            return [self.run_one(*items[0])]
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, (feed, names) in enumerate(items):
+            groups[(names,) + tuple((k, v.dtype.str, v.shape[1:]) for k, v in feed.items())].append(i)
+        results: list[ModelResult | None] = [None] * len(items)
+        for idx in groups.values():
+            feeds = [items[i][0] for i in idx]
+            names = items[idx[0]][1]
+            sizes = [next(iter(f.values())).shape[0] for f in feeds]
+            merged = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+            start = time.perf_counter()
+            try:
+                out = self.model.run(merged, names)
+            except FerryError as err:
+                for i in idx:
+                    results[i] = ModelResult(self.variant, error=err.error, batch_size=len(idx))
+                continue
+            took = time.perf_counter() - start
+            bounds = np.cumsum(sizes)[:-1]
+            parts = {k: np.split(v, bounds) for k, v in out.items()}
+            for j, i in enumerate(idx):
+                results[i] = ModelResult(self.variant, {k: parts[k][j] for k in names},
+                                         batch_size=len(idx), model_seconds=took)
+        return results
+
+
+class RemoteVariant:
+    """A variant served by its own ModelServer deployment, seen from the gateway."""
+
+    def __init__(self, handle, variant: str, batching: BatchingSpec | None = None, scales_to_zero: bool = False,
+                 max_in_flight: int = 4):
+        self.handle = handle
+        self.variant = variant
+        self.deployment = handle.deployment_name
+        self.scales_to_zero = scales_to_zero  # no replica until traffic comes: ready, not down
+        self._batcher = None
+        if batching is not None:
+            self._batcher = AdaptiveBatcher(self._send_many, batching.max_batch_size,
+                                            batching.batch_wait_timeout_ms / 1000.0, max_in_flight)
+
+    async def metadata(self) -> dict:
+        return await self.handle.metadata.remote()
+
+    async def ready(self) -> bool:
+        return self.scales_to_zero or await self.handle.ready.remote()
+
+    async def infer(self, payload: Payload, output_names: list[str] | None = None) -> ModelResult:
+        try:
+            if self._batcher is not None:
+                return await self._batcher.submit((payload, output_names))
+            return await self.handle.infer.remote(payload, output_names)
+        except Exception as err:  # noqa: BLE001 - backpressure or a lost replica: retryable, not the client's fault
+            from ray.serve.exceptions import BackPressureError
+
+            log.warning("variant %s unavailable: %s", self.variant, type(err).__name__)
+            if isinstance(err, BackPressureError):
+                return ModelResult(self.variant, error=throttled(f"variant {self.variant} is at its queue limit; "
+                                                                 "retry later"))
+            return ModelResult(self.variant, error=unavailable(f"variant {self.variant} is unavailable: "
+                                                               f"{type(err).__name__}"))
+
+    async def _send_many(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
+        return await self.handle.infer_many.remote(requests)
