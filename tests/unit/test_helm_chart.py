@@ -127,34 +127,33 @@ def _ray_env(docs) -> dict:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in head["env"]}
 
 
-def _ferry_up_env(server: dict, monkeypatch) -> dict:
-    """The RAY_* variables `ferry up` sets for this server section (start_ray, with Ray itself not started)."""
+def _ferry_up_env(server: dict) -> dict:
+    """The Ray environment `ferry up` sets for this server section (serving.deploy.ray_env), for the image:
+    HAProxy installed, ferry-haproxy where pip puts scripts, state on the emptyDir /tmp."""
     from serving import deploy
     from serving.spec import ServerSpec
 
-    saved = os.environ.copy()
-    try:
-        for k in [k for k in os.environ if k.startswith("RAY_")]:
-            del os.environ[k]
-        monkeypatch.setattr(deploy.ray, "is_initialized", lambda: True)
-        monkeypatch.setattr(deploy.serve, "start", lambda **_: None)
-        deploy.start_ray(ServerSpec(**server))
-        return {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    spec = ServerSpec(**server)
+    kind = "haproxy" if spec.ingress == "auto" else spec.ingress
+    env = deploy.ray_env(spec, kind, haproxy_binary=IMAGE_HAPROXY, state_dir=IMAGE_STATE_DIR)
+    return {k: v for k, v in env.items() if k.startswith("RAY_") or k.startswith("FERRY_HAPROXY")}
+
+
+IMAGE_HAPROXY = "/usr/local/bin/ferry-haproxy"  # the Dockerfile's pip install puts console scripts here
+IMAGE_STATE_DIR = "/tmp/ferry"
 
 
 @pytest.mark.parametrize("server", [
-    {}, {"ingress": "haproxy"}, {"throughput_optimized": False}, {"grpc_max_message_bytes": 1048576},
-], ids=["defaults", "haproxy", "no-throughput-flags", "grpc-size"])
-def test_ray_containers_get_the_environment_ferry_up_sets(server, monkeypatch):
+    {}, {"ingress": "python"}, {"throughput_optimized": False}, {"grpc_max_message_bytes": 1048576},
+    {"haproxy_stats_port": 18404, "replica_port_base": 40000},
+], ids=["defaults", "python", "no-throughput-flags", "grpc-size", "ports"])
+def test_ray_containers_get_the_environment_ferry_up_sets(server):
     """What `ferry up` puts in Ray's environment (serving/deploy.py start_ray) is on the chart's Ray containers:
     if this fails, start_ray changed; give the chart's ferry.rayEnvMap (templates/_ray.tpl) the same change."""
     sets = tuple(f"ferry.server.{k}={v}" for k, v in server.items())
     chart = {k: v for k, v in _ray_env(template(VALUES_DIR / "minimal-values.yaml", sets=sets)).items()
-             if k.startswith("RAY_")}
-    assert chart == _ferry_up_env(server, monkeypatch)
+             if k.startswith("RAY_") or k.startswith("FERRY_HAPROXY")}
+    assert chart == _ferry_up_env(server)
 
 
 def test_ray_env_values_extend_and_override():

@@ -32,8 +32,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "ferry.server" -}}
 {{- $s := .Values.ferry.server | default dict -}}
 {{- $out := dict "host" (dig "host" "127.0.0.1" $s) "http_port" (dig "http_port" 8080 $s) "grpc_port" (dig "grpc_port" 9000 $s) -}}
-{{- $_ := set $out "ingress" (dig "ingress" "python" $s) -}}
+{{- $_ := set $out "ingress" (dig "ingress" "auto" $s) -}}
 {{- $_ := set $out "grpc_max_message_bytes" (dig "grpc_max_message_bytes" 67108864 $s) -}}
+{{- range $k, $v := dict "haproxy_admin_host" "127.0.0.1" "haproxy_stats_port" 8404 "haproxy_metrics_port" 9101 "fallback_http_port" 8500 "fallback_grpc_port" 9500 "replica_port_base" 30000 -}}
+{{- $_ := set $out $k (dig $k $v $s) -}}
+{{- end -}}
 {{- $_ := set $out "throughput_optimized" (dig "throughput_optimized" true $s) -}}
 {{- toJson $out -}}
 {{- end -}}

@@ -1,17 +1,36 @@
 {{/* The Ray containers: environment, probes and the pod template shared by the head and the workers. */}}
 
-{{/* RAY_* variables `ferry up` sets from the server section (serving/deploy.py start_ray), then ray.env on top. */}}
+{{/* The Ray environment `ferry up` sets from the server section (serving/deploy.py ray_env) for this image:
+     ingress auto is HAProxy (the image has it), wrapped by ferry-haproxy; then ray.env on top. */}}
 {{- define "ferry.rayEnvMap" -}}
 {{- $s := include "ferry.server" . | fromJson -}}
 {{- $env := dict -}}
-{{- if eq $s.ingress "haproxy" -}}
-{{- $_ := set $env "RAY_SERVE_ENABLE_HA_PROXY" "1" -}}
-{{- end -}}
 {{- $_ := set $env "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE" (int64 $s.grpc_max_message_bytes | toString) -}}
 {{- $_ := set $env "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH" (int64 $s.grpc_max_message_bytes | toString) -}}
 {{- if $s.throughput_optimized -}}
-{{- $_ := set $env "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD" "0" -}}
-{{- $_ := set $env "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP" "0" -}}
+{{- range $k, $v := dict "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD" "0" "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP" "0" "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE" "1000" "RAY_SERVE_LOG_TO_STDERR" "0" "RAY_SERVE_USE_GRPC_BY_DEFAULT" "1" "RAY_SERVE_FREEZE_GC_ON_STARTUP" "1" -}}
+{{- $_ := set $env $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- if ne $s.ingress "python" -}}
+{{- $state := printf "/tmp/ferry/haproxy-%d" (int64 $s.http_port) -}}
+{{- $base := int64 $s.replica_port_base -}}
+{{- $_ := set $env "RAY_SERVE_ENABLE_HA_PROXY" "1" -}}
+{{- $_ := set $env "RAY_SERVE_HAPROXY_BINARY_PATH" "/usr/local/bin/ferry-haproxy" -}}
+{{- $_ := set $env "FERRY_HAPROXY_BIND_HOST" $s.haproxy_admin_host -}}
+{{- $_ := set $env "RAY_SERVE_HAPROXY_STATS_PORT" (int64 $s.haproxy_stats_port | toString) -}}
+{{- $_ := set $env "RAY_SERVE_HAPROXY_METRICS_PORT" (int64 $s.haproxy_metrics_port | toString) -}}
+{{- $_ := set $env "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" (int64 $s.fallback_http_port | toString) -}}
+{{- $_ := set $env "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT" (int64 $s.fallback_grpc_port | toString) -}}
+{{- $_ := set $env "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT" ($base | toString) -}}
+{{- $_ := set $env "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT" (add $base 1000 | toString) -}}
+{{- $_ := set $env "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT" (add $base 10000 | toString) -}}
+{{- $_ := set $env "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT" (add $base 11000 | toString) -}}
+{{- $_ := set $env "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC" (printf "%s/haproxy.cfg" $state) -}}
+{{- $_ := set $env "RAY_SERVE_HAPROXY_SOCKET_PATH" (printf "%s/admin.sock" $state) -}}
+{{- $_ := set $env "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH" (printf "%s/metrics.sock" $state) -}}
+{{- $_ := set $env "RAY_SERVE_HAPROXY_SERVER_STATE_BASE" $state -}}
+{{- $_ := set $env "RAY_SERVE_HAPROXY_SERVER_STATE_FILE" (printf "%s/server-state" $state) -}}
 {{- end -}}
 {{- range $k, $v := .Values.ray.env -}}
 {{- $_ := set $env $k ($v | toString) -}}
