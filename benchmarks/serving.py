@@ -1,20 +1,29 @@
-"""Serving benchmark: onnxruntime directly, bare Ray Serve, and Ferry, side by side on the demo model.
+"""Serving benchmark: Ferry's default shape against hand-written Ray Serve, side by side in one Ray session.
 
-    python -m benchmarks.serving [--seconds 5] [--concurrency 1,8,32,64] [--ingress haproxy,python]
+    python -m benchmarks.serving [--seconds 5] [--concurrency 1,8,32,64] [--ingress haproxy]
 
-Each ingress gets its own Ray session (HAProxy mode is a cluster-wide switch). In each session the
-same cluster hosts the bare Ray Serve reference (the model in one deployment that parses CSV and runs
-onnxruntime; with max_ongoing_requests 64, and with Ray's default 5; and a hand-written V2 ModelInfer for
-gRPC) and Ferry's demo endpoint in four shapes: composed (gateway -> variant deployment, the default),
-in-process (model in the gateway replica), and each with dynamic batching. wrk (HTTP) and ghz (gRPC) load
-each target in turn over loopback. Needs `apt-get install wrk` and
-`go install github.com/bojand/ghz/cmd/ghz@latest`. Writes
-benchmarks/results/serving.json and prints a markdown table.
+What runs, on the same cluster, behind the same ingress (HAProxy by default, Ray Serve's fastest here),
+loaded by the same native clients (wrk for HTTP, one CSV row per request; ghz for gRPC, one raw FP32 row
+per ModelInfer) over loopback:
+
+- bare Ray Serve: one deployment that parses CSV, runs onnxruntime and answers CSV (max_ongoing_requests 64,
+  Ray's strongest setting here), and a hand-written V2 ModelInfer for gRPC;
+- a hand-written Ray Serve composition: an ingress that parses CSV and calls a model deployment through a
+  DeploymentHandle;
+- Ferry's default (`ferry demo` without capture: the model inside the gateway), the same with capture at
+  100 %, Ferry's composed shape (the variant as its own deployment), and Ferry over gRPC;
+- a wide MLP (~1 ms per call), unbatched and with Ferry's adaptive batching.
+
+Before the load runs, `handler_cost` times each request handler in this process without Ray or sockets
+(decode, route, model, encode, metrics; capture including its writer thread), so the per-request work of
+Ferry and of the bare handler are compared directly. Needs `apt-get install wrk` and
+`go install github.com/bojand/ghz/cmd/ghz@latest`. Writes benchmarks/results/serving.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
@@ -28,6 +37,26 @@ import numpy as np
 from benchmarks.loadgen import ghz, require_ghz, require_wrk, wrk
 
 RESULTS = Path(__file__).parent / "results"
+MLP_WIDTH = 256
+
+
+def wide_mlp(path: Path, hidden: int = 2048, seed: int = 0) -> None:
+    """An MLP [n, 256] -> 2048 -> 2048 -> 1 (ReLU): about 1 ms per single-row call on one core."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0, 0.05, (MLP_WIDTH, hidden)), rng.normal(0, 0.05, (hidden, hidden)),
+               rng.normal(0, 0.05, (hidden, 1))]
+    inits = [numpy_helper.from_array(w.astype(np.float32), f"w{i}") for i, w in enumerate(weights)]
+    nodes = [helper.make_node("MatMul", ["input", "w0"], ["h0"]), helper.make_node("Relu", ["h0"], ["r0"]),
+             helper.make_node("MatMul", ["r0", "w1"], ["h1"]), helper.make_node("Relu", ["h1"], ["r1"]),
+             helper.make_node("MatMul", ["r1", "w2"], ["score"])]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", MLP_WIDTH])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["n", 1])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
 
 
 def direct_onnxruntime(model_path: str, row: np.ndarray, n: int = 20000) -> dict:
@@ -44,19 +73,51 @@ def direct_onnxruntime(model_path: str, row: np.ndarray, n: int = 20000) -> dict
         t = time.perf_counter()
         sess.run(None, {"input": x})
         times[i] = time.perf_counter() - t
-    return {"concurrency": 1, "p50_ms": float(np.percentile(times, 50) * 1e3),
-            "p99_ms": float(np.percentile(times, 99) * 1e3), "rps": float(n / times.sum()), "non_2xx": 0}
+    return {"p50_us": float(np.percentile(times, 50) * 1e6), "p99_us": float(np.percentile(times, 99) * 1e6)}
 
 
-def bare_app(model_path: str, max_ongoing: int):
+class BareHandler:
     """What a Ray Serve user writes by hand: parse CSV, run onnxruntime, answer CSV."""
+
+    def __init__(self, path: str, width: int):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self.sess = ort.InferenceSession(path, opts)
+        self.width = width
+
+    async def __call__(self, request):
+        from starlette.responses import Response
+
+        text = (await request.body()).decode()
+        x = np.array(text.replace("\n", ",").split(","), dtype=np.float32).reshape(-1, self.width)
+        outputs = self.sess.run(None, {"input": x})
+        if len(outputs) == 1:
+            lines = [f"{v:.9g}" for v in outputs[0].ravel().tolist()]
+        else:
+            label, proba = outputs
+            lines = [f"{lab},{p[0]:.9g},{p[1]:.9g}" for lab, p in zip(label.tolist(), proba.tolist())]
+        return Response("\n".join(lines) + "\n", media_type="text/csv")
+
+
+def bare_app(model_path: str, width: int = 8, max_ongoing: int = 64):
     from ray import serve
-    from starlette.requests import Request
+
+    return serve.deployment(BareHandler, name="BareOnnx", max_ongoing_requests=max_ongoing,
+                            ray_actor_options={"num_cpus": 0.25},
+                            logging_config={"enable_access_log": False, "log_level": "WARNING"}).bind(model_path, width)
+
+
+def composition_app(model_path: str):
+    """A hand-written composition: ingress parses CSV, a model deployment runs onnxruntime via a handle."""
+    from ray import serve
     from starlette.responses import Response
 
-    @serve.deployment(max_ongoing_requests=max_ongoing, ray_actor_options={"num_cpus": 0.25},
-                      logging_config={"enable_access_log": False, "log_level": "WARNING"})
-    class BareOnnx:
+    quiet = {"enable_access_log": False, "log_level": "WARNING"}
+
+    @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25}, logging_config=quiet)
+    class Model:
         def __init__(self, path: str):
             import onnxruntime as ort
 
@@ -64,18 +125,26 @@ def bare_app(model_path: str, max_ongoing: int):
             opts.intra_op_num_threads = 1
             self.sess = ort.InferenceSession(path, opts)
 
-        async def __call__(self, request: Request) -> Response:
+        async def __call__(self, x):
+            return self.sess.run(None, {"input": x})
+
+    @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25}, logging_config=quiet)
+    class Ingress:
+        def __init__(self, model):
+            self.model = model
+
+        async def __call__(self, request):
             text = (await request.body()).decode()
             x = np.array(text.replace("\n", ",").split(","), dtype=np.float32).reshape(-1, 8)
-            label, proba = self.sess.run(None, {"input": x})
+            label, proba = await self.model.remote(x)
             lines = [f"{lab},{p[0]:.9g},{p[1]:.9g}" for lab, p in zip(label.tolist(), proba.tolist())]
             return Response("\n".join(lines) + "\n", media_type="text/csv")
 
-    return BareOnnx.bind(model_path)
+    return Ingress.bind(Model.bind(model_path))
 
 
 def bare_grpc_app(model_path: str):
-    """A hand-written V2 ModelInfer on Ray Serve's gRPC proxy: raw FP32 in, raw outputs back."""
+    """A hand-written V2 ModelInfer on Ray Serve's gRPC path: raw FP32 in, raw outputs back."""
     from ray import serve
 
     @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25},
@@ -102,98 +171,195 @@ def bare_grpc_app(model_path: str):
     return BareGrpc.bind(model_path)
 
 
-def ferry_config(demo_dir: Path, port: int, ingress: str) -> dict:
+def ferry_doc(demo_dir: Path, port: int, grpc_port: int, ingress: str) -> dict:
     from ferry.demo import demo_config
 
     doc = demo_config()
-    doc["server"].update(http_port=port, ingress=ingress)
-    base = {"model": "credit-gbm", "max_ongoing_requests": 64}
-    batching = {"max_batch_size": 32, "batch_wait_timeout_ms": 2}
+    doc["server"].update(http_port=port, grpc_port=grpc_port, ingress=ingress)
+    doc["models"].append({"name": "mlp", "path": "mlp.onnx"})
+    batching = {"max_batch_size": 32, "batch_wait_timeout_ms": 0}
+    capture = {"enabled": True, "sampling_percentage": 100, "destination": str(demo_dir / "bench-capture")}
     doc["endpoints"] = [
-        {"name": "composed", "variants": [dict(base)]},
-        {"name": "composed-batched", "variants": [dict(base, batching=batching)]},
-        {"name": "in-process", "variants": [dict(base, in_process=True)]},
-        {"name": "in-process-batched", "variants": [dict(base, in_process=True, batching=batching)]},
+        {"name": "default", "variants": [{"model": "credit-gbm"}]},
+        {"name": "captured", "variants": [{"model": "credit-gbm"}], "data_capture": capture},
+        {"name": "composed", "variants": [{"model": "credit-gbm", "in_process": False}]},
+        {"name": "mlp", "variants": [{"model": "mlp"}]},
+        {"name": "mlp-batched", "variants": [{"model": "mlp", "batching": batching}]},
     ]
+    doc.pop("feature_groups", None)
+    doc.pop("monitoring_schedules", None)
     return doc
 
 
-def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, concurrencies: list[int], seconds: float) -> list[dict]:
-    import ray
+# --- per-request work, measured in this process (no Ray, no sockets)
+
+def _request(path: str, body: bytes):
+    from starlette.requests import Request
+
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": path, "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"text/csv"), (b"content-length", str(len(body)).encode())]}
+    return Request(scope, receive)
+
+
+async def _time_handler(handler, path: str, body: bytes, n: int) -> float:
+    for _ in range(300):
+        await handler(_request(path, body))
+    start = time.perf_counter()
+    for _ in range(n):
+        resp = await handler(_request(path, body))
+    took = time.perf_counter() - start
+    assert resp.status_code == 200, resp.body
+    return took / n
+
+
+def handler_cost(demo_dir: Path, body: str, n: int = 20000) -> dict:
+    """Microseconds per request of the bare handler, Ferry's gateway, and Ferry's gateway with capture at
+    100 % (the capture writer thread's work included: timed until its queue is written)."""
+    from ferry.config import parse_config
+    from serving.gateway import Gateway
+
+    cfg = parse_config(ferry_doc(demo_dir, 8080, 9000, "python"), base=demo_dir, environ={})
+    eps = {ep.name: ep for ep in cfg.endpoints}
+    models = {m.name: m for m in cfg.models}
+    bare = BareHandler(str(demo_dir / "model.onnx"), 8)
+    plain = Gateway.func_or_class([eps["default"]], models, cfg.server, {})
+    captured = Gateway.func_or_class([eps["captured"]], models, cfg.server, {})
+    raw = body.encode()
+
+    async def run():
+        out = {"bare_us": await _time_handler(bare, "/", raw, n) * 1e6,
+               "ferry_us": await _time_handler(plain, "/endpoints/default/invocations", raw, n) * 1e6}
+        start = time.perf_counter()
+        per = await _time_handler(captured, "/endpoints/captured/invocations", raw, n)
+        drained = time.perf_counter()
+        captured.plane.endpoints["captured"].close()  # waits for the writer to write what is queued
+        out["ferry_capture_us"] = (per * n + time.perf_counter() - drained) / n * 1e6
+        out["capture_wall_us"] = (time.perf_counter() - start) / (n + 300) * 1e6
+        return out
+
+    result = asyncio.run(run())
+    result["ratio"] = result["ferry_us"] / result["bare_us"]
+    result["capture_adds_us"] = result["ferry_capture_us"] - result["ferry_us"]
+    return result
+
+
+# --- load through the ingress
+
+def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarray, concurrencies: list[int],
+                seconds: float) -> list[dict]:
     from ray import serve
 
+    from ferry.app import application
     from ferry.config import parse_config
-    from serving.deploy import deploy, start_ray
+    from serving.deploy import deploy, shutdown, start_ray
 
-    port = 18500 + (ingress == "haproxy")
-    grpc_port = 19500 + (ingress == "haproxy")
-    body = ",".join(f"{v:g}" for v in row)
-    doc = ferry_config(demo_dir, port, ingress)
-    doc["server"]["grpc_port"] = grpc_port
-    cfg = parse_config(doc, base=demo_dir, environ={})
+    port, grpc_port = 18500, 19500
+    cfg = parse_config(ferry_doc(demo_dir, port, grpc_port, ingress), base=demo_dir, environ={})
     start_ray(cfg.server)
-    rows = []
+    rows: list[dict] = []
+    body = ",".join(f"{v:.9g}" for v in row)
+    mlp_body = ",".join(f"{v:.6g}" for v in mlp_row)
     try:
         model = str(demo_dir / "model.onnx")
-        serve.run(bare_app(model, 64), name="bare", route_prefix="/bare")
-        serve.run(bare_app(model, 5), name="bare-default", route_prefix="/bare-default")
+        serve.run(bare_app(model), name="bare", route_prefix="/bare")
+        serve.run(bare_app(str(demo_dir / "mlp.onnx"), MLP_WIDTH), name="bare-mlp", route_prefix="/bare-mlp")
+        serve.run(composition_app(model), name="bare-composed", route_prefix="/bare-composed")
         serve.run(bare_grpc_app(model), name="bare-grpc", route_prefix="/bare-grpc")
-        deploy(cfg.models, cfg.endpoints, cfg.server)
-        targets = [("bare Ray Serve (max_ongoing 64)", "/bare"), ("bare Ray Serve (defaults: max_ongoing 5)", "/bare-default")]
-        targets += [(f"Ferry {ep.name}", f"/endpoints/{ep.name}/invocations") for ep in cfg.endpoints]
-        for name, path in targets:
+        deploy(application(cfg, demo_dir))
+        http = [("bare Ray Serve", "/bare", body), ("Ferry default", "/endpoints/default/invocations", body),
+                ("Ferry default, capture 100 %", "/endpoints/captured/invocations", body),
+                ("hand-written composition", "/bare-composed", body),
+                ("Ferry composed", "/endpoints/composed/invocations", body),
+                ("bare Ray Serve, MLP", "/bare-mlp", mlp_body), ("Ferry MLP", "/endpoints/mlp/invocations", mlp_body),
+                ("Ferry MLP, batched", "/endpoints/mlp-batched/invocations", mlp_body)]
+        for name, path, data in http:
             url = f"http://127.0.0.1:{port}{path}"
-            wrk(url, body, "text/csv", 4, 1)  # warm up
+            wrk(url, data, "text/csv", 4, 1)  # warm up
             for c in concurrencies:
-                r = wrk(url, body, "text/csv", c, seconds)
-                r.update(target=name, ingress=ingress)
+                r = wrk(url, data, "text/csv", c, seconds)
+                r.update(target=name, ingress=ingress, protocol="http")
                 _report(r)
                 rows.append(r)
         proto = str(Path(__file__).resolve().parents[1] / "serving" / "protos" / "inference.proto")
         raw = base64.b64encode(row.astype(np.float32).tobytes()).decode()
-        grpc_targets = [("bare Ray Serve gRPC", "bare-grpc", "bare"), ("Ferry composed gRPC", "ferry", "composed"),
-                        ("Ferry in-process gRPC", "ferry", "in-process")]
-        for name, app, model_name in grpc_targets:
+        for name, app, model_name in [("bare Ray Serve gRPC", "bare-grpc", "bare"),
+                                      ("Ferry default gRPC", "ferry", "default")]:
             data = {"model_name": model_name, "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8]}],
                     "raw_input_contents": [raw]}
             call = "inference.GRPCInferenceService/ModelInfer"
             ghz(f"127.0.0.1:{grpc_port}", proto, call, data, 4, 1, {"application": app})  # warm up
             for c in concurrencies:
                 r = ghz(f"127.0.0.1:{grpc_port}", proto, call, data, c, seconds, {"application": app})
-                r.update(target=name, ingress=ingress)
+                r.update(target=name, ingress=ingress, protocol="grpc")
                 _report(r)
                 rows.append(r)
     finally:
-        serve.shutdown()
-        ray.shutdown()
-        os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
+        shutdown()
+        for var in [k for k in os.environ if k.startswith("RAY_SERVE_")]:
+            os.environ.pop(var)
         time.sleep(2)
     return rows
 
 
 def _report(r: dict) -> None:
-    print(f"  {r['ingress']:8s} {r['target']:42s} c={r['concurrency']:<3d} p50={r['p50_ms']}ms p99={r['p99_ms']}ms "
+    print(f"  {r['ingress']:8s} {r['target']:32s} c={r['concurrency']:<3d} p50={r['p50_ms']}ms p99={r['p99_ms']}ms "
           f"rps={r['rps']:.0f} errors={r['non_2xx']}", flush=True)
 
 
-def markdown(rows: list[dict], direct: dict) -> str:
+def _point(rows: list[dict], target: str, c: int, ingress: str) -> dict | None:
+    return next((r for r in rows if r["target"] == target and r["concurrency"] == c and r["ingress"] == ingress), None)
+
+
+def ratios(rows: list[dict], ingress: str, concurrencies: list[int]) -> dict:
+    """The targets' ratios: throughput against bare (or against the reference named), p50 at c=1."""
+    def rps(target: str, c: int) -> float:
+        p = _point(rows, target, c, ingress)
+        return p["rps"] if p else float("nan")
+
+    def p50(target: str, c: int) -> float:
+        p = _point(rows, target, c, ingress)
+        return p["p50_ms"] if p and p["p50_ms"] else float("nan")
+
+    out = {}
+    for c in concurrencies:
+        out[f"default/bare rps c={c}"] = rps("Ferry default", c) / rps("bare Ray Serve", c)
+        out[f"composed/hand-written rps c={c}"] = rps("Ferry composed", c) / rps("hand-written composition", c)
+        out[f"MLP batched/unbatched rps c={c}"] = rps("Ferry MLP, batched", c) / rps("Ferry MLP", c)
+    out["default/bare p50 c=1"] = p50("Ferry default", 1) / p50("bare Ray Serve", 1)
+    out["gRPC/HTTP p50 c=1 (Ferry default)"] = p50("Ferry default gRPC", 1) / p50("Ferry default", 1)
+    return out
+
+
+def markdown(rows: list[dict], direct: dict, handler: dict, ratio: dict) -> str:
     concs = sorted({r["concurrency"] for r in rows})
     head = "| ingress | target | " + " | ".join(f"c={c} p50 / p99 ms, req/s" for c in concs) + " |"
     lines = [head, "|" + "---|" * (2 + len(concs))]
-    lines.append(f"| (none) | onnxruntime direct, 1 row | {direct['p50_ms']:.3f} / {direct['p99_ms']:.3f}, "
-                 f"{direct['rps']:.0f} |" + " |" * (len(concs) - 1))
     keys = []
     for r in rows:
-        k = (r["ingress"], r["target"])
-        if k not in keys:
-            keys.append(k)
+        if (r["ingress"], r["target"]) not in keys:
+            keys.append((r["ingress"], r["target"]))
     for ingress, target in keys:
         cells = []
         for c in concs:
-            r = next((x for x in rows if x["ingress"] == ingress and x["target"] == target and x["concurrency"] == c), None)
+            r = _point(rows, target, c, ingress)
             cells.append("-" if r is None or r["p50_ms"] is None else
                          f"{r['p50_ms']:.2f} / {r['p99_ms']:.1f}, **{r['rps']:.0f}**" + (" (errors)" if r["non_2xx"] else ""))
         lines.append(f"| {ingress} | {target} | " + " | ".join(cells) + " |")
+    lines += ["", f"onnxruntime alone, one row: p50 {direct['p50_us']:.1f} us.",
+              f"Per-request work in-process (no Ray, no sockets): bare handler {handler['bare_us']:.1f} us, Ferry "
+              f"{handler['ferry_us']:.1f} us ({handler['ratio']:.2f}x), Ferry with capture at 100 % "
+              f"{handler['ferry_capture_us']:.1f} us (capture adds {handler['capture_adds_us']:.1f} us).", "",
+              "| ratio | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in ratio.items()]
     return "\n".join(lines)
 
 
@@ -201,7 +367,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--concurrency", default="1,8,32,64")
-    ap.add_argument("--ingress", default="haproxy,python")
+    ap.add_argument("--ingress", default="haproxy", help="haproxy, python or both (comma-separated)")
     args = ap.parse_args()
     require_wrk()
     require_ghz()
@@ -209,18 +375,24 @@ def main() -> None:
 
     demo_dir = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     write_demo(demo_dir)
+    wide_mlp(demo_dir / "mlp.onnx")
     row = model_matrix(make_credit_data(10, seed=99))[0]
+    mlp_row = np.random.default_rng(1).normal(size=MLP_WIDTH).astype(np.float32)
     direct = direct_onnxruntime(str(demo_dir / "model.onnx"), row)
+    handler = handler_cost(demo_dir, ",".join(f"{v:.9g}" for v in row))
+    print(f"handler: {handler}", flush=True)
     concs = [int(c) for c in args.concurrency.split(",")]
-    rows = []
+    rows, ratio = [], {}
     for ingress in args.ingress.split(","):
-        rows += run_ingress(ingress, demo_dir, row, concs, args.seconds)
-    table = markdown(rows, direct)
+        rows += run_ingress(ingress, demo_dir, row, mlp_row, concs, args.seconds)
+        ratio |= {f"{ingress}: {k}": v for k, v in ratios(rows, ingress, concs).items()}
+    table = markdown(rows, direct, handler, ratio)
     print(table)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "serving.json").write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "seconds_per_point": args.seconds, "direct_onnxruntime": direct, "http": rows, "table": table,
+        "seconds_per_point": args.seconds, "direct_onnxruntime": direct, "handler_cost": handler, "load": rows,
+        "ratios": ratio, "table": table,
         "load_generator": "wrk -t1 (HTTP, one CSV row per request) and ghz (gRPC, one raw FP32 row per "
                           "ModelInfer), on the same machine, loopback",
     }, indent=2))

@@ -11,6 +11,7 @@ and content type that core.payloads' codecs read.
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -42,8 +43,9 @@ class RecordFormat:
     def record(self, *, variant: str, input_data: bytes | str | None = None, input_content_type: str | None = None,
                output_data: bytes | str | None = None, output_content_type: str | None = None,
                inference_id: str | None = None, event_id: str | None = None,
-               inference_time: datetime | None = None) -> dict:
-        """One capture record; sides not captured (or given as None) are left out."""
+               inference_time: datetime | float | None = None) -> dict:
+        """One capture record; sides not captured (or given as None) are left out. `inference_time` is a
+        datetime or seconds since the epoch (default: now)."""
         capture = {}
         if self.input and input_data is not None:
             capture["endpointInput"] = self._part("INPUT", input_data, input_content_type)
@@ -52,7 +54,10 @@ class RecordFormat:
         meta = {"eventId": event_id or str(uuid.uuid4())}
         if inference_id:
             meta["inferenceId"] = inference_id
-        meta["inferenceTime"] = format_time(inference_time or datetime.now(timezone.utc))
+        if inference_time is None or isinstance(inference_time, float):
+            meta["inferenceTime"] = format_epoch(time.time() if inference_time is None else inference_time)
+        else:
+            meta["inferenceTime"] = format_time(inference_time)
         return {"captureData": capture, "eventMetadata": meta, "eventVersion": "0", "variant": variant}
 
 
@@ -60,6 +65,18 @@ def format_time(t: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a Z, e.g. 2022-02-14T17:25:49.123Z."""
     t = t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def format_epoch(t: float) -> str:
+    """format_time for seconds since the epoch, with the second's text cached (records come in bursts)."""
+    second = int(t)
+    global _last_second
+    if _last_second[0] != second:
+        _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    return f"{_last_second[1]}{int((t - second) * 1000):03d}Z"
+
+
+_last_second: tuple[int, str] = (-1, "")
 
 
 def payload(part: dict) -> tuple[bytes, str]:

@@ -146,5 +146,5 @@ class DataPlane:
             raise FerryError(error) from err
         self.metrics.succeeded(ep.name, variant, ex.protocol, time.perf_counter() - start, result)
         if ep.capture is not None and ep.capture.sampled():
-            ep.capture.put(ex, result, ep.name)
+            ep.capture.put(ex, result)
         return result

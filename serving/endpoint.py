@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
-import logging
 import random
+import time
+from functools import partial
 from typing import Protocol
 
 from core.capture import RecordFormat
 from core.errors import FerryError, bad_request
-from serving.capture.sink import DROPPED, CaptureSink
+from serving.capture.sink import CaptureSink
 from serving.spec import DataCaptureSpec
-
-log = logging.getLogger(__name__)
-
 
 class Runner(Protocol):
     async def infer(self, payload, output_names: list[str] | None = None): ...
@@ -56,17 +54,15 @@ class EndpointCapture:
     def sampled(self) -> bool:
         return self.rate >= 1.0 or random.random() < self.rate
 
-    def put(self, exchange, result, endpoint: str) -> None:
-        try:
-            in_body, in_type, out_body, out_type = exchange.captured()
-            record = self.format.record(variant=result.variant, input_data=in_body, input_content_type=in_type,
-                                        output_data=out_body, output_content_type=out_type,
-                                        inference_id=exchange.inference_id)
-        except Exception:  # noqa: BLE001 - a capture must never fail a request; what is lost is counted
-            DROPPED.labels(endpoint=endpoint, sink=self.sink.kind, reason="unencodable").inc()
-            log.exception("capture %s: record could not be built", endpoint)
-            return
-        self.sink.put(record)
+    def put(self, exchange, result) -> None:
+        """Queue the exchange; the sink's writer thread builds its record (off the request path)."""
+        self.sink.put(partial(self._record, exchange, result.variant, time.time()))
+
+    def _record(self, exchange, variant: str, at: float) -> dict:
+        in_body, in_type, out_body, out_type = exchange.captured()
+        return self.format.record(variant=variant, input_data=in_body, input_content_type=in_type,
+                                  output_data=out_body, output_content_type=out_type,
+                                  inference_id=exchange.inference_id, inference_time=at)
 
     def close(self) -> None:
         self.sink.close()

@@ -1,12 +1,15 @@
 """Prometheus metrics of the data plane, recorded by serving.dataplane and served on GET /metrics.
 
-Every metric serving exports is declared once below (core.metrics); the gateway's own are recorded
-through label children bound once per (endpoint, variant, protocol).
+Every metric serving exports is declared once below (core.metrics). The request path only adds to plain
+Python numbers held per (endpoint, variant, protocol): no label lookup, no lock (the gateway's event loop
+is the only writer); `collect` fills the declared families when /metrics is scraped.
 """
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from bisect import bisect_left
+
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from core.errors import InferenceError
 from core.metrics import MetricSet
@@ -56,57 +59,92 @@ COLD_START = METRICS.histogram("ferry_serverless_cold_start_seconds", "Time a re
 
 
 
-class _Bound:
-    """The label children of one (endpoint, variant, protocol)."""
+class _Histogram:
+    __slots__ = ("bounds", "counts", "sum")
 
-    __slots__ = ("ok", "latency", "model_latency", "batch_size")
+    def __init__(self, bounds: tuple):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
 
-    def __init__(self, m: "ServingMetrics", endpoint: str, variant: str, protocol: str):
-        self.ok = m.requests.labels(endpoint, variant, protocol, "200")
-        self.latency = m.latency.labels(endpoint, variant, protocol)
-        self.model_latency = m.model_latency.labels(endpoint, variant)
-        self.batch_size = m.batch_size.labels(endpoint, variant)
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, int]]:
+        out, total = [], 0
+        for bound, n in zip((*map(str, self.bounds), "+Inf"), self.counts):
+            total += n
+            out.append((bound, total))
+        return out
+
+
+class _Series:
+    """Everything counted for one (endpoint, variant, protocol)."""
+
+    __slots__ = ("codes", "errors", "latency", "model_latency", "batch_size")
+
+    def __init__(self):
+        self.codes: dict[str, int] = {}
+        self.errors: dict[tuple[str, str], int] = {}
+        self.latency = _Histogram(REQUEST_LATENCY.buckets)
+        self.model_latency = _Histogram(MODEL_LATENCY.buckets)
+        self.batch_size = _Histogram(BATCH_SIZE.buckets)
 
 
 class ServingMetrics:
-    """Requests, errors by code, latency per endpoint and variant, batch sizes."""
+    """Requests by status code, errors by type, latency per endpoint and variant, model time, batch sizes."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.requests = Counter("ferry_invocations", "Inference requests by endpoint, variant, protocol and status code",
-                                ["endpoint", "variant", "protocol", "code"], registry=r)
-        self.errors = Counter("ferry_invocation_errors", "Failed inference requests by error type",
-                              ["endpoint", "variant", "protocol", "error_type", "code"], registry=r)
-        self.latency = Histogram("ferry_request_latency_seconds", "Gateway-to-response latency",
-                                 ["endpoint", "variant", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
-        self.model_latency = Histogram("ferry_model_latency_seconds", "onnxruntime time per call",
-                                       ["endpoint", "variant"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("ferry_batch_size", "Requests per onnxruntime call (dynamic batching)",
-                                    ["endpoint", "variant"], buckets=BATCH_BUCKETS, registry=r)
-        self._bound: dict[tuple[str, str, str], _Bound] = {}
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        self.registry.register(self)
 
-    def _children(self, endpoint: str, variant: str, protocol: str) -> _Bound:
+    def _get(self, endpoint: str, variant: str, protocol: str) -> _Series:
         key = (endpoint, variant, protocol)
-        bound = self._bound.get(key)
-        if bound is None:
-            bound = self._bound[key] = _Bound(self, endpoint, variant, protocol)
-        return bound
+        s = self._series.get(key)
+        if s is None:
+            s = self._series[key] = _Series()
+        return s
 
     def succeeded(self, endpoint: str, variant: str, protocol: str, seconds: float, result) -> None:
-        b = self._children(endpoint, variant, protocol)
-        b.ok.inc()
-        b.latency.observe(seconds)
+        s = self._get(endpoint, variant, protocol)
+        s.codes["200"] = s.codes.get("200", 0) + 1
+        s.latency.observe(seconds)
         if result.model_seconds:
-            b.model_latency.observe(result.model_seconds)
-            b.batch_size.observe(result.batch_size)
+            s.model_latency.observe(result.model_seconds)
+            s.batch_size.observe(result.batch_size)
 
     def failed(self, endpoint: str, variant: str, protocol: str, error: InferenceError, seconds: float) -> None:
         """A failed request; `endpoint` is "" when the request named no known endpoint (bounded labels)."""
+        s = self._get(endpoint, variant, protocol)
         code = str(error.status)
-        self.requests.labels(endpoint, variant, protocol, code).inc()
-        self.errors.labels(endpoint, variant, protocol, error.error_type, code).inc()
-        self.latency.labels(endpoint, variant, protocol).observe(seconds)
+        s.codes[code] = s.codes.get(code, 0) + 1
+        key = (error.error_type, code)
+        s.errors[key] = s.errors.get(key, 0) + 1
+        s.latency.observe(seconds)
+
+    def collect(self):
+        requests, errors, latency = INVOCATIONS.family(), INVOCATION_ERRORS.family(), REQUEST_LATENCY.family()
+        model, batch = MODEL_LATENCY.family(), BATCH_SIZE.family()
+        per_variant: dict[tuple[str, str], list[_Series]] = {}
+        for (endpoint, variant, protocol), s in list(self._series.items()):
+            for code, n in s.codes.items():
+                requests.add_metric([endpoint, variant, protocol, code], n)
+            for (etype, code), n in s.errors.items():
+                errors.add_metric([endpoint, variant, protocol, etype, code], n)
+            latency.add_metric([endpoint, variant, protocol], s.latency.buckets(), s.latency.sum)
+            per_variant.setdefault((endpoint, variant), []).append(s)
+        for (endpoint, variant), series in per_variant.items():
+            for family, attr in ((model, "model_latency"), (batch, "batch_size")):
+                merged = _Histogram(getattr(series[0], attr).bounds)
+                for s in series:
+                    h = getattr(s, attr)
+                    merged.counts = [a + b for a, b in zip(merged.counts, h.counts)]
+                    merged.sum += h.sum
+                if sum(merged.counts):
+                    family.add_metric([endpoint, variant], merged.buckets(), merged.sum)
+        return [requests, errors, latency, model, batch]
 
     def exposition(self) -> bytes:
         """This gateway's metrics, plus the process-wide registry (capture sinks count drops there)."""

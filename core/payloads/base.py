@@ -73,10 +73,11 @@ class Codec:
             except Exception as err:  # noqa: BLE001 - a user's payload: skipped and counted, never raised
                 skipped.setdefault(_reason(err), []).append(i)
                 continue
-            if parts and (rows.shape[1] != parts[0].shape[1] or names != columns):
-                skipped.setdefault("columns differ from the first payload's", []).append(i)
+            if parts and rows.shape[1] != parts[0].shape[1]:
+                skipped.setdefault(f"{rows.shape[1]} columns where the first payload has {parts[0].shape[1]}",
+                                   []).append(i)
                 continue
-            columns = names
+            columns = names if not parts or names == columns else None  # names only where all agree
             parts.append(rows)
             record.append(np.full(len(rows), i))
         if not parts:

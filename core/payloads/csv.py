@@ -38,12 +38,13 @@ class CsvCodec(Codec):
         return _numbers(",".join(lines.tolist()).split(","), width).reshape(len(lines), width)
 
     def encode(self, outputs: dict[str, np.ndarray]) -> bytes:
-        columns = []
+        blocks = []
         for arr in outputs.values():
             a = np.asarray(arr)
-            a = a.reshape(1, 1) if a.ndim == 0 else a.reshape(a.shape[0], -1)
-            fmt = _formatter(a)
-            columns += [map(fmt, a[:, j].tolist()) for j in range(a.shape[1])]
+            blocks.append(a.reshape(1, 1) if a.ndim == 0 else a.reshape(a.shape[0], -1))
+        if blocks[0].shape[0] == 1:  # one row: the common case
+            return (",".join(",".join(map(_formatter(b), b[0].tolist())) for b in blocks) + "\n").encode()
+        columns = [map(_formatter(b), b[:, j].tolist()) for b in blocks for j in range(b.shape[1])]
         return ("\n".join(map(",".join, zip(*columns))) + "\n").encode()
 
     def read_one(self, body: bytes, side: Side, content_type: str | None = None) -> tuple[pd.DataFrame, None]:

@@ -26,12 +26,18 @@ async def read_body(request, headers: dict[bytes, bytes], limit: int) -> bytes:
             raise FerryError(bad_request("Content-Length is not a number"))
         if int(declared) > limit:
             raise FerryError(too_large(f"the body ({int(declared)} bytes) is over the {limit}-byte limit"))
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, more = [], 0, True
+    receive = request.receive
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise FerryError(bad_request("the client disconnected before sending the whole body"))
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise FerryError(too_large(f"the body is over the {limit}-byte limit"))
         chunks.append(chunk)
+        more = message.get("more_body", False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

@@ -1,19 +1,21 @@
-"""CaptureSink: a bounded queue drained by a background thread in batches, with bounded retries.
+"""CaptureSink: a bounded in-memory queue that a background thread writes out in batches, with retries.
 
-put() never blocks and never raises: a record that finds the queue full is dropped and counted. The
-worker writes batches through the backend's write_batch(); a batch that fails is retried with
-exponential backoff for up to ``retry_for_s`` seconds (new records wait in the queue meanwhile), then
-dropped and counted. Every drop increments ferry_capture_dropped_records_total{endpoint,sink,reason}
-and is logged; nothing is lost silently.
+put() never blocks and never raises, and costs the request path one deque append: the writer thread wakes
+every `flush_interval_s` (not per record), builds what was queued as a callable into its record, and
+writes batches through the backend's write_batch(). A batch that fails is retried with exponential
+backoff for up to ``retry_for_s`` seconds (new records wait in the queue meanwhile), then dropped and
+counted. A record that finds the queue full is dropped and counted. Every drop increments
+ferry_capture_dropped_records_total{endpoint,sink,reason} and is logged; nothing is lost silently.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
 
 from serving import metrics
 
@@ -31,34 +33,42 @@ class CaptureSink(ABC):
     kind = "base"
 
     def __init__(self, endpoint: str, max_queue: int = 10_000, batch_size: int = 500,
-                 flush_interval_s: float = 0.5, retry_for_s: float = 120.0, max_backoff_s: float = 5.0):
+                 flush_interval_s: float = 0.2, retry_for_s: float = 120.0, max_backoff_s: float = 5.0):
         self.endpoint = endpoint
+        self.max_queue = max_queue
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.retry_for_s = retry_for_s
         self.max_backoff_s = max_backoff_s
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._queue: deque = deque()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._full = 0
         self._close_deadline: float | None = None
         self._labels = {"endpoint": endpoint, "sink": self.kind}
+        self._dropped_full = DROPPED.labels(reason="queue_full", **self._labels)
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.kind}-{endpoint}", daemon=True)
         self._thread.start()
 
-    def put(self, record: dict) -> None:
-        """Queue one record for writing; never blocks, never raises."""
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            DROPPED.labels(reason="queue_full", **self._labels).inc()
-            log.warning("capture %s/%s: queue full, record dropped", self.endpoint, self.kind)
-        except Exception:  # noqa: BLE001 - a capture must never fail a request
-            DROPPED.labels(reason="error", **self._labels).inc()
-            log.exception("capture %s/%s: record dropped", self.endpoint, self.kind)
+    def put(self, record: dict | Callable[[], dict]) -> None:
+        """Queue one record (or a callable the writer thread turns into one); never blocks, never raises."""
+        queued = len(self._queue)
+        if queued >= self.max_queue:
+            self._dropped_full.inc()
+            self._full += 1
+            if self._full % 1000 == 1:  # the counter has every drop; the log is a reminder, not a flood
+                log.warning("capture %s/%s: queue full, %d records dropped so far", self.endpoint, self.kind,
+                            self._full)
+            return
+        self._queue.append(record)
+        if queued >= self.batch_size and not self._stop.is_set() and not self._wake.is_set():
+            self._wake.set()  # a full batch is waiting: no need to sleep out the flush interval
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Write what is queued (giving up, counted, after timeout_s), then release the backend."""
         self._close_deadline = time.monotonic() + timeout_s
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout_s + 5.0)
         self.close_backend()
 
@@ -73,23 +83,32 @@ class CaptureSink(ABC):
         """Release connections or files."""
 
     def _take_batch(self) -> list[dict]:
-        batch: list[dict] = []
-        deadline = time.monotonic() + self.flush_interval_s
-        while len(batch) < self.batch_size:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0 or (self._stop.is_set() and self._queue.empty()):
-                break
-            try:
-                batch.append(self._queue.get(timeout=min(timeout, 0.1)))
-            except queue.Empty:
-                continue
-        QUEUED.labels(**self._labels).set(self._queue.qsize())
+        """Up to batch_size queued items, each built into its record (what cannot be built is counted)."""
+        batch = []
+        while self._queue and len(batch) < self.batch_size:
+            item = self._queue.popleft()
+            if callable(item):
+                try:
+                    item = item()
+                except Exception:  # noqa: BLE001 - a capture must never fail a request; what is lost is counted
+                    DROPPED.labels(reason="unencodable", **self._labels).inc()
+                    log.exception("capture %s/%s: record could not be built", self.endpoint, self.kind)
+                    continue
+            batch.append(item)
+        QUEUED.labels(**self._labels).set(len(self._queue))
         return batch
 
     def _run(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
+        while True:
+            if not self._queue:
+                if self._stop.is_set():
+                    return
+                self._wake.wait(self.flush_interval_s)
+                if not self._stop.is_set():
+                    self._wake.clear()
+                continue
             if self._past_close_deadline():
-                left = self._queue.qsize()
+                left = len(self._queue)
                 DROPPED.labels(reason="closed", **self._labels).inc(left)
                 log.error("capture %s/%s: closed with %d records unwritten", self.endpoint, self.kind, left)
                 return

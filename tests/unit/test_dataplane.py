@@ -1,0 +1,196 @@
+"""The data plane without Ray: every protocol adapter through one inference path, with the same auth,
+limits, metrics and capture (in-process model runners, real onnxruntime, real files)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from starlette.requests import Request
+
+from core.errors import FerryError
+from ferry.demo import make_credit_data, model_matrix, write_demo
+from monitor.capture_reader import read_capture
+from serving.adapters import grpc as grpc_adapter
+from serving.adapters import sagemaker, v2rest
+from serving.dataplane import DataPlane, Exchange
+from serving.endpoint import Endpoint, EndpointCapture
+from serving.capture.files import JsonlFileSink
+from serving.protos import inference_pb2 as pb
+from serving.spec import DataCaptureSpec, ModelSpec
+from serving.variants import ModelRunner
+
+TOKEN = "s3cr3t"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dp")
+    write_demo(out, n_rows=300)
+    rows = model_matrix(make_credit_data(5, seed=3))
+    label, proba = ort.InferenceSession(str(out / "model.onnx")).run(None, {"input": rows})
+    return out, rows, label, proba
+
+
+def plane(demo, capture_dir=None, token=None, limit=1_000_000):
+    out = demo[0]
+    runner = ModelRunner(ModelSpec(name="m", path=str(out / "model.onnx")), "A")
+    capture = None
+    if capture_dir is not None:
+        spec = DataCaptureSpec(enabled=True, sampling_percentage=100, destination=str(capture_dir))
+        capture = EndpointCapture(spec, JsonlFileSink(capture_dir, "ep", flush_interval_s=0.05))
+    return DataPlane({"ep": Endpoint("ep", {"A": runner}, {"A": 1.0}, capture)}, limit, token)
+
+
+def http_request(path: str, body: bytes, headers: dict[str, str] | None = None, chunks: int = 1) -> Request:
+    parts = [body[i::chunks] for i in range(chunks)] if chunks > 1 else [body]
+    messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return Request({"type": "http", "method": "POST", "path": path, "root_path": "", "query_string": b"",
+                    "headers": raw}, receive)
+
+
+class Context:
+    """What Ray Serve's gRPC context offers the gateway: metadata in, status out."""
+
+    def __init__(self, metadata=()):
+        self.metadata, self.code, self.details = list(metadata), None, None
+
+    def invocation_metadata(self):
+        return self.metadata
+
+    def set_code(self, code):
+        self.code = code
+
+    def set_details(self, details):
+        self.details = details
+
+
+def grpc_request(rows: np.ndarray, rid: str = "") -> pb.ModelInferRequest:
+    req = pb.ModelInferRequest(model_name="ep", id=rid)
+    req.inputs.add(name="input", datatype="FP32", shape=list(rows.shape))
+    req.raw_input_contents.append(rows.astype(np.float32).tobytes())
+    return req
+
+
+def csv(rows: np.ndarray) -> bytes:
+    return "\n".join(",".join(repr(float(v)) for v in r) for r in rows).encode()
+
+
+def v2_doc(rows: np.ndarray, rid: str | None = None) -> bytes:
+    doc = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(rows.shape), "data": rows.ravel().tolist()}]}
+    if rid:
+        doc["id"] = rid
+    return json.dumps(doc).encode()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_every_protocol_gives_onnxruntimes_answer(demo):
+    _, rows, label, proba = demo
+    dp = plane(demo)
+    r = run(sagemaker.invoke(dp, http_request("/", csv(rows), {"content-type": "text/csv"}), "ep"))
+    assert r.status_code == 200 and r.headers["x-amzn-invoked-production-variant"] == "A"
+    got = np.array([ln.split(",") for ln in r.body.decode().splitlines()], dtype=np.float64)
+    np.testing.assert_array_equal(got[:, 0], label)
+    np.testing.assert_allclose(got[:, 1:], proba, rtol=1e-6)
+    r = run(v2rest.handle(dp, http_request("/v2/models/ep/infer", v2_doc(rows)), ["models", "ep", "infer"], "POST"))
+    outs = {o["name"]: o for o in json.loads(r.body)["outputs"]}
+    assert outs["label"]["data"] == label.tolist()
+    resp = run(grpc_adapter.model_infer(dp, grpc_request(rows), Context()))
+    np.testing.assert_array_equal(np.frombuffer(resp.raw_output_contents[1], dtype=np.float32).reshape(-1, 2), proba)
+
+
+def test_the_token_is_required_on_every_protocol(demo):
+    _, rows, _, _ = demo
+    dp = plane(demo, token=TOKEN)
+    body, h = csv(rows), {"content-type": "text/csv"}
+    assert run(sagemaker.invoke(dp, http_request("/", body, h), "ep")).status_code == 401
+    ok = run(sagemaker.invoke(dp, http_request("/", body, {**h, "authorization": f"Bearer {TOKEN}"}), "ep"))
+    assert ok.status_code == 200
+    assert run(v2rest.handle(dp, http_request("/v2/models/ep/infer", v2_doc(rows)), ["models", "ep", "infer"],
+                             "POST")).status_code == 401
+    assert run(v2rest.handle(dp, http_request("/v2/models/ep", b""), ["models", "ep"], "GET")).status_code == 401
+    ctx = Context()
+    run(grpc_adapter.model_infer(dp, grpc_request(rows), ctx))
+    assert ctx.code.name == "UNAUTHENTICATED"
+    ctx = Context([("authorization", f"Bearer {TOKEN}")])
+    assert len(run(grpc_adapter.model_infer(dp, grpc_request(rows), ctx)).outputs) == 2 and ctx.code is None
+
+
+def test_failures_of_every_protocol_are_counted_alike(demo):
+    dp = plane(demo)
+    run(sagemaker.invoke(dp, http_request("/", b"1,x", {"content-type": "text/csv"}), "ep"))
+    run(v2rest.handle(dp, http_request("/v2/models/ep/infer", b"{nope"), ["models", "ep", "infer"], "POST"))
+    bad = pb.ModelInferRequest(model_name="ep")
+    bad.inputs.add(name="input", datatype="FP99", shape=[1])
+    ctx = Context()
+    run(grpc_adapter.model_infer(dp, bad, ctx))
+    assert ctx.code.name == "INVALID_ARGUMENT" and "FP99" in ctx.details
+    run(sagemaker.invoke(dp, http_request("/", b"1", {"content-type": "text/csv"}), "no-such"))
+    text = dp.metrics.exposition().decode()
+    for protocol in ("sagemaker", "v2", "grpc"):
+        assert f'ferry_invocation_errors_total{{code="400",endpoint="ep",error_type="ValidationError",' \
+               f'protocol="{protocol}",variant=""}} 1.0' in text
+    assert 'ferry_invocations_total{code="404",endpoint="",protocol="sagemaker",variant=""} 1.0' in text
+    run(sagemaker.invoke(dp, http_request("/", b"1,2", {"content-type": "text/csv"}), "ep"))  # fails in the model
+    assert 'error_type="ValidationError",protocol="sagemaker",variant="A"} 1.0' in dp.metrics.exposition().decode()
+
+
+def test_limits_are_checked_while_reading(demo):
+    dp = plane(demo, limit=100)
+    big = b"1," * 200
+    r = run(sagemaker.invoke(dp, http_request("/", big, {"content-type": "text/csv"}, chunks=4), "ep"))  # chunked
+    assert r.status_code == 413 and "100-byte limit" in json.loads(r.body)["Message"]
+    r = run(sagemaker.invoke(dp, http_request("/", b"1", {"content-type": "text/csv", "content-length": "999"}), "ep"))
+    assert r.status_code == 413
+
+
+def test_a_bug_is_a_500_with_an_incident_id_and_nothing_else(demo, caplog):
+    class Broken(Exchange):
+        protocol = "test"
+
+        def decode(self):
+            raise KeyError("secret internals")
+
+    dp = plane(demo)
+    with pytest.raises(FerryError) as err:
+        run(dp.infer(Broken("ep")))
+    assert err.value.error.status == 500 and "secret" not in err.value.error.message
+    assert err.value.error.message.split()[-1] in caplog.text  # the id leads to the traceback in the log
+
+
+def test_each_protocols_capture_reads_back_as_the_rows_sent(demo, tmp_path):
+    _, rows, label, _ = demo
+    dp = plane(demo, capture_dir=tmp_path)
+    npy = io.BytesIO()
+    np.save(npy, rows)
+    for ctype, body in [("text/csv", csv(rows)), ("application/json", json.dumps({"instances": rows.tolist()}).encode()),
+                        ("application/x-npy", npy.getvalue())]:
+        assert run(sagemaker.invoke(dp, http_request("/", body, {"content-type": ctype}), "ep")).status_code == 200
+    run(v2rest.handle(dp, http_request("/v2/models/ep/infer", v2_doc(rows, "j")), ["models", "ep", "infer"], "POST"))
+    head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(rows.shape),
+                                   "parameters": {"binary_data_size": rows.nbytes}}],
+                       "outputs": [{"name": "label", "parameters": {"binary_data": True}},
+                                   {"name": "probabilities"}]}).encode()
+    r = run(v2rest.handle(dp, http_request("/v2/models/ep/infer", head + rows.tobytes(),
+                                           {"inference-header-content-length": str(len(head))}),
+                          ["models", "ep", "infer"], "POST"))
+    assert r.status_code == 200
+    run(grpc_adapter.model_infer(dp, grpc_request(rows, "g"), Context()))
+    dp.endpoints["ep"].close()
+    df = read_capture(tmp_path)
+    assert df.attrs["skipped"] == {} and len(df) == 6 * len(rows)
+    np.testing.assert_allclose(df[[f"_c{i}" for i in range(8)]].to_numpy(float), np.tile(rows, (6, 1)), rtol=1e-6)
+    labels = df["prediction_0"].to_numpy(float).reshape(6, -1)
+    assert (labels == label).all()
