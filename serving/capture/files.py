@@ -69,6 +69,10 @@ class RotatingJsonlWriter:
 class JsonlFileSink(CaptureSink):
     kind = "files"
 
+    @classmethod
+    def from_destination(cls, destination: str, endpoint: str, kafka_bootstrap: str | None = None, **options):
+        return cls(destination.removeprefix("file://"), endpoint, **options)
+
     def __init__(self, destination: str | Path, endpoint: str, max_file_bytes: int = 64 * 1024 * 1024,
                  rotate_after_s: float = 300.0, **kw):
         self.writer = RotatingJsonlWriter(destination, endpoint, max_file_bytes, rotate_after_s)

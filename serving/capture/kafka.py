@@ -20,6 +20,16 @@ log = logging.getLogger(__name__)
 class KafkaSink(CaptureSink):
     kind = "kafka"
 
+    @classmethod
+    def from_destination(cls, destination: str, endpoint: str, kafka_bootstrap: str | None = None, **options):
+        topic = destination.removeprefix("kafka://").strip("/")
+        if not topic:
+            raise ValueError(f"data_capture.destination: {destination!r} names no topic (kafka://<topic>)")
+        if not kafka_bootstrap:
+            raise ValueError(f"data_capture.destination: {destination!r} needs kafka.bootstrap_servers in the "
+                             "deploy file")
+        return cls(kafka_bootstrap, topic, endpoint, **options)
+
     def __init__(self, bootstrap_servers: str, topic: str, endpoint: str, send_timeout_s: float = 10.0, **kw):
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic

@@ -61,7 +61,7 @@ def test_demo_traffic_shows_drift_and_stays_quiet(tmp_path):
         r = subprocess.run(FERRY + ["up", "-f", str(demo / "ferry.yaml")], capture_output=True, text=True,
                            timeout=120, env=env)
         assert r.returncode == 2 and time.monotonic() - started < 60, r.stderr
-        assert f"port {http} (server.http_port)" in r.stderr and "ProxyActor" in r.stderr, r.stderr
+        assert f"port {http} (server.http_port)" in r.stderr and "haproxy" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
     finally:
         proc.send_signal(signal.SIGINT)

@@ -12,6 +12,7 @@ machine, and Ray's temp dir is a unique folder of the pod's /tmp (to tell our pr
 from __future__ import annotations
 
 import os
+import sys
 import shutil
 import signal
 import socket
@@ -79,8 +80,12 @@ def rayservice(tmp_path_factory):
     (work / "values.yaml").write_text(yaml.safe_dump(values))
     short = Path(tempfile.mkdtemp(prefix="fhr", dir="/var/tmp"))  # Ray's socket paths must stay short
     base, pod_tmp, http_port, grpc_port = short / "srv", short / "tmp", _free_port(), _free_port()
+    ports = {k: _free_port() for k in ("haproxy_stats_port", "haproxy_metrics_port", "fallback_http_port",
+                                       "fallback_grpc_port")}
     docs = template(work / "values.yaml", sets=(f"baseDir={base}", f"ferry.server.http_port={http_port}",
-                                                f"ferry.server.grpc_port={grpc_port}"))
+                                                f"ferry.server.grpc_port={grpc_port}", "ferry.server.replica_port_base=26000",
+                                                f"ray.haproxyBinary={Path(sys.executable).parent / 'ferry-haproxy'}",
+                                                *(f"ferry.server.{k}={v}" for k, v in ports.items())))
     command, env = materialize(docs, "RayService", "ferry")
     assert (base / "ferry.yaml").is_file() and (base / "model.onnx").read_bytes() == (demo / "model.onnx").read_bytes()
     assert env["FERRY_SERVER__AUTH_TOKEN"] == TOKEN and env["HOME"] == "/tmp"

@@ -16,7 +16,7 @@
 {{- $state := printf "/tmp/ferry/haproxy-%d" (int64 $s.http_port) -}}
 {{- $base := int64 $s.replica_port_base -}}
 {{- $_ := set $env "RAY_SERVE_ENABLE_HA_PROXY" "1" -}}
-{{- $_ := set $env "RAY_SERVE_HAPROXY_BINARY_PATH" "/usr/local/bin/ferry-haproxy" -}}
+{{- $_ := set $env "RAY_SERVE_HAPROXY_BINARY_PATH" .Values.ray.haproxyBinary -}}
 {{- $_ := set $env "FERRY_HAPROXY_BIND_HOST" $s.haproxy_admin_host -}}
 {{- $_ := set $env "RAY_SERVE_HAPROXY_STATS_PORT" (int64 $s.haproxy_stats_port | toString) -}}
 {{- $_ := set $env "RAY_SERVE_HAPROXY_METRICS_PORT" (int64 $s.haproxy_metrics_port | toString) -}}
