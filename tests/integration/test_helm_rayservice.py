@@ -12,11 +12,11 @@ machine, and Ray's temp dir is a unique folder of the pod's /tmp (to tell our pr
 from __future__ import annotations
 
 import os
-import sys
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
