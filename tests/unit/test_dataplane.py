@@ -194,3 +194,12 @@ def test_each_protocols_capture_reads_back_as_the_rows_sent(demo, tmp_path):
     np.testing.assert_allclose(df[[f"_c{i}" for i in range(8)]].to_numpy(float), np.tile(rows, (6, 1)), rtol=1e-6)
     labels = df["prediction_0"].to_numpy(float).reshape(6, -1)
     assert (labels == label).all()
+
+
+def test_our_protobuf_classes_and_tritonclients_live_in_one_process():
+    """tritonclient registers the same `inference.*` names; ours keep to their own descriptor pool."""
+    from tritonclient.grpc import service_pb2
+
+    req = grpc_request(np.ones((2, 8), dtype=np.float32), "both")
+    theirs = service_pb2.ModelInferRequest.FromString(req.SerializeToString())
+    assert theirs.id == "both" and list(theirs.inputs[0].shape) == [2, 8]
