@@ -26,17 +26,21 @@ IMPORT_PATH = "ferry.app:build"
 
 def build(args: dict):
     """Ray Serve application builder: the `ferry` application for the deploy file in args["config"]."""
+    doc = args.get("config") or {}
     base = Path(args.get("base_dir") or ".").resolve()
-    return application(parse_config(args.get("config") or {}, base=base, environ=os.environ), base)
+    cfg = parse_config(doc, base=base, environ=os.environ)
+    return application(cfg, base, serve_doc=serve_config(doc, args.get("base_dir") or ".", cfg))
 
 
-def application(cfg: DeployFile, base_dir: Path):
-    """The bound `ferry` application of a validated deploy file (what `ferry up` and `build` deploy)."""
+def application(cfg: DeployFile, base_dir: Path, serve_doc: dict | None = None):
+    """The bound `ferry` application of a validated deploy file; `serve_doc`, the config document it is
+    deployed from, lets the control plane change its traffic live."""
     from serving.deploy import build_app
 
     return build_app(cfg.models, cfg.endpoints, cfg.server,
                      kafka_bootstrap=cfg.kafka.bootstrap_servers if cfg.kafka else None,
-                     schedules=cfg.monitoring_schedules, features=feature_api_config(cfg, base_dir))
+                     schedules=cfg.monitoring_schedules, features=feature_api_config(cfg, base_dir),
+                     serve_doc=serve_doc)
 
 
 def feature_api_config(cfg: DeployFile, base_dir: Path) -> dict | None:

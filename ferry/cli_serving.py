@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ferry.app import application
+from ferry.app import serve_config
 from ferry.config import ConfigError, DeployFile, load_config, parse_config
 
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: a URL is never split, terminal or not
@@ -50,9 +51,10 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
-def serve_until_interrupted(cfg: DeployFile, address: str | None, base_dir: Path, verbose: bool = False,
+def serve_until_interrupted(cfg: DeployFile, address: str | None, file: Path, verbose: bool = False,
                             debug: bool = False, on_ready: Callable[[str], None] | None = None) -> None:
-    """Check, start or join Ray, deploy the endpoints, print the URLs, block until Ctrl-C, shut down.
+    """Check, start or join Ray, deploy the deploy file `file` (validated as `cfg`) the way `serve deploy`
+    would, print the URLs, block until Ctrl-C, shut down.
 
     `on_ready(base_url)` runs in a background thread once the endpoints answer."""
     from serving import deploy
@@ -62,8 +64,12 @@ def serve_until_interrupted(cfg: DeployFile, address: str | None, base_dir: Path
         _fail("the deploy file declares no endpoints", 2)
     _preflight(cfg.models, None if address else cfg.server)  # a cluster Ferry joins owns its ports
     try:
+        cfg.server.check_control_exposure()
+    except ValueError as err:
+        _fail(str(err), 2)
+    try:
         deploy.start_ray(cfg.server, address, verbose=verbose)
-        deploy.deploy(application(cfg, base_dir))
+        deploy.deploy_config(serve_config(yaml.safe_load(file.read_text()) or {}, str(file.resolve().parent), cfg))
     except KeyboardInterrupt:
         console.print("interrupted; shutting down")
         _quiet_shutdown(deploy, started_ray=address is None)
@@ -149,7 +155,7 @@ def register(app: typer.Typer) -> None:
            address: str = typer.Option(None, "--address", help="join this Ray cluster instead of starting one"),
            verbose: bool = VERBOSE, debug: bool = DEBUG):
         """Deploy every endpoint of the deploy file on Ray Serve and serve until Ctrl-C."""
-        serve_until_interrupted(_load(file), address, file.resolve().parent, verbose=verbose, debug=debug)
+        serve_until_interrupted(_load(file), address, file, verbose=verbose, debug=debug)
 
     @app.command()
     def validate(file: Path = typer.Option(Path("ferry.yaml"), "-f", "--file")):
@@ -195,6 +201,35 @@ def register(app: typer.Typer) -> None:
                 runs = v["runs"]
                 row(endpoint, v["variant"], f"{v['weight']:g}", runs, "gateway" if runs == "in gateway" else runs)
         _stdout_console().print(table)
+
+    @app.command()
+    def weights(endpoint: str = typer.Argument(..., help="endpoint name"),
+                assignments: list[str] = typer.Argument(..., help="VARIANT=WEIGHT, e.g. v1=90 v2=10"),
+                url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL", help="Ferry's HTTP address"),
+                token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN", help="control API token")):
+        """Change an endpoint's variant weights live (no replica restarts, no failed requests)."""
+        import httpx
+
+        weights = {}
+        for a in assignments:
+            name, sep, value = a.partition("=")
+            try:
+                weights[name] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or not name:
+                _fail(f"{a!r} is not VARIANT=WEIGHT", 2)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            r = httpx.put(f"{url.rstrip('/')}/control/endpoints/{endpoint}/weights", json={"weights": weights},
+                          headers=headers, timeout=70)
+        except httpx.HTTPError as err:
+            _fail(f"cannot reach Ferry at {url}: {err}")
+        if r.status_code >= 400:
+            _fail(f"{r.status_code}: {r.json().get('error', r.text) if r.headers.get('content-type', '').startswith('application/json') else r.text}")
+        live = r.json()["endpoints"][endpoint]["weights"]
+        total = sum(live.values())
+        console.print(f"{endpoint}: " + "  ".join(f"{n}={w:g} ({100 * w / total:.0f} %)" for n, w in live.items()))
 
     @app.command()
     def invoke(endpoint: str = typer.Argument(..., help="endpoint name"),
@@ -247,4 +282,4 @@ def register(app: typer.Typer) -> None:
         console.print(f"try, from another shell:  ferry invoke credit-risk --body {out}/test_features.csv")
         cfg = _load(path)
         on_ready = (lambda base: _demo_traffic(base, path.parent, cfg.server.auth_token)) if traffic else None
-        serve_until_interrupted(cfg, None, path.resolve().parent, verbose=verbose, debug=debug, on_ready=on_ready)
+        serve_until_interrupted(cfg, None, path, verbose=verbose, debug=debug, on_ready=on_ready)

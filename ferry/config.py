@@ -82,6 +82,7 @@ class DeployFile(Strict):
         for ep in self.endpoints:
             ep.data_capture.destination = _local(base, ep.data_capture.destination)
         self.server.ground_truth_dir = _local(base, self.server.ground_truth_dir)
+        self.server.state_dir = _local(base, self.server.state_dir)
         for s in self.monitoring_schedules:
             for field in s.path_fields:
                 if getattr(s, field):

@@ -97,8 +97,11 @@ def ray_env(server: ServerSpec, ingress_kind: str | None = None, haproxy_binary:
 
 
 def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
-              kafka_bootstrap: str | None = None, schedules: list | None = None, features: dict | None = None):
-    """The `ferry` application: the gateway ingress bound to the variants that have their own deployment."""
+              kafka_bootstrap: str | None = None, schedules: list | None = None, features: dict | None = None,
+              serve_doc: dict | None = None):
+    """The `ferry` application: the gateway ingress bound to the variants that have their own deployment, the
+    monitor (with schedules) and the control plane (`serve_doc`: the config document deploying this
+    application, which the control plane re-applies with live traffic state)."""
     from serving.gateway import Gateway
     from serving.model_server import ModelServer
 
@@ -120,7 +123,18 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
         name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=server.gateway_max_ongoing_requests,
         ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
     ).bind(endpoints, {n: m for n, m in by_name.items() if n in used}, server, remote, kafka_bootstrap,
-           monitor_deployment(schedules or []), features)
+           monitor_deployment(schedules or []), features, control_deployment(endpoints, server, serve_doc))
+
+
+def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_doc: dict | None):
+    """The bound Control deployment, starting from the deploy file's weights."""
+    from serving.control.deployment import Control
+    from serving.control.state import TrafficState
+
+    initial = TrafficState(endpoints={ep.name: {"weights": {v.name: v.initial_weight for v in ep.variants}}
+                                      for ep in endpoints})
+    return Control.options(name="control", ray_actor_options={"num_cpus": 0.05}, logging_config=QUIET).bind(
+        serve_doc, initial.model_dump(), server.state_dir)
 
 
 def _replicas(v: VariantSpec) -> dict:
@@ -164,8 +178,23 @@ def start_ray(server: ServerSpec, address: str | None = None, verbose: bool = Fa
                 grpc_options={"port": server.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]})
 
 
+def deploy_config(serve_doc: dict, timeout_s: float = 180.0) -> None:
+    """Deploy the applications of a Serve config document (ferry.app.serve_config) declaratively, as `serve
+    deploy` and KubeRay do: Ray Serve can then update them in place (the control plane does). Raises
+    DeployError with the reason if they cannot start."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    from serving.status import wait_running
+
+    _get_global_client().deploy_apps(ServeDeploySchema.model_validate({"applications": serve_doc["applications"]}))
+    for app in serve_doc["applications"]:
+        wait_running(app["name"], timeout_s)
+
+
 def deploy(app, timeout_s: float = 180.0, app_name: str = APP_NAME, route_prefix: str = "/") -> None:
-    """Deploy (or update in place) a built application; raise DeployError with the reason if it cannot start."""
+    """Deploy (or update in place) a built application with serve.run (no live traffic changes: use
+    deploy_config for that); raise DeployError with the reason if it cannot start."""
     from ray.serve.api import RunTarget, _run_many
 
     from serving.status import wait_running

@@ -80,6 +80,11 @@ class Endpoint:
         self.capture = capture
         self._meta: dict[str, dict] = {}
 
+    def set_weights(self, weights: dict[str, float]) -> None:
+        """Live weights (the control plane's); variants not named keep theirs."""
+        self.weights = {**self.weights, **{n: w for n, w in weights.items() if n in self.runners}}
+        self.picker = VariantPicker(self.weights)
+
     def pick(self, target: str | None) -> tuple[str, Runner]:
         name = self.picker.pick(target)
         if name is None:

@@ -22,8 +22,10 @@ from core.errors import FerryError
 from serving import replica_metrics
 from serving.adapters import grpc as grpc_adapter
 from serving.adapters import sagemaker, v2rest
+from serving.adapters.control import ControlAPI
 from serving.adapters.http import header, headers_of, json_response, read_body
 from serving.capture.factory import make_sink
+from serving.control.state import TrafficState
 from serving.dataplane import DataPlane
 from serving.endpoint import Endpoint, EndpointCapture
 from serving.metrics import ServingMetrics
@@ -40,9 +42,12 @@ class Gateway:
 
     def __init__(self, endpoints: list[EndpointSpec], models: dict[str, ModelSpec], server: ServerSpec,
                  remote: dict[str, dict], kafka_bootstrap: str | None = None, monitor=None,
-                 features: dict | None = None):
-        """`remote` maps "<endpoint>.<variant>" of variants with their own deployment to {"handle", ...}."""
+                 features: dict | None = None, control=None):
+        """`remote` maps "<endpoint>.<variant>" of variants with their own deployment to {"handle", ...};
+        `control` is the Control deployment's handle."""
+        server.check_control_exposure()
         self.metrics = ServingMetrics()
+        self.control = ControlAPI(control, server.control_secret)
         self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap) for ep in endpoints},
                                server.max_payload_bytes, server.auth_token, self.metrics,
                                limits={"grpc": server.grpc_max_message_bytes})
@@ -53,6 +58,14 @@ class Gateway:
         self.routes = {f"/endpoints/{ep.name}/invocations": ep.name for ep in endpoints}
         if self.default is not None:
             self.routes["/invocations"] = self.default
+
+    def reconfigure(self, traffic: dict) -> None:
+        """The control plane's live traffic state (the deployment's user_config): applied in place."""
+        state = TrafficState.model_validate(traffic)
+        for name, ep in state.endpoints.items():
+            if name in self.plane.endpoints:
+                self.plane.endpoints[name].set_weights(ep.weights)
+        log.info("traffic state version %d applied", state.version)
 
     def __del__(self):
         """Ray Serve calls this on replica shutdown: flush captured records."""
@@ -73,6 +86,8 @@ class Gateway:
             return await v2rest.handle(self.plane, request, parts[1:], method)
         if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "invocations" and method == "POST":
             return await sagemaker.invoke(self.plane, request, parts[1])  # an unknown endpoint: its 4xx
+        if parts and parts[0] == "control":
+            return await self.control.handle(request, parts[1:], method)
         if path == "/ping" and method == "GET":
             ok = self.default is not None and await self.plane.endpoints[self.default].ready()
             return Response(status_code=200 if ok else 503)
@@ -191,7 +206,8 @@ def _feature_api(features: dict):
     from fastapi import FastAPI
 
     from featurestore.api import make_router
-    from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+    from featurestore.settings import FeatureStoreSettings
+    from featurestore.spec import FeatureGroupSpec
     from featurestore.store import FeatureStore
 
     store = FeatureStore(FeatureStoreSettings(**features["settings"]),

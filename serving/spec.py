@@ -24,6 +24,9 @@ def _check_name(v: str) -> str:
     return v
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 class ServerSpec(Strict):
     """Where Ferry listens, and the data-plane guards."""
 
@@ -46,6 +49,11 @@ class ServerSpec(Strict):
         "(gRPC); give each Ferry on one machine its own base"))
     auth_token: str | None = Field(None, description="when set, data-plane requests need 'Authorization: Bearer <token>'")
     ground_truth_dir: str = Field("./ground-truth", description="POST /ground-truth writes <dir>/<endpoint>/yyyy/mm/dd/hh/")
+    control_token: str | None = Field(None, description=(
+        "bearer token of the control API (/control/...: weights, shadows, rollouts); default: auth_token. "
+        "Required when the server binds beyond loopback"))
+    state_dir: str = Field("./.ferry/control", description="where the control plane keeps live traffic state "
+                                                            "(weights, rollouts) across restarts")
     throughput_optimized: bool = Field(True, description=(
         "when Ferry starts Ray: run replica code on Ray Serve's main event loop (no thread hop per request); "
         "turn off for models that hold the CPU for long"))
@@ -53,6 +61,17 @@ class ServerSpec(Strict):
     gateway_num_cpus: float = Field(0.25, gt=0)
     gateway_max_ongoing_requests: int = Field(1024, ge=1, description="requests in flight per gateway replica")
     ray_num_cpus: int | None = Field(None, ge=1, description="logical CPUs when Ferry starts Ray (default: max(8, cores))")
+
+    @property
+    def control_secret(self) -> str | None:
+        """The token the control API checks."""
+        return self.control_token or self.auth_token
+
+    def check_control_exposure(self) -> None:
+        """Refuse an unauthenticated control API on a non-loopback address (raises ValueError)."""
+        if self.host not in LOOPBACK and not self.control_secret:
+            raise ValueError(f"server.host {self.host!r} exposes the control API beyond loopback: set "
+                             "server.control_token (or server.auth_token), e.g. FERRY_SERVER__CONTROL_TOKEN")
 
 
 class ModelSpec(Strict):

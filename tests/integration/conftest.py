@@ -64,8 +64,8 @@ MAX_PAYLOAD = 1_000_000
 @pytest.fixture(scope="session")
 def ferry_url(ray_serve, demo_dir):
     """Ferry deployed with the demo endpoint, an A/B endpoint, a batched one and test models."""
-    from ferry.app import application
-    from serving.deploy import deploy
+    from ferry.app import serve_config
+    from serving.deploy import deploy_config
 
     doc = demo_config()
     doc["server"].update(http_port=ray_serve, max_payload_bytes=MAX_PAYLOAD)
@@ -97,5 +97,5 @@ def ferry_url(ray_serve, demo_dir):
     train = pd.read_csv(demo_dir / "train.csv")
     baseline_data_quality(pd.DataFrame(model_matrix(train), columns=MODEL_FEATURES), demo_dir / "dq-baseline")
     cfg = parse_config(doc, base=demo_dir, environ={})
-    deploy(application(cfg, demo_dir), timeout_s=240)
+    deploy_config(serve_config(doc, str(demo_dir), cfg), timeout_s=240)  # as `ferry up` and `serve deploy` do
     return f"http://127.0.0.1:{ray_serve}"

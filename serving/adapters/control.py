@@ -1,0 +1,64 @@
+"""The control API over HTTP: live traffic changes, forwarded to the `control` deployment.
+
+    GET  /control/traffic                          every endpoint's live weights (and the state's version)
+    PUT  /control/endpoints/{name}/weights         {"weights": {"variant": weight, ...}}
+
+Authenticated with server.control_token (default: auth_token); without one, the server refuses to bind
+beyond loopback. Errors are `{"error": "..."}` with the status.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import orjson
+from starlette.responses import Response
+
+from core.errors import FerryError, InferenceError, bad_request, not_found, unauthorized, unavailable
+from serving.adapters.http import header, headers_of, json_response, read_body
+
+MAX_BODY = 64 * 1024
+
+
+class ControlAPI:
+    def __init__(self, control, token: str | None):
+        self.control = control  # the Control deployment's handle (None: no control plane in this application)
+        self._token = f"Bearer {token}".encode() if token else None
+
+    async def handle(self, request, parts: list[str], method: str) -> Response:
+        """`parts` is the path after /control."""
+        try:
+            credentials = header(headers_of(request), b"authorization")
+            if self._token is not None and not hmac.compare_digest((credentials or "").encode(), self._token):
+                raise FerryError(unauthorized("missing or wrong bearer token for the control API"))
+            if self.control is None:
+                raise FerryError(unavailable("this application has no control plane"))
+            if parts == ["traffic"] and method == "GET":
+                return json_response(await self.control.traffic.remote())
+            if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "weights" and method == "PUT":
+                weights = _weights(await read_body(request, headers_of(request), MAX_BODY))
+                return _answer(await self.control.set_weights.remote(parts[1], weights))
+            raise FerryError(not_found(f"no control route {method} /control/{'/'.join(parts)[:200]}"))
+        except FerryError as err:
+            return error_response(err.error)
+
+
+def _weights(body: bytes) -> dict:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise FerryError(bad_request(f"the body is not valid JSON: {str(err)[:200]}")) from None
+    weights = doc.get("weights") if isinstance(doc, dict) else None
+    if not isinstance(weights, dict) or not weights:
+        raise FerryError(bad_request('send {"weights": {"<variant>": <weight>, ...}}'))
+    return weights
+
+
+def _answer(result: dict) -> Response:
+    if "error" in result:
+        return error_response(InferenceError(**result["error"]))
+    return json_response(result["traffic"])
+
+
+def error_response(error: InferenceError) -> Response:
+    return json_response({"error": error.message}, error.status)

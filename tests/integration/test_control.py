@@ -1,0 +1,98 @@
+"""The control plane on real Ray Serve: weights change live, through the control API and `ferry weights`,
+with no gateway replica restarted and no request failed under steady load."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from subprocess import run
+
+import httpx
+import pytest
+
+ROW = "35,52000,0.25,120,4,9000,0,1"
+
+
+def gateway_replicas() -> set[str]:
+    from ray.util.state import list_actors
+
+    return {a.actor_id for a in list_actors(filters=[("class_name", "=", "ServeReplica:ferry:gateway"),
+                                                      ("state", "=", "ALIVE")])}
+
+
+class Load:
+    """Steady requests to an endpoint from a thread; counts answers by variant and by status."""
+
+    def __init__(self, url: str):
+        self.url, self.stop = url, threading.Event()
+        self.variants: Counter = Counter()
+        self.failed: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with httpx.Client(timeout=30) as c:
+            while not self.stop.is_set():
+                r = c.post(self.url, content=ROW, headers={"content-type": "text/csv"})
+                if r.status_code == 200:
+                    self.variants[r.headers["x-amzn-invoked-production-variant"]] += 1
+                else:
+                    self.failed.append(f"{r.status_code} {r.text[:200]}")
+                time.sleep(0.005)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+
+
+def variants_now(url: str, n: int = 200) -> Counter:
+    with httpx.Client(timeout=30) as c:
+        return Counter(c.post(url, content=ROW, headers={"content-type": "text/csv"})
+                       .headers["x-amzn-invoked-production-variant"] for _ in range(n))
+
+
+def test_weights_change_live_without_restarts_or_failed_requests(ferry_url):
+    url = f"{ferry_url}/endpoints/ab-test/invocations"
+    before = gateway_replicas()
+    assert httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"]["ab-test"]["weights"] == {"A": 3, "B": 1}
+    try:
+        with Load(url) as load:
+            time.sleep(1)
+            r = httpx.put(f"{ferry_url}/control/endpoints/ab-test/weights", json={"weights": {"A": 0, "B": 1}},
+                          timeout=60)
+            assert r.status_code == 200, r.text
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and variants_now(url, 50)["A"]:
+                time.sleep(0.2)
+            assert variants_now(url) == Counter({"B": 200})
+            cli = run([sys.executable, "-m", "ferry.cli", "weights", "ab-test", "A=1", "B=1", "--url", ferry_url],
+                      capture_output=True, text=True, timeout=120)
+            assert cli.returncode == 0 and "A=1 (50 %)" in cli.stderr, cli.stderr
+            time.sleep(2)
+        assert load.failed == [] and sum(load.variants.values()) > 100
+        split = variants_now(url, 400)
+        assert 140 < split["A"] < 260  # 50 % within 6 sigma
+        assert gateway_replicas() == before  # reconfigured in place: no replica restarted
+    finally:
+        httpx.put(f"{ferry_url}/control/endpoints/ab-test/weights", json={"weights": {"A": 3, "B": 1}}, timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and variants_now(url, 100)["A"] < 55:
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("body, status, needle", [
+    ({"weights": {"Z": 1}}, 400, "no variant"),
+    ({"weights": {"A": -1}}, 400, ">= 0"),
+    ({"weights": {"A": 0, "B": 0}}, 400, "positive"),
+    ({"nope": 1}, 400, "weights"),
+])
+def test_bad_weight_changes_are_4xx_and_change_nothing(ferry_url, body, status, needle):
+    r = httpx.put(f"{ferry_url}/control/endpoints/ab-test/weights", json=body, timeout=60)
+    assert r.status_code == status and needle in r.json()["error"]
+    assert httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"]["ab-test"]["weights"] == {"A": 3, "B": 1}
+    assert httpx.put(f"{ferry_url}/control/endpoints/nope/weights", json={"weights": {"A": 1}}).status_code == 404
