@@ -24,6 +24,7 @@ from serving.endpoint import Endpoint
 from serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
+PROTOCOLS = ("sagemaker", "v2", "grpc")
 
 
 @dataclass(slots=True)
@@ -88,6 +89,9 @@ class DataPlane:
         self.limits = limits or {}
         self._token = f"Bearer {auth_token}".encode() if auth_token else None
         self.metrics = metrics or ServingMetrics()
+        for name, ep in endpoints.items():
+            for variant in ep.runners:
+                self.metrics.declare(name, variant, PROTOCOLS)
 
     # --- the operations
 

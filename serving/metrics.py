@@ -79,13 +79,18 @@ class _Histogram:
         return out
 
 
+# Exported at 0 from the start, so that rate() sees the first failures of a series (a series that appears
+# with its first increment starts from that value: Prometheus cannot tell it rose).
+INITIAL_CODES = ("200", "424", "500", "503")
+
+
 class _Series:
     """Everything counted for one (endpoint, variant, protocol)."""
 
     __slots__ = ("codes", "errors", "latency", "model_latency", "batch_size")
 
     def __init__(self):
-        self.codes: dict[str, int] = {}
+        self.codes: dict[str, int] = dict.fromkeys(INITIAL_CODES, 0)
         self.errors: dict[tuple[str, str], int] = {}
         self.latency = _Histogram(REQUEST_LATENCY.buckets)
         self.model_latency = _Histogram(MODEL_LATENCY.buckets)
@@ -99,6 +104,11 @@ class ServingMetrics:
         self.registry = registry or CollectorRegistry()
         self._series: dict[tuple[str, str, str], _Series] = {}
         self.registry.register(self)
+
+    def declare(self, endpoint: str, variant: str, protocols) -> None:
+        """Export a variant's series before its first request (at 0)."""
+        for protocol in protocols:
+            self._get(endpoint, variant, protocol)
 
     def _get(self, endpoint: str, variant: str, protocol: str) -> _Series:
         key = (endpoint, variant, protocol)

@@ -16,10 +16,13 @@ ROW = "35,52000,0.25,120,4,9000,0,1"
 
 
 def gateway_replicas() -> set[str]:
-    from ray.util.state import list_actors
+    """The names of the gateway's replica actors (a restarted replica has a new name)."""
+    import ray
 
-    return {a.actor_id for a in list_actors(filters=[("class_name", "=", "ServeReplica:ferry:gateway"),
-                                                      ("state", "=", "ALIVE")])}
+    names = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    found = {n for n in names if "ferry#gateway#" in n}
+    assert found, sorted(names)
+    return found
 
 
 class Load:
