@@ -9,10 +9,10 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
+from core.capture import build_record
 from ferry.demo import MODEL_FEATURES, make_credit_data, model_matrix, train_model
 from monitor import ground_truth, jobs
 from monitor.spec import SCHEDULE_TYPES, BiasSpec, MonitoringScheduleSpec
-from core.capture import build_record
 from serving.capture import make_sink
 from serving.spec import DataCaptureSpec
 
