@@ -112,7 +112,9 @@ def rayservice(tmp_path_factory):
     pod_tmp.mkdir()
     args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--bind", str(pod_tmp), "/tmp",
             "--bind", str(short), str(short), "--die-with-parent", "--chdir", str(base), "--"] + ray_start
-    proc_env = {**os.environ, **env}
+    # The pod's environment is the chart's: none of this process's Ray settings (the session's ray.init() sets
+    # RAY_AUTH_MODE=token here, and the pod has no token), or its Ray address.
+    proc_env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **env}
     log = (short / "ray.log").open("w")
     proc = subprocess.Popen(args, env=proc_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     proc_env["HOME"] = str(pod_tmp)  # `serve deploy` runs outside the pod: Ray's token is in the pod's /tmp
