@@ -64,3 +64,8 @@ def unavailable(message: str) -> InferenceError:
 
 def throttled(message: str) -> InferenceError:
     return InferenceError(429, "ThrottlingException", "RESOURCE_EXHAUSTED", message)
+
+
+def model_not_ready(message: str) -> InferenceError:
+    """SageMaker's ModelNotReadyException: a serverless replica still starting; the caller retries."""
+    return InferenceError(429, "ModelNotReadyException", "UNAVAILABLE", message)

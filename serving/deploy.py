@@ -36,6 +36,8 @@ THROUGHPUT_ENV = {
 def in_process(v: VariantSpec) -> bool:
     """Whether a variant runs inside the gateway: as asked, else unless it needs its own replicas,
     autoscaling, CPUs or queue limit."""
+    if v.serverless is not None:
+        return False
     if v.in_process is not None:
         return v.in_process
     return (v.replicas == 1 and v.autoscaling is None and "num_cpus" not in v.model_fields_set
@@ -102,6 +104,7 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
     """The `ferry` application: the gateway ingress bound to the variants that have their own deployment, the
     monitor (with schedules) and the control plane (`serve_doc`: the config document deploying this
     application, which the control plane re-applies with live traffic state)."""
+    from serving import serverless
     from serving.gateway import Gateway
     from serving.model_server import ModelServer
 
@@ -111,13 +114,19 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
         for v in ep.variants:
             if in_process(v):
                 continue
+            sizing = (serverless.deployment_options(v.serverless, v.num_cpus) if v.serverless else
+                      {"max_ongoing_requests": v.max_ongoing_requests, "ray_actor_options": {"num_cpus": v.num_cpus},
+                       **_replicas(v)})
             remote[f"{ep.name}.{v.name}"] = {
                 "handle": ModelServer.options(
-                    name=f"{ep.name}.{v.name}", max_ongoing_requests=v.max_ongoing_requests,
-                    max_queued_requests=v.max_queued_requests, ray_actor_options={"num_cpus": v.num_cpus},
-                    logging_config=QUIET, **_replicas(v),
+                    name=f"{ep.name}.{v.name}", max_queued_requests=v.max_queued_requests, logging_config=QUIET,
+                    **sizing,
                 ).bind(by_name[v.model], v.name),
-                "scales_to_zero": v.autoscaling is not None and v.autoscaling.min_replicas == 0}
+                "scales_to_zero": (v.autoscaling is not None and v.autoscaling.min_replicas == 0
+                                   or v.serverless is not None and v.serverless.provisioned_concurrency == 0)}
+            if v.serverless:
+                remote[f"{ep.name}.{v.name}"]["concurrency"] = serverless.gateway_share(v.serverless,
+                                                                                        server.gateway_replicas)
     used = {v.model for ep in endpoints for v in ep.variants}
     return Gateway.options(
         name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=server.gateway_max_ongoing_requests,

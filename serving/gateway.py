@@ -29,6 +29,7 @@ from serving.control.state import TrafficState
 from serving.dataplane import DataPlane
 from serving.endpoint import Endpoint, EndpointCapture
 from serving.metrics import ServingMetrics
+from serving.serverless import ServerlessVariant
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 from serving.variants import ModelRunner, RemoteVariant
 
@@ -195,6 +196,8 @@ def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str
         target = remote.get(f"{spec.name}.{v.name}")
         runners[v.name] = (RemoteVariant(target["handle"], v.name, v.batching, target["scales_to_zero"])
                            if target else ModelRunner(models[v.model], v.name, v.batching))
+        if v.serverless is not None:
+            runners[v.name] = ServerlessVariant(runners[v.name], spec.name, v.serverless, target["concurrency"])
     capture = None
     if spec.data_capture.enabled:
         capture = EndpointCapture(spec.data_capture, make_sink(spec.data_capture, spec.name, kafka_bootstrap))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from ray import serve
 
 from serving.spec import ModelSpec
@@ -14,12 +16,17 @@ class ModelServer:
 
     def __init__(self, model: ModelSpec, variant: str):
         self.runner = ModelRunner(model, variant)
+        self.ready_at = time.time()
 
     async def metadata(self) -> dict:
         return await self.runner.metadata()
 
     async def ready(self) -> bool:
         return True
+
+    async def ready_since(self) -> float:
+        """When this replica became ready (Unix time): a serverless caller tells a cold start by it."""
+        return self.ready_at
 
     async def infer(self, payload, output_names=None):
         return await self.runner.infer(payload, output_names)

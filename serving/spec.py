@@ -116,6 +116,35 @@ class BatchingSpec(Strict):
     batch_wait_timeout_ms: float = Field(2.0, ge=0)
 
 
+class ServerlessSpec(Strict):
+    """SageMaker's ServerlessConfig on Ray Serve: replicas from zero on demand, a concurrency cap, memory per
+    replica (serving.serverless maps it onto the variant's deployment)."""
+
+    memory_mb: int = Field(2048, ge=128, description="memory each replica reserves in Ray (its `memory` resource; "
+                                                     "SageMaker: MemorySizeInMB, 1024-6144)")
+    max_concurrency: int = Field(20, ge=1, le=200, description=(
+        "requests the variant takes at once; past it a caller gets 429 ThrottlingException (gRPC "
+        "RESOURCE_EXHAUSTED). Shared out among the gateway replicas"))
+    provisioned_concurrency: int = Field(0, ge=0, le=200, description=(
+        "replicas kept warm (Ray Serve's min_replicas); 0 scales to zero when idle"))
+    max_replicas: int | None = Field(None, ge=1, description="most replicas (default: max(1, provisioned_concurrency))")
+    idle_timeout_s: float = Field(30.0, ge=0, description="idle seconds before the last replica stops")
+    startup_timeout_s: float = Field(120.0, gt=0, description=(
+        "how long a request waits for a replica to start; past it, 429 ModelNotReadyException (retry)"))
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ServerlessSpec":
+        if self.provisioned_concurrency > self.max_concurrency:
+            raise ValueError(f"provisioned_concurrency ({self.provisioned_concurrency}) is above max_concurrency "
+                             f"({self.max_concurrency})")
+        if self.max_replicas is None:
+            self.max_replicas = max(1, self.provisioned_concurrency)
+        elif self.max_replicas < self.provisioned_concurrency:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below provisioned_concurrency "
+                             f"({self.provisioned_concurrency})")
+        return self
+
+
 class VariantSpec(Strict):
     """A production variant: a model with its own replicas and traffic weight."""
 
@@ -133,8 +162,20 @@ class VariantSpec(Strict):
         "run the model inside the gateway replicas (no network hop; scales with server.gateway_replicas). "
         "Default: yes, unless the variant asks for more than one replica, autoscaling, its own num_cpus or a "
         "max_queued_requests limit (then it is its own deployment <endpoint>.<variant>)"))
+    serverless: ServerlessSpec | None = Field(None, description=(
+        "a serverless variant: its own deployment, from zero replicas on demand (excludes replicas, autoscaling "
+        "and in_process)"))
 
     _v_name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _serverless(self) -> "VariantSpec":
+        if self.serverless is not None:
+            clash = [f for f in ("replicas", "autoscaling", "in_process", "max_ongoing_requests")
+                     if f in self.model_fields_set]
+            if clash:
+                raise ValueError(f"a serverless variant sizes itself from serverless: drop {', '.join(clash)}")
+        return self
 
 
 class DataCaptureSpec(Strict):

@@ -89,6 +89,10 @@ def ferry_url(ray_serve, demo_dir):
             "min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "upscale_delay_s": 0,
             "downscale_delay_s": 600}}]},
         {"name": "fragile", "variants": [{"model": "fragile"}]},
+        {"name": "serverless", "variants": [{"model": "credit-gbm", "serverless": {
+            "memory_mb": 256, "max_concurrency": 2, "idle_timeout_s": 2, "startup_timeout_s": 120}}]},
+        {"name": "serverless-not-ready", "variants": [{"model": "credit-gbm", "serverless": {
+            "memory_mb": 256, "max_concurrency": 4, "idle_timeout_s": 600, "startup_timeout_s": 0.05}}]},
     ]
     doc["server"]["ground_truth_dir"] = "ground-truth"
     doc["monitoring_schedules"] = [{
