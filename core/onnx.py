@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.dtypes import NUMPY_TO_V2, ORT_TO_NUMPY, V2_TO_NUMPY
-from core.errors import FerryError, bad_request, model_error
+from core.errors import FerryError, bad_request, model_error, quote
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ class OnnxModel:
         known = {t.name: t for t in self.inputs}
         unknown = sorted(set(inputs) - set(known))
         if unknown:
-            raise FerryError(bad_request(f"unknown input(s) {unknown}; the model takes {self.input_names}"))
+            raise FerryError(bad_request(f"unknown input(s) {', '.join(quote(n) for n in unknown[:10])}; "
+                                         f"the model takes {self.input_names}"))
         missing = [n for n in known if n not in inputs]
         if missing:
             raise FerryError(bad_request(f"missing input(s) {missing}; the model takes {self.input_names}"))
@@ -117,7 +118,7 @@ class OnnxModel:
         names = output_names or self.default_outputs
         if names is not self.default_outputs and not self._output_set.issuperset(names):
             bad = sorted(set(names) - self._output_set)
-            raise FerryError(bad_request(f"unknown output(s) {[str(b)[:80] for b in bad][:10]}; "
+            raise FerryError(bad_request(f"unknown output(s) {', '.join(quote(b) for b in bad[:10])}; "
                                          f"the model gives {self.output_names}"))
         try:
             results = self.session.run(list(names), feed)
@@ -158,7 +159,8 @@ def _cast(arr: np.ndarray, meta: TensorMeta, strict: bool) -> np.ndarray:
         try:
             arr = arr.astype(want, casting="unsafe" if want != np.object_ else "unsafe")
         except (TypeError, ValueError) as err:
-            raise FerryError(bad_request(f"input {meta.name!r} cannot be read as {meta.datatype}: {err}")) from None
+            raise FerryError(bad_request(
+                f"input {meta.name!r} cannot be read as {meta.datatype}: {str(err)[:200]}")) from None
     if meta.shape:
         if arr.ndim != len(meta.shape):
             raise FerryError(bad_request(

@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from core.errors import MAX_MESSAGE
 from featurestore.guard import Guard
 from featurestore.online import StoreUnavailable
 from featurestore.records import ConflictError, NotFoundError, RecordError
@@ -32,6 +33,9 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def _error(kind: str, message: str, status: int) -> Response:
+    """SageMaker's error shape; the message (which may quote the client's input) is bounded."""
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE - 3] + "..."
     return _json({"__type": kind, "message": message}, status)
 
 

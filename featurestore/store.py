@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from pydantic import ValidationError
 
+from core.errors import quote
 from featurestore.metrics import READ_LATENCY
 from featurestore.offline import OfflineStore
 from featurestore.online import OnlineStore, StoreUnavailable, open_online_store
@@ -101,7 +102,7 @@ class FeatureStore:
     def group(self, name: str) -> FeatureGroupSpec:
         spec = self._groups.get(name)
         if spec is None:
-            raise NotFoundError(f"feature group {name!r} not found")
+            raise NotFoundError(f"feature group {quote(name)} not found")
         return spec
 
     def groups(self) -> list[FeatureGroupSpec]:

@@ -2,7 +2,8 @@
 
 Every section is a typed model with defaults; unknown keys are errors. Environment variables
 ``FERRY_<SECTION>__<FIELD>[__<INDEX>...]`` override the file (``FERRY_SERVER__HTTP_PORT=9000``),
-values parsed as YAML scalars so numbers and booleans keep their types.
+values parsed as YAML scalars so numbers and booleans keep their types - except secrets (fields named
+``*token``, ``*secret*``, ``*password*``), taken literally: ``s3cr3t #prod`` stays that, ``null`` is a token.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from monitor.spec import MonitoringScheduleSpec
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 
 ENV_PREFIX = "FERRY_"
+SECRET_WORDS = ("token", "secret", "password")  # a field named with one is a secret (token files excepted)
+
+
+def is_secret(field: str) -> bool:
+    """Whether an env override of this field is taken literally (a secret is never parsed as YAML)."""
+    return any(w in field for w in SECRET_WORDS) and not field.endswith("_file")
 
 
 class KafkaSpec(Strict):
@@ -79,6 +86,7 @@ class DeployFile(Strict):
         """Make relative model paths and capture folders relative to the deploy file's folder."""
         for m in self.models:
             m.path = m.resolved_path(base)
+        self.server.read_token_files(base)
         for ep in self.endpoints:
             ep.data_capture.destination = _local(base, ep.data_capture.destination)
         self.server.ground_truth_dir = _local(base, self.server.ground_truth_dir)
@@ -119,7 +127,8 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None 
         path = key[len(ENV_PREFIX):].lower().split("__")
         if path[0] not in DeployFile.model_fields:
             continue
-        _set_path(out, path, yaml.safe_load(environ[key]) if environ[key] != "" else "")
+        raw = environ[key]
+        _set_path(out, path, raw if raw == "" or is_secret(path[-1]) else yaml.safe_load(raw))
     return out
 
 
@@ -159,7 +168,10 @@ def parse_config(data: dict[str, Any] | None, base: Path | None = None,
         cfg = DeployFile.model_validate(merged)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
-    return cfg.resolve_paths(base or Path.cwd())
+    try:
+        return cfg.resolve_paths(base or Path.cwd())
+    except ValueError as err:  # a token file that cannot be read
+        raise ConfigError(str(err)) from None
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> DeployFile:

@@ -26,14 +26,18 @@ def parse(records: list[dict]) -> pd.DataFrame:
     """Records -> DataFrame[joinKey, line, groundTruth]; a bad record raises naming its field."""
     keys, data = [], []
     for i, r in enumerate(records):
+        if not isinstance(r, dict):
+            raise ValueError(f"ground truth record {i} is not an object")
         gt = r.get("groundTruthData")
-        if not isinstance(gt, dict) or "data" not in gt:
-            raise ValueError(f"ground truth record {i}: groundTruthData.data is missing")
+        if not isinstance(gt, dict) or not isinstance(gt.get("data"), (str, int, float)):
+            raise ValueError(f"ground truth record {i}: groundTruthData.data is missing (a string)")
         if gt.get("encoding", "CSV") != "CSV":
-            raise ValueError(f"ground truth record {i}: groundTruthData.encoding must be CSV, got {gt.get('encoding')!r}")
-        eid = (r.get("eventMetadata") or {}).get("eventId")
-        if not eid:
-            raise ValueError(f"ground truth record {i}: eventMetadata.eventId is missing")
+            raise ValueError(f"ground truth record {i}: groundTruthData.encoding must be CSV, got "
+                             f"{str(gt.get('encoding'))[:40]!r}")
+        meta = r.get("eventMetadata")
+        eid = meta.get("eventId") if isinstance(meta, dict) else None
+        if not isinstance(eid, (str, int)) or isinstance(eid, bool) or eid == "":
+            raise ValueError(f"ground truth record {i}: eventMetadata.eventId is missing (a string)")
         keys.append(str(eid))
         data.append(str(gt["data"]))
     df = pd.DataFrame({"joinKey": keys, GROUND_TRUTH_COLUMN: pd.Series(data, dtype=object).str.split("\n")})

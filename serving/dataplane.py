@@ -14,12 +14,11 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import FerryError, InferenceError, not_found, unauthorized
+from core.errors import FerryError, InferenceError, internal_error, not_found, quote, unauthorized
 from serving.endpoint import Endpoint
 from serving.metrics import ServingMetrics
 
@@ -103,7 +102,7 @@ class DataPlane:
     def endpoint(self, name: str) -> Endpoint:
         ep = self.endpoints.get(name)
         if ep is None:
-            raise FerryError(not_found(f"endpoint {name[:80]!r} not found; endpoints: {self.names}"))
+            raise FerryError(not_found(f"endpoint {quote(name)} not found; endpoints: {self.names}"))
         return ep
 
     async def ready(self) -> bool:
@@ -118,7 +117,7 @@ class DataPlane:
     async def model_metadata(self, name: str, version: str | None = None) -> dict:
         meta = await self.endpoint(name).metadata(version)
         if meta is None:
-            raise FerryError(not_found(f"model {name!r} has no version {version[:80]!r}"))
+            raise FerryError(not_found(f"model {quote(name)} has no version {quote(version)}"))
         return {"name": name, "versions": meta["versions"], "platform": "onnx_onnxv1",
                 "inputs": meta["inputs"], "outputs": meta["outputs"]}
 
@@ -143,9 +142,7 @@ class DataPlane:
                                 time.perf_counter() - start)
             raise
         except Exception as err:  # noqa: BLE001 - a bug: a 500 with an id to find it in the log, nothing more
-            incident = uuid.uuid4().hex[:12]
-            log.exception("internal error %s on endpoint %s (%s)", incident, ex.endpoint[:80], ex.protocol)
-            error = InferenceError(500, "InternalFailure", "INTERNAL", f"internal error {incident}")
+            error = internal_error(log, f"{ex.protocol} inference on endpoint {ex.endpoint[:80]!r}")
             self.metrics.failed(ep.name if ep else "", variant, ex.protocol, error, time.perf_counter() - start)
             raise FerryError(error) from err
         self.metrics.succeeded(ep.name, variant, ex.protocol, time.perf_counter() - start, result)

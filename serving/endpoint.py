@@ -15,7 +15,7 @@ from functools import partial
 from typing import Protocol
 
 from core.capture import RecordFormat
-from core.errors import FerryError, bad_request
+from core.errors import FerryError, bad_request, quote
 from serving.capture.sink import CaptureSink
 from serving.spec import DataCaptureSpec
 
@@ -89,7 +89,7 @@ class Endpoint:
         name = self.picker.pick(target)
         if name is None:
             raise FerryError(bad_request(
-                f"endpoint {self.name!r} has no variant {str(target)[:80]!r}; variants: {self.picker.names}"))
+                f"endpoint {self.name!r} has no variant {quote(target)}; variants: {self.picker.names}"))
         return name, self.runners[name]
 
     async def metadata(self, variant: str | None = None) -> dict | None:

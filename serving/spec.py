@@ -47,11 +47,15 @@ class ServerSpec(Strict):
     replica_port_base: int = Field(30000, ge=1024, le=54000, description=(
         "behind HAProxy, gateway replicas listen on ports from here (HTTP, 1000 ports) and from here + 10000 "
         "(gRPC); give each Ferry on one machine its own base"))
-    auth_token: str | None = Field(None, description="when set, data-plane requests need 'Authorization: Bearer <token>'")
+    auth_token: str | None = Field(None, min_length=1, description=(
+        "when set, data-plane requests need 'Authorization: Bearer <token>'"))
+    auth_token_file: str | None = Field(None, description="a file holding auth_token (surrounding whitespace "
+                                                          "ignored), e.g. a mounted Secret; relative to ferry.yaml")
     ground_truth_dir: str = Field("./ground-truth", description="POST /ground-truth writes <dir>/<endpoint>/yyyy/mm/dd/hh/")
-    control_token: str | None = Field(None, description=(
+    control_token: str | None = Field(None, min_length=1, description=(
         "bearer token of the control API (/control/...: weights, shadows, rollouts); default: auth_token. "
         "Required when the server binds beyond loopback"))
+    control_token_file: str | None = Field(None, description="a file holding control_token")
     state_dir: str = Field("./.ferry/control", description="where the control plane keeps live traffic state "
                                                             "(weights, rollouts) across restarts")
     throughput_optimized: bool = Field(True, description=(
@@ -61,6 +65,29 @@ class ServerSpec(Strict):
     gateway_num_cpus: float = Field(0.25, gt=0)
     gateway_max_ongoing_requests: int = Field(1024, ge=1, description="requests in flight per gateway replica")
     ray_num_cpus: int | None = Field(None, ge=1, description="logical CPUs when Ferry starts Ray (default: max(8, cores))")
+
+    @model_validator(mode="after")
+    def _one_source_per_token(self) -> "ServerSpec":
+        for name in ("auth_token", "control_token"):
+            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
+                raise ValueError(f"set {name} or {name}_file, not both")
+        return self
+
+    def read_token_files(self, base: Path) -> None:
+        """Load auth_token_file / control_token_file (relative to `base`) into the tokens; ValueError if a file
+        cannot be read or holds no token (an empty token would turn authentication off)."""
+        for name in ("auth_token", "control_token"):
+            path = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            file = Path(path) if Path(path).is_absolute() else base / path
+            try:
+                token = file.read_text().strip()
+            except (OSError, UnicodeDecodeError) as err:
+                raise ValueError(f"server.{name}_file: cannot read {file}: {err.__class__.__name__}") from None
+            if not token:
+                raise ValueError(f"server.{name}_file: {file} is empty")
+            setattr(self, name, token)
 
     @property
     def control_secret(self) -> str | None:

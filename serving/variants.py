@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from core.errors import FerryError, throttled, unavailable
+from core.errors import FerryError, bad_request, internal_error, throttled, unavailable
 from core.onnx import OnnxModel
 from serving.batching import AdaptiveBatcher
 from serving.dataplane import ModelResult, Payload
@@ -53,8 +53,18 @@ class ModelRunner:
         return True
 
     def prepare(self, payload: Payload, output_names: list[str] | None) -> tuple[dict, tuple]:
-        feed = (self.model.from_matrix(payload.matrix) if payload.matrix is not None
-                else self.model.validate(payload.named or {}, strict_dtype=payload.strict_dtype))
+        """The session's feed for a decoded payload; FerryError (4xx) when it does not fit the model.
+
+        Only the client's payload is read here, so any other exception is caused by it: logged (a check is
+        missing), and a 400 rather than a 5xx."""
+        try:
+            feed = (self.model.from_matrix(payload.matrix) if payload.matrix is not None
+                    else self.model.validate(payload.named or {}, strict_dtype=payload.strict_dtype))
+        except FerryError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            log.exception("variant %s: an input the checks let through", self.variant)
+            raise FerryError(bad_request(f"the input does not fit the model ({type(err).__name__})")) from None
         return feed, tuple(output_names) if output_names else self.model.default_outputs
 
     async def infer(self, payload: Payload, output_names: list[str] | None = None) -> ModelResult:
@@ -142,8 +152,11 @@ class RemoteVariant:
                 return await self._batcher.submit((payload, output_names))
             return await self.handle.infer.remote(payload, output_names)
         except Exception as err:  # noqa: BLE001 - backpressure or a lost replica: retryable, not the client's fault
+            from ray.exceptions import RayTaskError
             from ray.serve.exceptions import BackPressureError
 
+            if isinstance(err, RayTaskError):  # the replica is up and its code raised: a bug, not an outage
+                return ModelResult(self.variant, error=internal_error(log, f"variant {self.variant}'s replica"))
             log.warning("variant %s unavailable: %s", self.variant, type(err).__name__)
             if isinstance(err, BackPressureError):
                 return ModelResult(self.variant, error=throttled(f"variant {self.variant} is at its queue limit; "

@@ -13,7 +13,7 @@ extension, as SageMaker's Triton containers name it; how binary V2 and gRPC call
 
 from __future__ import annotations
 
-from core.errors import FerryError, InferenceError, not_acceptable, unsupported_media
+from core.errors import FerryError, InferenceError, not_acceptable, quote, unsupported_media
 from core.payloads.base import INPUT, OUTPUT, Codec, Table, media_type
 from core.payloads.csv import CSV
 from core.payloads.json import JSON
@@ -34,7 +34,7 @@ def codec_for(content_type: str | None) -> Codec | None:
 
 def unsupported(content_type: str | None) -> InferenceError:
     """The 415 for a request body whose type the SageMaker routes do not take."""
-    return unsupported_media(f"unsupported Content-Type {str(content_type)[:100]!r}; use one of "
+    return unsupported_media(f"unsupported Content-Type {quote(content_type)}; use one of "
                              f"{', '.join(RESPONSE_TYPES)}")
 
 
@@ -50,4 +50,4 @@ def choose_accept(accept: str | None, content_type: str | None) -> str:
     if any(w in ("*/*", "") for w in wanted):
         req = media_type(content_type)
         return req if req in RESPONSE_TYPES else JSON.media_type
-    raise FerryError(not_acceptable(f"unsupported Accept {accept[:200]!r}; use one of {', '.join(RESPONSE_TYPES)}"))
+    raise FerryError(not_acceptable(f"unsupported Accept {quote(accept)}; use one of {', '.join(RESPONSE_TYPES)}"))

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from core.dtypes import NUMPY_TO_V2, V2_TO_NUMPY
-from core.errors import FerryError, bad_request
+from core.errors import FerryError, bad_request, quote
 from core.payloads.base import INPUT, Codec, Side, tensors_rows
 
 BINARY_JSON = "application/vnd.sagemaker-triton.binary+json"
@@ -40,16 +40,11 @@ def _bad(message: str) -> FerryError:
     return FerryError(bad_request(message))
 
 
-def _name(value, limit: int = 80) -> str:
-    """A client-supplied name, quoted and bounded for error messages."""
-    return repr(value if len(str(value)) <= limit else f"{str(value)[:limit]}...")
-
-
 def parse_request(body: bytes, header_length: str | None) -> V2Request:
     """Parse a V2 infer request body; every malformed part is a 400 naming the tensor."""
     if header_length is not None:
         if not header_length.strip().isdigit():
-            raise _bad(f"Inference-Header-Content-Length {header_length[:40]!r} is not an integer")
+            raise _bad(f"Inference-Header-Content-Length {quote(header_length, 40)} is not an integer")
         n = int(header_length)
         if not 0 < n <= len(body):
             raise _bad(f"Inference-Header-Content-Length {n} is outside the body ({len(body)} bytes)")
@@ -79,6 +74,8 @@ def parse_document(doc, binary: memoryview) -> V2Request:
     for i, t in enumerate(doc["inputs"]):
         arr, used = _input_tensor(t, i, binary, offset)
         offset += used
+        if t["name"] in inputs:
+            raise _bad(f"input {quote(t['name'])} is given twice")
         inputs[t["name"]] = arr
     if offset != len(binary):
         raise _bad(f"the body has {len(binary) - offset} bytes of binary data no input claims")
@@ -92,7 +89,7 @@ def parse_document(doc, binary: memoryview) -> V2Request:
                 raise _bad('each requested output needs a "name"')
             oparams = o.get("parameters") or {}
             if not isinstance(oparams, dict):
-                raise _bad(f"output {_name(o['name'])}: \"parameters\" must be an object")
+                raise _bad(f"output {quote(o['name'])}: \"parameters\" must be an object")
             outputs.append(o["name"])
             if oparams.get("binary_data"):
                 binary_outputs.add(o["name"])
@@ -108,13 +105,13 @@ def element_count(name: str, shape) -> int:
     """The number of elements a V2 shape describes (a 400 if it is not a list of non-negative integers)."""
     if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                        for d in shape):
-        raise _bad(f"input {_name(name)}: \"shape\" must be a list of non-negative integers")
+        raise _bad(f"input {quote(name)}: \"shape\" must be a list of non-negative integers")
     return math.prod(shape)  # Python integers: a huge shape is a big number, never an overflow
 
 
 def dtype_of(name: str, datatype) -> np.dtype:
     if not isinstance(datatype, str) or datatype not in V2_TO_NUMPY:
-        raise _bad(f"input {_name(name)}: unknown datatype {_name(datatype, 20)}; use one of {sorted(V2_TO_NUMPY)}")
+        raise _bad(f"input {quote(name)}: unknown datatype {quote(datatype, 20)}; use one of {sorted(V2_TO_NUMPY)}")
     return V2_TO_NUMPY[datatype]
 
 
@@ -127,14 +124,14 @@ def _input_tensor(t, i: int, binary: memoryview, offset: int) -> tuple[np.ndarra
     count = element_count(name, shape)
     params = t.get("parameters") or {}
     if not isinstance(params, dict):
-        raise _bad(f"input {_name(name)}: \"parameters\" must be an object")
+        raise _bad(f"input {quote(name)}: \"parameters\" must be an object")
     size = params.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-            raise _bad(f"input {_name(name)}: binary_data_size {_name(size, 20)} exceeds the binary data sent")
+            raise _bad(f"input {quote(name)}: binary_data_size {quote(size, 20)} exceeds the binary data sent")
         return from_bytes(binary[offset:offset + size], dtype, count, name).reshape(shape), size
     if "data" not in t:
-        raise _bad(f"input {_name(name)} has neither \"data\" nor binary_data_size")
+        raise _bad(f"input {quote(name)} has neither \"data\" nor binary_data_size")
     data = t["data"]
     if not isinstance(data, list):
         data = [data]
@@ -147,9 +144,9 @@ def _input_tensor(t, i: int, binary: memoryview, offset: int) -> tuple[np.ndarra
         else:
             arr = np.asarray(data, dtype=dtype).ravel()
     except (TypeError, ValueError, OverflowError):
-        raise _bad(f"input {_name(name)}: data is not an array of {t['datatype']}") from None
+        raise _bad(f"input {quote(name)}: data is not an array of {t['datatype']}") from None
     if arr.size != count:
-        raise _bad(f"input {_name(name)}: shape {shape} needs {count} values, got {arr.size}")
+        raise _bad(f"input {quote(name)}: shape {shape[:8]} needs {count} values, got {arr.size}")
     return arr.reshape(shape), 0
 
 
@@ -159,16 +156,16 @@ def from_bytes(raw: memoryview, dtype: np.dtype, count: int, name: str) -> np.nd
         out, pos, buf = [], 0, bytes(raw)
         while pos < len(buf) and len(out) <= count:
             if pos + 4 > len(buf):
-                raise _bad(f"input {_name(name)}: truncated BYTES element length")
+                raise _bad(f"input {quote(name)}: truncated BYTES element length")
             (n,) = struct.unpack_from("<I", buf, pos)
             out.append(buf[pos + 4:pos + 4 + n])
             pos += 4 + n
         if pos != len(buf) or len(out) != count:
-            raise _bad(f"input {_name(name)}: BYTES data does not hold the {count} elements its shape needs")
+            raise _bad(f"input {quote(name)}: BYTES data does not hold the {count} elements its shape needs")
         return np.array(out, dtype=object)
     want = count * dtype.itemsize
     if len(raw) != want:
-        raise _bad(f"input {_name(name)}: {len(raw)} bytes of binary data, shape and datatype need {want}")
+        raise _bad(f"input {quote(name)}: {len(raw)} bytes of binary data, shape and datatype need {want}")
     return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
 
 

@@ -14,7 +14,7 @@ import hmac
 import orjson
 from starlette.responses import Response
 
-from core.errors import FerryError, InferenceError, bad_request, not_found, unauthorized, unavailable
+from core.errors import FerryError, InferenceError, bad_request, not_found, quote, unauthorized, unavailable
 from serving.adapters.http import header, headers_of, json_response, read_body
 
 MAX_BODY = 64 * 1024
@@ -38,7 +38,7 @@ class ControlAPI:
             if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "weights" and method == "PUT":
                 weights = _weights(await read_body(request, headers_of(request), MAX_BODY))
                 return _answer(await self.control.set_weights.remote(parts[1], weights))
-            raise FerryError(not_found(f"no control route {method} /control/{'/'.join(parts)[:200]}"))
+            raise FerryError(not_found(f"no control route {method} {quote('/control/' + '/'.join(parts))}"))
         except FerryError as err:
             return error_response(err.error)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import FerryError, InferenceError, bad_request, too_large
+from core.errors import FerryError, InferenceError, bad_request, quote, too_large
 from core.payloads import v2
 from serving.dataplane import DataPlane, Exchange, ModelResult, Payload
 
@@ -88,23 +88,25 @@ def request_inputs(request) -> dict[str, np.ndarray]:
         raise FerryError(bad_request("the request has no inputs"))
     out = {}
     for i, t in enumerate(request.inputs):
+        if t.name in out:
+            raise FerryError(bad_request(f"input {quote(t.name)} is given twice"))
         dtype = v2.dtype_of(t.name, t.datatype)
         shape = list(t.shape)
         if any(d < 0 for d in shape):
-            raise FerryError(bad_request(f"input {t.name[:80]!r}: shape {shape[:8]} has a negative dimension"))
+            raise FerryError(bad_request(f"input {quote(t.name)}: shape {shape[:8]} has a negative dimension"))
         count = v2.element_count(t.name, shape)
         if raw:
             if t.HasField("contents"):
-                raise FerryError(bad_request(f"input {t.name[:80]!r} sets both contents and raw_input_contents"))
+                raise FerryError(bad_request(f"input {quote(t.name)} sets both contents and raw_input_contents"))
             arr = v2.from_bytes(memoryview(raw[i]), dtype, count, t.name)
         else:
             field = CONTENTS_FIELD.get(t.datatype)
             if field is None:
-                raise FerryError(bad_request(f"input {t.name[:80]!r}: {t.datatype} travels only as raw_input_contents"))
+                raise FerryError(bad_request(f"input {quote(t.name)}: {t.datatype} travels only as raw_input_contents"))
             values = getattr(t.contents, field)
             if len(values) != count:
                 raise FerryError(bad_request(
-                    f"input {t.name[:80]!r}: shape {shape[:8]} needs {count} values, contents has {len(values)}"))
+                    f"input {quote(t.name)}: shape {shape[:8]} needs {count} values, contents has {len(values)}"))
             arr = np.array(list(values), dtype=object) if t.datatype == "BYTES" else np.array(values, dtype=dtype)
         out[t.name] = arr.reshape(shape)
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from core.errors import FerryError, InferenceError, not_found
+from core.errors import FerryError, InferenceError, not_found, quote
 from core.payloads import v2
 from serving.adapters.http import header, headers_of, json_response, read_body
 from serving.dataplane import DataPlane, Exchange, ModelResult, Payload
@@ -61,7 +61,7 @@ async def handle(plane: DataPlane, request, parts: list[str], method: str) -> Re
             return Response(ex.response, headers=ex.response_headers)
         plane.authorize(header(headers_of(request), b"authorization"))
         if method != "GET":
-            raise FerryError(not_found(f"no V2 route {method} {request.url.path[:200]}"))
+            raise FerryError(not_found(f"no V2 route {method} {quote(request.url.path)}"))
         if parts == []:
             return json_response({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
         if parts == ["health", "live"]:
@@ -76,7 +76,7 @@ async def handle(plane: DataPlane, request, parts: list[str], method: str) -> Re
                 return json_response({"name": name, "ready": ready}, 200 if ready else 503)
             name, version = _model(parts[1:], request)
             return json_response(await plane.model_metadata(name, version))
-        raise FerryError(not_found(f"no V2 route {method} {request.url.path[:200]}"))
+        raise FerryError(not_found(f"no V2 route {method} {quote(request.url.path)}"))
     except FerryError as err:
         return error_response(err.error)
 
@@ -87,7 +87,7 @@ def _model(parts: list[str], request) -> tuple[str, str | None]:
         return parts[0], None
     if len(parts) == 3 and parts[1] == "versions":
         return parts[0], parts[2]
-    raise FerryError(not_found(f"no V2 route {request.url.path[:200]}"))
+    raise FerryError(not_found(f"no V2 route {quote(request.url.path)}"))
 
 
 def error_response(error: InferenceError) -> Response:

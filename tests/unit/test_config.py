@@ -61,3 +61,33 @@ def test_duplicate_names_are_rejected(tmp_path):
     doc["models"].append(dict(doc["models"][0]))
     with pytest.raises(ConfigError, match="duplicate"):
         parse_config(doc, base=tmp_path, environ={})
+
+
+@pytest.mark.parametrize("value", ["s3cr3t #prod", "null", "~", "123", "true", "[a, b]", "{a: 1}", "'quoted'"])
+def test_secrets_from_the_environment_are_taken_literally(tmp_path, value):
+    env = {"FERRY_SERVER__AUTH_TOKEN": value, "FERRY_SERVER__CONTROL_TOKEN": value}
+    cfg = parse_config(demo_config(), base=tmp_path, environ=env)
+    assert cfg.server.auth_token == value and cfg.server.control_secret == value
+
+
+def test_an_empty_token_is_an_error_not_auth_off(tmp_path):
+    with pytest.raises(ConfigError, match="server.auth_token"):
+        parse_config(demo_config(), base=tmp_path, environ={"FERRY_SERVER__AUTH_TOKEN": ""})
+
+
+def test_token_files(tmp_path):
+    (tmp_path / "token").write_text("  from-a-secret\n")
+    (tmp_path / "control").write_text("ctl #1\n")
+    doc = demo_config()
+    doc["server"].update(auth_token_file="token", control_token_file=str(tmp_path / "control"))
+    cfg = parse_config(doc, base=tmp_path, environ={})
+    assert cfg.server.auth_token == "from-a-secret" and cfg.server.control_secret == "ctl #1"
+    cfg = parse_config(demo_config(), base=tmp_path, environ={"FERRY_SERVER__AUTH_TOKEN_FILE": "token"})
+    assert cfg.server.auth_token == "from-a-secret"
+    (tmp_path / "empty").write_text("\n")
+    for server, said in [({"auth_token_file": "missing"}, "cannot read"), ({"auth_token_file": "empty"}, "is empty"),
+                         ({"auth_token_file": "token", "auth_token": "x"}, "not both")]:
+        doc = demo_config()
+        doc["server"].update(server)
+        with pytest.raises(ConfigError, match=said):
+            parse_config(doc, base=tmp_path, environ={})
