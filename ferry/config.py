@@ -128,7 +128,11 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None 
         if path[0] not in DeployFile.model_fields:
             continue
         raw = environ[key]
-        _set_path(out, path, raw if raw == "" or is_secret(path[-1]) else yaml.safe_load(raw))
+        try:
+            value = raw if raw == "" or is_secret(path[-1]) else yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"{key}: not a YAML value (quote a string)") from None
+        _set_path(out, path, value)
     return out
 
 
@@ -143,11 +147,13 @@ def _set_path(node: Any, path: list[str], value: Any) -> None:
             else:
                 node = node[int(part)]
             continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(path)}: {'.'.join(path[:i]) or 'the file'} is not a mapping")
         if last:
             node[part] = value
         else:
             if node.get(part) is None:
-                node[part] = {}
+                node[part] = [] if path[i + 1].isdigit() else {}
             node = node[part]
 
 

@@ -61,7 +61,7 @@ def v2_binary(head: dict, data: bytes) -> tuple[dict[str, str], bytes]:
     return {"inference-header-content-length": str(len(h))}, h + data
 
 
-def http_cases(endpoint: str, group: str) -> list[tuple[str, str, str, dict[str, str], bytes]]:
+def http_cases(endpoint: str, group: str) -> list[tuple[str, str, str, dict[str, str | bytes], bytes]]:
     sm = f"/endpoints/{endpoint}/invocations"
     infer = f"/v2/models/{endpoint}/infer"
     csv_h, json_h, npy_h = {"content-type": "text/csv"}, {"content-type": "application/json"}, \
@@ -171,6 +171,9 @@ def http_cases(endpoint: str, group: str) -> list[tuple[str, str, str, dict[str,
         ("v2 binary huge shape", "POST", infer, bin_h, bin_body),
         ("v2 binary bytes length", "POST", infer, bytes_h, bytes_body),
         ("v2 binary header length text", "POST", infer, {"inference-header-content-length": LONG}, b"{}"),
+        ("v2 binary header length superscript", "POST", infer, {"inference-header-content-length": b"\xb2"},
+         b"{}"),  # fuzz finding: str.isdigit() is true for it, int() is not
+        ("v2 zero rows huge dims", "POST", infer, {}, v2([tensor(shape=[0, 2 ** 62, 2 ** 62], data=[])])),  # fuzz
         ("v2 binary header past body", "POST", infer, {"inference-header-content-length": "99999"}, b"{}"),
         ("v2 binary size bool", "POST", infer, *v2_binary(
             {"inputs": [tensor(data=None, parameters={"binary_data_size": True})]}, b"\0")),
@@ -288,6 +291,9 @@ def grpc_cases(model: str) -> list[tuple[str, bytes]]:
     r = req(shape=[0, 8])
     r.raw_input_contents.append(b"")
     out.append(("zero rows", r))
+    r = req(shape=[0, 2 ** 62, 2 ** 62])  # fuzz finding: no elements, but numpy cannot reshape to it
+    r.raw_input_contents.append(b"")
+    out.append(("zero rows huge dims", r))
     r = req()
     r.inputs.add(name="input", datatype="FP32", shape=[1, 8])
     r.raw_input_contents.extend([b"\0" * 32, b"\0" * 32])

@@ -36,6 +36,9 @@ class V2Request:
     parameters: dict = field(default_factory=dict)
 
 
+MAX_ELEMENTS = 2 ** 40  # no shape may describe more (even with a zero dimension: numpy could not reshape to it)
+
+
 def _bad(message: str) -> FerryError:
     return FerryError(bad_request(message))
 
@@ -43,7 +46,7 @@ def _bad(message: str) -> FerryError:
 def parse_request(body: bytes, header_length: str | None) -> V2Request:
     """Parse a V2 infer request body; every malformed part is a 400 naming the tensor."""
     if header_length is not None:
-        if not header_length.strip().isdigit():
+        if not (header_length.strip().isascii() and header_length.strip().isdigit()):  # not '²'
             raise _bad(f"Inference-Header-Content-Length {quote(header_length, 40)} is not an integer")
         n = int(header_length)
         if not 0 < n <= len(body):
@@ -106,7 +109,9 @@ def element_count(name: str, shape) -> int:
     if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                        for d in shape):
         raise _bad(f"input {quote(name)}: \"shape\" must be a list of non-negative integers")
-    return math.prod(shape)  # Python integers: a huge shape is a big number, never an overflow
+    if math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:  # Python integers: never an overflow
+        raise _bad(f"input {quote(name)}: shape {list(shape[:8])} is too large")
+    return math.prod(shape)
 
 
 def dtype_of(name: str, datatype) -> np.dtype:

@@ -91,3 +91,10 @@ def test_token_files(tmp_path):
         doc["server"].update(server)
         with pytest.raises(ConfigError, match=said):
             parse_config(doc, base=tmp_path, environ={})
+
+
+@pytest.mark.parametrize("env", [{"FERRY_SERVER__HTTP_PORT": "%x"}, {"FERRY_SERVER__HTTP_PORT": "*a"},
+                                 {"FERRY_SERVER__HTTP_PORT": "{a: ["}, {"FERRY_SERVER__HOST__X": "1"}])
+def test_a_bad_environment_override_is_a_config_error(tmp_path, env):  # fuzz findings: tracebacks before
+    with pytest.raises(ConfigError, match="FERRY_SERVER__|server.host"):
+        parse_config(demo_config(), base=tmp_path, environ=env)
