@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.errors import FerryError, internal_error, quote
-from serving import replica_metrics
+from serving import openapi, replica_metrics
 from serving.adapters import grpc as grpc_adapter
 from serving.adapters import sagemaker, v2rest
 from serving.adapters.control import ControlAPI
@@ -101,6 +101,8 @@ class Gateway:
         if path == "/ping" and method == "GET":
             ok = self.default is not None and await self.plane.endpoints[self.default].ready()
             return Response(status_code=200 if ok else 503)
+        if path == "/openapi.json" and method == "GET":
+            return Response(openapi.document(), media_type="application/json")
         if path == "/metrics" and method == "GET":
             body = self.metrics.exposition()
             body += await asyncio.to_thread(replica_metrics.exposition, serve.get_replica_context().app_name)

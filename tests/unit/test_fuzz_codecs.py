@@ -197,11 +197,13 @@ DATATYPES = sorted(v2.V2_TO_NUMPY) + ["", "FP8", "x" * 300]
 
 @st.composite
 def infer_requests(draw):
-    r = pb.ModelInferRequest(model_name=draw(st.text(max_size=10)))
+    r = pb.ModelInferRequest(model_name=draw(st.sampled_from(["credit-risk"]) | st.text(max_size=10)),
+                             model_version=draw(st.sampled_from(["", "AllTraffic", "Deployed"]) | st.text(max_size=5)))
     raw = draw(st.booleans())
     for _ in range(draw(st.integers(0, 3))):
         t = r.inputs.add(name=draw(st.sampled_from(["input", "x", ""])), datatype=draw(st.sampled_from(DATATYPES)))
-        t.shape.extend(draw(st.lists(st.integers(-2, 2 ** 63 - 1) | st.integers(0, 4), max_size=4)))
+        t.shape.extend(draw(st.sampled_from([[1, 8], [2, 8]]) | st.lists(st.integers(-2, 2 ** 63 - 1) | st.integers(0, 8),
+                                                                          max_size=4)))
         if raw:
             r.raw_input_contents.append(draw(st.binary(max_size=64)))
         else:

@@ -9,6 +9,7 @@ import logging
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
 from starlette.requests import Request
 
 from ferry.app import feature_api_config
@@ -18,6 +19,7 @@ from serving.gateway import Gateway
 from serving.protos import inference_pb2 as pb
 from tests.hostile import LONG, MAX_MESSAGE, grpc_cases, http_cases
 from tests.unit.test_dataplane import Context
+from tests.unit.test_fuzz_codecs import infer_requests
 
 TOKEN = "hostile-token"
 LIMIT = 100_000
@@ -138,3 +140,16 @@ def test_with_a_token_every_route_but_the_probes_is_refused_without_it(tmp_path)
     ctx = Context()
     asyncio.run(gw.ServerMetadata(pb.ServerMetadataRequest(), ctx))
     assert ctx.code.name == "UNAUTHENTICATED"
+
+
+@settings(max_examples=200, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(request=infer_requests())
+def test_model_infer_fuzz(gw, request):
+    """Generated ModelInferRequests through the gateway's ModelInfer: an answer or a bounded, non-INTERNAL status."""
+    ctx = Context()
+    response = asyncio.run(gw.ModelInfer(request, ctx))
+    if ctx.code is None:
+        assert response.outputs
+    else:
+        assert ctx.code.name not in ("INTERNAL", "UNKNOWN") and len(ctx.details) <= MAX_MESSAGE, (ctx.code, ctx.details)
