@@ -7,7 +7,7 @@ import logging
 
 import typer
 
-from ferry import cli_clarify, cli_dashboards, cli_features, cli_monitor, cli_render, cli_serving
+from ferry import cli_clarify, cli_dashboards, cli_features, cli_monitor, cli_render, cli_serving, cli_transform
 
 app = typer.Typer(help="Ferry: self-hosted SageMaker-style hosting, monitoring, Clarify and feature store on Ray Serve.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -18,6 +18,7 @@ cli_monitor.register(app)
 cli_features.register(app)
 cli_render.register(app)
 cli_dashboards.register(app)
+cli_transform.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,135 @@
+"""The batch-transform front door: records read from a file, as one request to the data plane.
+
+A `TransformExchange` carries one request of a transform job: the records SageMaker's BatchStrategy puts
+in it (one for SingleRecord, as many as fit in MaxPayloadInMB for MultiRecord, a whole file for SplitType
+None). It applies DataProcessing's InputFilter when decoding and JoinSource / OutputFilter when encoding,
+so the data plane does the rest (limits, model call, metrics, errors) as for any other protocol.
+"""
+
+from __future__ import annotations
+
+import io
+from itertools import repeat
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv as pacsv
+
+from core import payloads
+from core.errors import FerryError, bad_request, model_error, too_large
+from serving.dataplane import Exchange, ModelResult, Payload
+from serving.transform import jsonpath
+from serving.transform.spec import CSV, TransformJob
+
+
+class TransformExchange(Exchange):
+    protocol = "transform"
+
+    def __init__(self, job: TransformJob, records: list[bytes], filters: tuple[jsonpath.Path, jsonpath.Path]):
+        super().__init__(job.name)
+        self.job = job
+        self.records = records  # without their line ends; one whole file for SplitType None
+        self.input_filter, self.output_filter = filters
+        self.values: list | None = None  # JSON records as parsed (JoinSource Input keeps them)
+        self.lines: list[bytes] = []  # one output record per input record (SplitType Line)
+        self.response = b""
+
+    async def read(self, limit: int) -> None:
+        size = sum(map(len, self.records)) + len(self.records) - 1
+        if size > limit:
+            what = "the file" if self.job.split_type == "None" else f"{len(self.records)} record(s)"
+            raise FerryError(too_large(f"{what} take {size} bytes, above MaxPayloadInMB "
+                                       f"({self.job.max_payload_mb:g} MB)"))
+
+    def decode(self) -> Payload:
+        if self.job.split_type == "None":
+            decoded = payloads.codec_for(self.job.content_type).decode(self.records[0])
+            return Payload(named=decoded) if isinstance(decoded, dict) else Payload(matrix=decoded)
+        if self.job.content_type == CSV:
+            table = csv_table(self.records)
+            cols = self.input_filter.columns(table.num_columns)
+            return Payload(matrix=_numbers(table, cols))
+        self.values = [_json(r) for r in self.records]
+        selected = self.values if self.input_filter.whole else list(map(self.input_filter.apply, self.values))
+        rows = [list(v.values()) if isinstance(v, dict) else v for v in selected]
+        try:
+            matrix = np.asarray(rows, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise FerryError(bad_request("the selected JSON values are not rows of numbers")) from None
+        return Payload(matrix=matrix.reshape(1, -1) if matrix.ndim == 1 else matrix)
+
+    def encode(self, result: ModelResult) -> None:
+        outputs = result.outputs
+        if self.job.split_type == "None":
+            self.response = payloads.codec_for(self.job.output_type).encode(outputs)
+            return
+        n = len(np.asarray(next(iter(outputs.values()))))
+        if n != len(self.records):
+            raise FerryError(model_error(f"the model answered {n} rows for {len(self.records)} records"))
+        join = self.job.join_source == "Input"
+        if self.job.output_type == CSV:
+            lines = payloads.CSV.encode(outputs).rstrip(b"\n").split(b"\n")
+            if join:
+                lines = list(map(b",".join, zip(self.records, lines)))
+            if not self.output_filter.whole:
+                table = csv_table(lines)
+                cols = self.output_filter.columns(table.num_columns)
+                lines = [s.encode() for s in pc.binary_join_element_wise(
+                    *(table.column(c) for c in cols), ",").to_pylist()]
+        else:
+            records = _predictions(outputs)
+            if join:
+                records = list(map(_joined, self.values or [_json(r) for r in self.records], records))
+            if not self.output_filter.whole:
+                records = list(map(self.output_filter.apply, records))
+            lines = list(map(orjson.dumps, records))
+        self.lines = lines
+
+    def captured(self) -> tuple[bytes, str, bytes, str]:
+        body = b"\n".join(self.records)
+        return body, self.job.content_type, self.response or b"\n".join(self.lines), self.job.output_type
+
+
+def csv_table(lines: list[bytes]) -> pa.Table:
+    """CSV records as a table of string fields (all records must have the same number of fields)."""
+    width = lines[0].count(b",") + 1
+    names = [f"f{i}" for i in range(width)]
+    try:
+        return pacsv.read_csv(io.BytesIO(b"\n".join(lines)), read_options=pacsv.ReadOptions(
+            column_names=names, use_threads=False), convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False))
+    except pa.ArrowInvalid as err:
+        raise FerryError(bad_request(f"CSV records: {str(err).splitlines()[0][:200]}")) from None
+
+
+def _numbers(table: pa.Table, cols: list[int]) -> np.ndarray:
+    try:
+        return np.column_stack([pc.cast(pc.utf8_trim_whitespace(table.column(c)), pa.float64()).to_numpy()
+                                for c in cols])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise FerryError(bad_request(f"CSV value: {str(err).splitlines()[0][:200]}")) from None
+
+
+def _json(record: bytes):
+    try:
+        return orjson.loads(record)
+    except orjson.JSONDecodeError as err:
+        raise FerryError(bad_request(f"a JSON Lines record is not valid JSON: {str(err)[:200]}")) from None
+
+
+def _predictions(outputs: dict[str, np.ndarray]) -> list[dict]:
+    """One object per row, {output name: value}, as application/json responses' `predictions` items."""
+    names = list(outputs)
+    return list(map(dict, map(zip, repeat(names), zip(*(np.asarray(a).tolist() for a in outputs.values())))))
+
+
+def _joined(record, prediction: dict) -> dict:
+    """JoinSource Input for JSON: the prediction under SageMakerOutput (a non-object input under SageMakerInput)."""
+    if isinstance(record, dict):
+        return {**record, "SageMakerOutput": prediction}
+    return {"SageMakerInput": record, "SageMakerOutput": prediction}
+
+
+
