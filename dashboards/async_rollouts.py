@@ -41,7 +41,7 @@ def dashboard() -> db.Dashboard:
                                         f"[{RATE}]))", "{{endpoint}} / {{variant}}")], unit="reqps"))
         .with_row(db.Row("Traffic and rollouts"))
         .with_panel(graph("Variant weights", "Share of each endpoint's traffic routed to each variant",
-                          [(f"ferry_variant_weight{{{E}}}", "{{endpoint}} / {{variant}}")], unit="percentunit"))
+                          [(f"max by (endpoint, variant) (ferry_variant_weight{{{E}}})", "{{endpoint}} / {{variant}}")], unit="percentunit"))
         .with_panel(graph("Rollouts", "Rollouts finished in the time range, by outcome",
                           [(f"sum by (endpoint, outcome) (increase(ferry_rollouts_total{{{E}}}[$__range]))",
                             "{{endpoint}} {{outcome}}")]))

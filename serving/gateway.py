@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.errors import FerryError, internal_error, quote
-from serving import openapi, replica_metrics
+from serving import metrics_hub, openapi, replica_metrics
 from serving.adapters import grpc as grpc_adapter
 from serving.adapters import sagemaker, v2rest
 from serving.adapters.control import ControlAPI
@@ -48,6 +48,7 @@ class Gateway:
         `control` is the Control deployment's handle."""
         server.check_control_exposure()
         self.metrics = ServingMetrics()
+        self.reporter = metrics_hub.reporter_for(self.metrics.registry)  # every replica's series on /metrics
         self.control = ControlAPI(control, server.control_secret)
         self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap) for ep in endpoints},
                                server.max_payload_bytes, server.auth_token, self.metrics,
@@ -69,7 +70,9 @@ class Gateway:
         log.info("traffic state version %d applied", state.version)
 
     def __del__(self):
-        """Ray Serve calls this on replica shutdown: flush captured records."""
+        """Ray Serve calls this on replica shutdown: stop pushing metrics, flush captured records."""
+        if getattr(self, "reporter", None) is not None:
+            self.reporter.stop()
         for ep in getattr(getattr(self, "plane", None), "endpoints", {}).values():
             ep.close()
 
@@ -104,7 +107,7 @@ class Gateway:
         if path == "/openapi.json" and method == "GET":
             return Response(openapi.document(), media_type="application/json")
         if path == "/metrics" and method == "GET":
-            body = self.metrics.exposition()
+            body = await self.reporter.exposition() if self.reporter else self.metrics.exposition()
             body += await asyncio.to_thread(replica_metrics.exposition, serve.get_replica_context().app_name)
             if self.monitor is not None:
                 body += await self.monitor.metrics.remote()

@@ -49,15 +49,17 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus_server(workdir: Path, jobs: dict[str, list[str]], rule_files: list[Path] = ()):
-    """Run Prometheus scraping `jobs` (job name -> host:port targets, /metrics) and evaluating `rule_files`."""
+def prometheus_server(workdir: Path, jobs: dict[str, list[str]], rule_files: list[Path] = (),
+                      metrics_path: str = "/metrics"):
+    """Run Prometheus scraping `jobs` (job name -> host:port targets, at metrics_path) and evaluating
+    `rule_files`."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is not installed: .ci/run installs Debian's prometheus package", pytrace=False)
     workdir.mkdir(parents=True, exist_ok=True)
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
               "rule_files": [str(p) for p in rule_files],
-              "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}
+              "scrape_configs": [{"job_name": job, "metrics_path": metrics_path, "static_configs": [{"targets": targets}]}
                                  for job, targets in jobs.items()]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = _free_port()

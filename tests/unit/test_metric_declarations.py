@@ -45,3 +45,10 @@ def test_client_and_family_expose_the_declared_name():
     fam.add_metric(["b"], 2)
     assert [smp.name for smp in fam.samples] == ["ferry_calls_total"]
     assert [m.name for m in s] == ["ferry_calls_total", "ferry_wait_seconds"]
+
+
+def test_serving_latency_buckets_resolve_sub_millisecond_requests():
+    from serving.metrics import MODEL_LATENCY, REQUEST_LATENCY
+
+    for m in (REQUEST_LATENCY, MODEL_LATENCY):
+        assert len([b for b in m.buckets if b < 0.001]) >= 3, m.buckets  # an in-gateway model answers in ~50 us

@@ -1,0 +1,52 @@
+"""The hub's merge of replica snapshots (without Ray): one family per name, each replica's series labelled with
+its replica, counts and histograms kept as each replica counted them; a replica that stops pushing drops out."""
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving import metrics_hub
+from serving.dataplane import ModelResult
+from serving.metrics import ServingMetrics
+
+
+def _replica(requests: int) -> list:
+    m = ServingMetrics()
+    for _ in range(requests):
+        m.succeeded("ep", "v1", "sagemaker", 0.0004, ModelResult("v1", model_seconds=0.0002))
+    return list(m.registry.collect())
+
+
+def _samples(text: bytes) -> dict[tuple, float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text.decode()) for s in fam.samples}
+
+
+def test_each_replica_keeps_its_series_under_its_replica_label():
+    hub = metrics_hub.Snapshots()
+    hub.push("r1", _replica(3))
+    samples = _samples(hub.exposition("r2", _replica(5)))
+    key = {"endpoint": "ep", "variant": "v1", "protocol": "sagemaker", "code": "200"}
+    assert samples[("ferry_invocations_total", tuple(sorted({**key, "replica": "r1"}.items())))] == 3
+    assert samples[("ferry_invocations_total", tuple(sorted({**key, "replica": "r2"}.items())))] == 5
+    counts = [v for (name, _), v in samples.items() if name == "ferry_request_latency_seconds_count"]
+    assert sorted(counts) == [3, 5]
+    fine = {"endpoint": "ep", "variant": "v1", "protocol": "sagemaker", "le": "0.0005"}
+    assert samples[("ferry_request_latency_seconds_bucket", tuple(sorted({**fine, "replica": "r2"}.items())))] == 5
+    text = hub.exposition().decode()
+    assert text.count("# TYPE ferry_invocations_total counter") == 1  # one family, not one per replica
+
+
+def test_a_replica_that_stops_pushing_drops_out(monkeypatch):
+    hub = metrics_hub.Snapshots()
+    now = [1000.0]
+    monkeypatch.setattr(metrics_hub.time, "monotonic", lambda: now[0])
+    hub.push("gone", _replica(2))
+    now[0] += metrics_hub.STALE_S / 2
+    hub.push("alive", _replica(1))
+    assert 'replica="gone"' in hub.exposition().decode()
+    now[0] += metrics_hub.STALE_S / 2 + 1
+    text = hub.exposition().decode()
+    assert 'replica="gone"' not in text and 'replica="alive"' in text
+
+
+def test_outside_a_serve_replica_there_is_no_reporter():
+    assert metrics_hub.reporter_for(ServingMetrics().registry) is None
