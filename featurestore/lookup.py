@@ -9,7 +9,7 @@ import numpy as np
 
 from featurestore.metrics import READ_LATENCY
 from featurestore.records import RecordError
-from featurestore.spec import FeatureType
+from featurestore.spec import FeatureGroupSpec, FeatureType
 from featurestore.store import FeatureStore
 
 
@@ -22,6 +22,25 @@ class UnknownRecordsError(RecordError):
         self.missing = missing
 
 
+def numeric_features(spec: FeatureGroupSpec) -> list[str]:
+    """The group's numeric scalar features but its record identifier and event time, in the group's order."""
+    return [f.name for f in spec.features if f.type is not FeatureType.STRING and f.collection is None
+            and f.name not in (spec.record_identifier, spec.event_time)]
+
+
+def check_features(spec: FeatureGroupSpec, features: Sequence[str]) -> None:
+    """Raise RecordError unless the group has an online store and each feature is one of its numeric scalars."""
+    if not spec.online_store.enabled:
+        raise RecordError("group", f"feature group {spec.name!r} has no online store")
+    for f in features:
+        if f not in spec.feature_names:
+            raise RecordError("features", f"unknown feature {f!r} in group {spec.name!r}")
+        fd = spec.feature(f)
+        if fd.type is FeatureType.STRING or fd.collection is not None:
+            raise RecordError("features", f"feature {f!r} is {fd.type.value}"
+                              f"{' ' + fd.collection.value if fd.collection else ''}: not a numeric scalar")
+
+
 class FeatureLookup:
     """Fetches `features` of `group` for a batch of record ids, in exactly that column order.
 
@@ -30,15 +49,7 @@ class FeatureLookup:
 
     def __init__(self, store: FeatureStore, group: str, features: Sequence[str], on_missing: str = "error"):
         spec = store.group(group)
-        if not spec.online_store.enabled:
-            raise RecordError("group", f"feature group {group!r} has no online store")
-        for f in features:
-            if f not in spec.feature_names:
-                raise RecordError("features", f"unknown feature {f!r} in group {group!r}")
-            fd = spec.feature(f)
-            if fd.type is FeatureType.STRING or fd.collection is not None:
-                raise RecordError("features", f"feature {f!r} is {fd.type.value}"
-                                  f"{' ' + fd.collection.value if fd.collection else ''}: not a numeric scalar")
+        check_features(spec, features)
         if on_missing not in ("error", "nan"):
             raise ValueError("on_missing must be 'error' or 'nan'")
         self.store, self.spec, self.features, self.on_missing = store, spec, list(features), on_missing

@@ -36,12 +36,13 @@ def _load(file: Path) -> DeployFile:
         _fail(str(err), 2)
 
 
-def _preflight(models: list, server=None) -> None:
-    """The models load (and, given the server section, its ports are free), or exit with the reasons."""
+def _preflight(models: list, server=None, endpoints: list = ()) -> None:
+    """The models load and pipeline steps import (and, given the server section, its ports are free), or exit
+    with the reasons."""
     from ferry.preflight import PreflightError, check
 
     try:
-        check(models, server)
+        check(models, server, endpoints)
     except PreflightError as err:
         _fail(f"Ferry cannot start: {err}", 2)
 
@@ -62,7 +63,7 @@ def serve_until_interrupted(cfg: DeployFile, address: str | None, file: Path, ve
 
     if not cfg.endpoints:
         _fail("the deploy file declares no endpoints", 2)
-    _preflight(cfg.models, None if address else cfg.server)  # a cluster Ferry joins owns its ports
+    _preflight(cfg.models, None if address else cfg.server, cfg.endpoints)  # a cluster Ferry joins owns its ports
     try:
         cfg.server.check_control_exposure()
     except ValueError as err:
@@ -161,7 +162,7 @@ def register(app: typer.Typer) -> None:
     def validate(file: Path = typer.Option(Path("ferry.yaml"), "-f", "--file")):
         """Check a deploy file (with FERRY_* environment overrides) and load its models, without starting Ray."""
         cfg = _load(file)
-        _preflight(cfg.models)
+        _preflight(cfg.models, endpoints=cfg.endpoints)
         console.print(f"[green]ok[/green]: {len(cfg.models)} model(s) load, {len(cfg.endpoints)} endpoint(s), "
                       f"{len(cfg.monitoring_schedules)} monitoring schedule(s)")
 

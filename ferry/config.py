@@ -65,12 +65,36 @@ class DeployFile(Strict):
         known = set(names)
         for i, ep in enumerate(self.endpoints):
             for j, v in enumerate(ep.variants):
-                if v.model not in known:
+                if v.model is not None and v.model not in known:
                     raise ValueError(
                         f"endpoints.{i}.variants.{j}.model: unknown model {v.model!r} "
                         f"(declared models: {sorted(known) or 'none'})"
                     )
+        self._pipeline_references(known)
         return self
+
+    def _pipeline_references(self, models: set[str]) -> None:
+        """Pipeline steps name declared models, and feature groups whose numeric features they fetch."""
+        groups = {g.name: g for g in self.feature_groups}
+        for i, ep in enumerate(self.endpoints):
+            for j, v in enumerate(ep.variants):
+                for k, step in enumerate(v.pipeline or ()):
+                    at = f"endpoints.{i}.variants.{j}.pipeline.{k}"
+                    if step.model is not None and step.model not in models:
+                        raise ValueError(f"{at}.model: unknown model {step.model!r} "
+                                         f"(declared models: {sorted(models) or 'none'})")
+                    if step.feature_lookup is None:
+                        continue
+                    group = groups.get(step.feature_lookup.feature_group)
+                    if group is None:
+                        raise ValueError(f"{at}.feature_lookup.feature_group: unknown feature group "
+                                         f"{step.feature_lookup.feature_group!r} (declared: {sorted(groups) or 'none'})")
+                    from serving.steps import lookup_columns
+
+                    try:
+                        lookup_columns(step.feature_lookup, group)
+                    except ValueError as err:
+                        raise ValueError(f"{at}.feature_lookup.{err}") from None
 
     def feature_store_settings(self, base: Path) -> FeatureStoreSettings:
         """The feature store's settings: SQLite + Parquet under <ferry.yaml dir>/.ferry/features by default,
@@ -89,6 +113,9 @@ class DeployFile(Strict):
         self.server.read_token_files(base)
         for ep in self.endpoints:
             ep.data_capture.destination = _local(base, ep.data_capture.destination)
+            for v in ep.variants:
+                for step in v.pipeline or ():
+                    step.path = _local(base, step.path)
         self.server.ground_truth_dir = _local(base, self.server.ground_truth_dir)
         self.server.state_dir = _local(base, self.server.state_dir)
         for s in self.monitoring_schedules:

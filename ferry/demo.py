@@ -15,20 +15,19 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ferry import demo_steps
+from ferry.demo_steps import EMPLOYMENT, HOUSING, MODEL_FEATURES, encode
 from featurestore.demo import applicant_feature_group, load_applicants
 
 log = logging.getLogger(__name__)
 
-EMPLOYMENT = ["salaried", "self_employed", "unemployed", "student"]
-HOUSING = ["own", "rent", "mortgage"]
 AGE_GROUPS = ["under_25", "25_to_60", "over_60"]
-MODEL_FEATURES = [
-    "age", "income", "debt_ratio", "credit_history_months", "num_open_accounts", "loan_amount",
-    "employment_code", "housing_code",
-]
 LABEL = "approved"
 FACET = "age_group"
 ENDPOINT = "credit-risk"
+PIPELINE_ENDPOINT = "credit-risk-pipeline"  # raw applicant JSON -> encode -> model -> decide
+LOOKUP_ENDPOINT = "credit-risk-by-id"  # applicant_id -> the applicants feature group -> model -> decide
+STEPS_MODULE = "credit_steps"  # ferry/demo_steps.py, written beside ferry.yaml
 SCHEDULE = "credit-risk-data-quality"
 BASELINE_DIR = "baselines/data-quality"
 BIAS_PENALTY = 1.2  # log-odds taken from under_25 applicants: the injected bias
@@ -69,11 +68,8 @@ def make_credit_data(n_rows: int = 5000, seed: int = 7) -> pd.DataFrame:
 
 def model_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The model's features by name, at full precision: numeric columns plus categoricals coded as their
-    index (unknown -> -1). These are the rows the endpoint receives."""
-    out = df.reindex(columns=MODEL_FEATURES[:6]).astype(np.float64).reset_index(drop=True)
-    out["employment_code"] = pd.Categorical(df["employment"], categories=EMPLOYMENT).codes.astype(np.float64)
-    out["housing_code"] = pd.Categorical(df["housing"], categories=HOUSING).codes.astype(np.float64)
-    return out
+    index (unknown -> -1). These are the rows the endpoint receives (the pipeline's `encode` step)."""
+    return encode(df)
 
 
 def model_matrix(df: pd.DataFrame) -> np.ndarray:
@@ -101,9 +97,10 @@ def _rename(onx, old: str, new: str) -> str:
     return new
 
 
-def demo_config(model_path: str = "model.onnx", monitoring: bool = False) -> dict:
+def demo_config(model_path: str = "model.onnx", monitoring: bool = False, pipelines: bool = True) -> dict:
     """The demo's ferry.yaml as a dict; with `monitoring`, a data-quality schedule on the endpoint's capture
-    every 30 s over the last 15 minutes, against the baseline write_demo writes."""
+    every 30 s over the last 15 minutes, against the baseline write_demo writes; with `pipelines`, the two
+    pipeline endpoints (their step module, credit_steps.py, is written by write_demo)."""
     doc = {
         "server": {"host": "127.0.0.1", "http_port": 8080, "grpc_port": 9000},
         "models": [{"name": "credit-gbm", "path": model_path}],
@@ -115,6 +112,8 @@ def demo_config(model_path: str = "model.onnx", monitoring: bool = False) -> dic
         }],
         "feature_groups": [applicant_feature_group().model_dump(mode="json", by_alias=True, exclude_none=True)],
     }
+    if pipelines:
+        doc["endpoints"] += pipeline_endpoints()
     if monitoring:
         doc["monitoring_schedules"] = [{
             "name": SCHEDULE, "endpoint": ENDPOINT, "monitor_type": "data_quality", "interval_s": 30,
@@ -123,8 +122,26 @@ def demo_config(model_path: str = "model.onnx", monitoring: bool = False) -> dic
     return doc
 
 
+def pipeline_endpoints() -> list[dict]:
+    """`credit-risk-pipeline` (raw applicant JSON -> encode -> model -> decide) and `credit-risk-by-id`
+    (applicant_id -> features from the `applicants` group -> model -> decide), captured apart from the
+    monitored endpoint's capture."""
+    decide = {"name": "decide", "python": f"{STEPS_MODULE}:Decide", "init_args": {"approve_at": 0.6, "review_at": 0.4}}
+    capture = {"enabled": True, "sampling_percentage": 100, "destination": "./pipeline-capture"}
+    return [
+        {"name": PIPELINE_ENDPOINT, "variants": [{"name": "AllTraffic", "pipeline": [
+            {"name": "encode", "python": f"{STEPS_MODULE}:encode", "takes": "table"},
+            {"name": "model", "model": "credit-gbm"},
+            decide]}], "data_capture": capture},
+        {"name": LOOKUP_ENDPOINT, "variants": [{"name": "AllTraffic", "pipeline": [
+            {"name": "lookup", "feature_lookup": {"feature_group": "applicants", "features": MODEL_FEATURES}},
+            {"name": "model", "model": "credit-gbm"},
+            decide]}], "data_capture": capture},
+    ]
+
+
 DEMO_FILES = ("train.csv", "test.csv", "train_features.csv", "test_features.csv", "model.onnx",
-              f"{BASELINE_DIR}/", "ferry.yaml")
+              f"{BASELINE_DIR}/", f"{STEPS_MODULE}.py", "ferry.yaml")
 
 
 def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
@@ -147,6 +164,7 @@ def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
     model_frame(test).to_csv(out / "test_features.csv", index=False, header=False)
     baseline_data_quality(train_rows, out / BASELINE_DIR)
     (out / "model.onnx").write_bytes(train_model(train, seed))
+    (out / f"{STEPS_MODULE}.py").write_text(Path(demo_steps.__file__).read_text())
     (out / "ferry.yaml").write_text(yaml.safe_dump(demo_config(monitoring=True), sort_keys=False))
     load_demo_features(out, df)
     log.debug("demo written to %s", out)

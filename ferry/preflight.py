@@ -1,4 +1,5 @@
-"""Checks `ferry validate` and `ferry up` run before Ray starts: the models load, the ports are free.
+"""Checks `ferry validate` and `ferry up` run before Ray starts: the models load, pipeline steps import, the
+ports are free.
 
 Each check returns the problems it found as sentences a user can act on; `check` joins them into one
 PreflightError. A port is in use when a connection to it succeeds or a bind to it fails: Ray Serve's proxy
@@ -15,7 +16,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.spec import ModelSpec, ServerSpec
+from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 
 log = logging.getLogger(__name__)
 LISTEN = "0A"  # TCP state of a listening socket in /proc/net/tcp
@@ -128,9 +129,27 @@ def _command(pid_dir: Path) -> str | None:
     return text[:120] or None
 
 
-def check(models: list[ModelSpec], server: ServerSpec | None = None) -> None:
-    """Raise PreflightError naming every problem (models always; ports when `server` is given)."""
-    problems = check_models(models)
+def check_steps(endpoints: list[EndpointSpec]) -> list[str]:
+    """Each pipeline's Python steps import (from the deploy file's folder) and are callable."""
+    from serving.steps import load_callable
+
+    problems = []
+    for ep in endpoints:
+        for v in ep.variants:
+            for step in v.pipeline or ():
+                if step.python is None:
+                    continue
+                try:
+                    load_callable(step.python, step.path, step.init_args)
+                except ValueError as err:
+                    problems.append(f"endpoint {ep.name!r}, variant {v.name!r}, step {step.name!r}: {err}.")
+    return problems
+
+
+def check(models: list[ModelSpec], server: ServerSpec | None = None, endpoints: list[EndpointSpec] = ()) -> None:
+    """Raise PreflightError naming every problem (models and pipeline steps always; ports when `server` is
+    given)."""
+    problems = check_models(models) + check_steps(endpoints)
     if server is not None:
         problems += check_ports(server)
     if problems:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from serving.spec import EndpointSpec, ModelSpec, ServerSpec, VariantSpec
+from serving.spec import EndpointSpec, ModelSpec, Placement, ServerSpec
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,10 @@ THROUGHPUT_ENV = {
 }
 
 
-def in_process(v: VariantSpec) -> bool:
-    """Whether a variant runs inside the gateway: as asked, else unless it needs its own replicas,
-    autoscaling, CPUs or queue limit."""
-    if v.serverless is not None:
+def in_process(v: Placement) -> bool:
+    """Whether a variant (or a pipeline step) runs inside the gateway: as asked, else unless it needs its own
+    replicas, autoscaling, CPUs or queue limit (a serverless variant never does)."""
+    if getattr(v, "serverless", None) is not None:  # steps have no serverless
         return False
     if v.in_process is not None:
         return v.in_process
@@ -109,7 +109,7 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
     from serving.model_server import ModelServer
 
     by_name = {m.name: m for m in models}
-    remote = {}
+    remote = step_deployments(endpoints, by_name, features)
     for ep in endpoints:
         for v in ep.variants:
             if in_process(v):
@@ -127,7 +127,8 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
             if v.serverless:
                 remote[f"{ep.name}.{v.name}"]["concurrency"] = serverless.gateway_share(v.serverless,
                                                                                         server.gateway_replicas)
-    used = {v.model for ep in endpoints for v in ep.variants}
+    used = {v.model for ep in endpoints for v in ep.variants} | {
+        s.model for ep in endpoints for v in ep.variants for s in v.pipeline or ()}
     return Gateway.options(
         name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=server.gateway_max_ongoing_requests,
         ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
@@ -146,7 +147,28 @@ def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_
         serve_doc, initial.model_dump(), server.state_dir)
 
 
-def _replicas(v: VariantSpec) -> dict:
+def step_deployments(endpoints: list[EndpointSpec], models: dict[str, ModelSpec], features: dict | None) -> dict:
+    """A bound StepServer `<endpoint>.<variant>.<step>` for each pipeline step that runs on its own replicas."""
+    from serving.step_server import StepServer
+
+    remote = {}
+    for ep in endpoints:
+        for v in ep.variants:
+            for s in v.pipeline or ():
+                if in_process(s):
+                    continue
+                name = f"{ep.name}.{v.name}.{s.name}"
+                remote[name] = {
+                    "handle": StepServer.options(
+                        name=name, max_ongoing_requests=s.max_ongoing_requests,
+                        max_queued_requests=s.max_queued_requests, ray_actor_options={"num_cpus": s.num_cpus},
+                        logging_config=QUIET, **_replicas(s),
+                    ).bind(s, {s.model: models[s.model]} if s.model else {}, features if s.feature_lookup else None),
+                    "scales_to_zero": s.autoscaling is not None and s.autoscaling.min_replicas == 0}
+    return remote
+
+
+def _replicas(v: Placement) -> dict:
     if v.autoscaling is None:
         return {"num_replicas": v.replicas}
     return {"autoscaling_config": v.autoscaling.model_dump(exclude_none=True)}

@@ -29,6 +29,7 @@ from serving.control.state import TrafficState
 from serving.dataplane import DataPlane
 from serving.endpoint import Endpoint, EndpointCapture
 from serving.metrics import ServingMetrics
+from serving.pipeline import PipelineRunner
 from serving.serverless import ServerlessVariant
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 from serving.variants import ModelRunner, RemoteVariant
@@ -50,7 +51,7 @@ class Gateway:
         self.metrics = ServingMetrics()
         self.reporter = metrics_hub.reporter_for(self.metrics.registry)  # every replica's series on /metrics
         self.control = ControlAPI(control, server.control_secret)
-        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap) for ep in endpoints},
+        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, features) for ep in endpoints},
                                server.max_payload_bytes, server.auth_token, self.metrics,
                                limits={"grpc": server.grpc_max_message_bytes})
         self.default = endpoints[0].name if endpoints else None
@@ -205,9 +206,12 @@ async def _grpc(plane: DataPlane, context, empty, answer):
 
 
 def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
-              kafka_bootstrap: str | None) -> Endpoint:
+              kafka_bootstrap: str | None, features: dict | None = None) -> Endpoint:
     runners = {}
     for v in spec.variants:
+        if v.pipeline:
+            runners[v.name] = PipelineRunner.build(spec.name, v, models, remote, features)
+            continue
         target = remote.get(f"{spec.name}.{v.name}")
         runners[v.name] = (RemoteVariant(target["handle"], v.name, v.batching, target["scales_to_zero"])
                            if target else ModelRunner(models[v.model], v.name, v.batching))

@@ -172,23 +172,91 @@ class ServerlessSpec(Strict):
         return self
 
 
-class VariantSpec(Strict):
-    """A production variant: a model with its own replicas and traffic weight."""
+class Placement(Strict):
+    """Where a variant's model or a pipeline step runs: inside the gateway replicas, or as its own deployment."""
 
-    name: str = "AllTraffic"
-    model: str
-    initial_weight: float = Field(1.0, ge=0)
+    in_process: bool | None = Field(None, description=(
+        "run inside the gateway replicas (no network hop; scales with server.gateway_replicas). Default: yes, "
+        "unless replicas > 1, autoscaling, num_cpus or max_queued_requests is set (then it is its own "
+        "deployment: <endpoint>.<variant>, or <endpoint>.<variant>.<step> for a pipeline step)"))
     replicas: int = Field(1, ge=1, description="fixed replica count (ignored when autoscaling is set)")
     autoscaling: AutoscalingSpec | None = None
     max_ongoing_requests: int = Field(64, ge=1, description="Ray Serve's default 5 collapses under load")
     max_queued_requests: int = Field(-1, ge=-1, description="queued requests per caller before 429 / "
                                      "RESOURCE_EXHAUSTED (-1: no limit)")
-    batching: BatchingSpec | None = None
     num_cpus: float = Field(0.25, gt=0, description="logical CPUs each replica reserves in Ray")
-    in_process: bool | None = Field(None, description=(
-        "run the model inside the gateway replicas (no network hop; scales with server.gateway_replicas). "
-        "Default: yes, unless the variant asks for more than one replica, autoscaling, its own num_cpus or a "
-        "max_queued_requests limit (then it is its own deployment <endpoint>.<variant>)"))
+
+
+PLACEMENT_FIELDS = frozenset(Placement.model_fields)
+MIN_STEPS, MAX_STEPS = 2, 15  # SageMaker's serial inference pipeline: 2-15 containers
+STEP_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$")
+PYTHON_REF_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class FeatureLookupSpec(Strict):
+    """A pipeline step that fetches features from the online store by an id column and joins them to the rows."""
+
+    feature_group: str = Field(description="a feature group of the deploy file, with its online store enabled")
+    id_column: str | None = Field(None, description="the request column holding record ids (default: the "
+                                                    "group's record identifier)")
+    features: list[str] | None = Field(None, min_length=1, description=(
+        "numeric features to fetch, in this column order (default: every numeric feature of the group but its "
+        "record identifier and event time)"))
+    on_missing: Literal["error", "nan"] = Field("error", description="an id without a live record: a 400 naming "
+                                                                     "it, or NaN features")
+    keep_id: bool = Field(False, description="keep the id column in the step's output")
+
+
+class StepSpec(Placement):
+    """One step of an inference pipeline: exactly one of `python`, `model`, `feature_lookup`."""
+
+    name: str | None = Field(None, description="unique in the pipeline (default: the function or class name, "
+                                               "the model name, or `lookup`)")
+    python: str | None = Field(None, description="`module:function` or `module:Class` (a class is made once per "
+                                                 "replica with init_args, and its instances are called)")
+    init_args: dict = Field(default_factory=dict, description="keyword arguments of a python step's class")
+    takes: Literal["tensors", "table"] = Field("tensors", description=(
+        "what a python step receives: named tensors (dict of numpy arrays, or the row matrix when the rows "
+        "have no names) or a pandas DataFrame"))
+    path: str = Field(".", description="folder put first on sys.path to import a python step (relative to "
+                                       "ferry.yaml)")
+    model: str | None = Field(None, description="a model of the deploy file")
+    batching: BatchingSpec | None = Field(None, description="adaptive batching of a model step")
+    feature_lookup: FeatureLookupSpec | None = None
+
+    @property
+    def kind(self) -> str:
+        return "python" if self.python else "model" if self.model else "feature_lookup"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "StepSpec":
+        given = [k for k in ("python", "model", "feature_lookup") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a step needs exactly one of python, model, feature_lookup; got {given or 'none'}")
+        if self.python is not None and not PYTHON_REF_RE.match(self.python):
+            raise ValueError(f"python: {self.python!r} is not `module:function` or `module:Class`")
+        only = {"python": ("init_args", "takes", "path"), "model": ("batching",)}
+        for kind, fields in only.items():
+            for f in fields:
+                if f in self.model_fields_set and self.kind != kind:
+                    raise ValueError(f"{f}: only for a {kind} step")
+        if self.name is None:
+            self.name = (self.python.rsplit(":", 1)[1] if self.python else self.model if self.model else "lookup")
+        if not STEP_NAME_RE.match(self.name):
+            raise ValueError(f"name: {self.name!r} must be 1-63 letters, digits, hyphens or underscores, starting "
+                             "with a letter or digit")
+        return self
+
+
+class VariantSpec(Placement):
+    """A production variant: a model (or an inference pipeline) with its own replicas and traffic weight."""
+
+    name: str = "AllTraffic"
+    model: str | None = Field(None, description="a model of the deploy file (or give `pipeline`)")
+    pipeline: list[StepSpec] | None = Field(None, min_length=MIN_STEPS, max_length=MAX_STEPS, description=(
+        "2-15 steps run in order, each step's output the next step's input (instead of `model`)"))
+    initial_weight: float = Field(1.0, ge=0)
+    batching: BatchingSpec | None = None
     serverless: ServerlessSpec | None = Field(None, description=(
         "a serverless variant: its own deployment, from zero replicas on demand (excludes replicas, autoscaling "
         "and in_process)"))
@@ -202,6 +270,23 @@ class VariantSpec(Strict):
                      if f in self.model_fields_set]
             if clash:
                 raise ValueError(f"a serverless variant sizes itself from serverless: drop {', '.join(clash)}")
+        return self
+
+    @model_validator(mode="after")
+    def _model_or_pipeline(self) -> "VariantSpec":
+        if (self.model is None) == (self.pipeline is None):
+            raise ValueError("give exactly one of model or pipeline")
+        if self.pipeline is None:
+            return self
+        names = [s.name for s in self.pipeline]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pipeline: step names must be unique, got {names}; name the steps")
+        if self.serverless is not None:
+            raise ValueError("serverless: not for a pipeline variant; give its steps autoscaling (min_replicas: 0 "
+                             "scales a step to zero)")
+        for f in sorted((PLACEMENT_FIELDS | {"batching"}) & self.model_fields_set):
+            raise ValueError(f"{f}: a pipeline variant places and batches each step on its own: set {f} on "
+                             "its steps")
         return self
 
 

@@ -1,5 +1,6 @@
 """application/json: SageMaker JSON (`{"instances": rows}`, a list of rows, one flat row, `{"inputs": {name:
-data}}`) and, told apart by shape, KServe V2 JSON (`{"inputs": [tensor, ...]}` / `{"outputs": [...]}`).
+data}}`), objects with named values (a list of them, or `{"instances": [...]}`, or one object: named columns,
+strings allowed) and, told apart by shape, KServe V2 JSON (`{"inputs": [tensor, ...]}` / `{"outputs": [...]}`).
 
 Responses are `{"predictions": [{output: value, ...}, ...]}`, one object per row. Parsing is orjson's:
 nesting deeper than 1024 and numbers out of double range are malformed JSON, answered with a 400.
@@ -8,6 +9,7 @@ nesting deeper than 1024 and numbers out of double range are malformed JSON, ans
 from __future__ import annotations
 
 from itertools import repeat
+from operator import itemgetter
 
 import numpy as np
 import orjson
@@ -15,6 +17,8 @@ import orjson
 from core.errors import FerryError, bad_request
 from core.payloads import v2
 from core.payloads.base import INPUT, Codec, Side, Tensors, tensors_rows
+
+SCALARS = (str, int, float, bool, type(None))
 
 
 def loads(body: bytes | str, what: str = "the body"):
@@ -37,9 +41,14 @@ class JsonCodec(Codec):
             if isinstance(inputs, list):
                 return v2.parse_document(doc, memoryview(b"")).inputs
             if "instances" not in doc:
+                if doc and all(isinstance(v, SCALARS) for v in doc.values()):
+                    return _records([doc])  # one object of named values: one row
                 raise FerryError(bad_request(
-                    'JSON bodies are {"instances": [[...], ...]}, a list of rows, or {"inputs": {name: data}}'))
+                    'JSON bodies are {"instances": [[...], ...]}, a list of rows, a list of objects, one object '
+                    'of named values, or {"inputs": {name: data}}'))
             doc = doc["instances"]
+        if isinstance(doc, list) and doc and isinstance(doc[0], dict):
+            return _records(doc)
         rows = _array(doc, "instances", numeric=True)
         if rows.ndim == 1 and rows.size:
             rows = rows.reshape(1, -1)
@@ -90,6 +99,32 @@ def _json_rows(value, side: Side, one_row: bool = False) -> tuple[np.ndarray, li
     if rows.dtype == object or rows.ndim != 2:
         raise ValueError(f"rows are not a rectangular table (shape {list(rows.shape)})")
     return rows, None
+
+
+def _records(rows: list) -> dict[str, np.ndarray]:
+    """JSON objects (one per row, the same keys in each) as named columns."""
+    names = list(rows[0])
+    if not names:
+        raise FerryError(bad_request("instances: an object with no fields"))
+    if not all(isinstance(r, dict) for r in rows) or set(map(len, rows)) != {len(names)}:
+        raise FerryError(bad_request(f"instances: every row must be an object with the fields {names[:20]}"))
+    try:
+        values = list(map(itemgetter(*names), rows))  # C-level: no Python loop over rows
+    except KeyError as err:
+        raise FerryError(bad_request(f"instances: a row lacks the field {str(err.args[0])[:80]!r}")) from None
+    columns = zip(*values) if len(names) > 1 else [values]
+    return {str(n): _column(list(col), str(n)[:80]) for n, col in zip(names, columns)}
+
+
+def _column(values: list, name: str) -> np.ndarray:
+    """One field of every object: numbers, strings or rows of numbers; nulls and mixed scalars kept as objects."""
+    try:
+        arr = np.asarray(values)
+    except ValueError:  # ragged nested lists
+        arr = np.empty(0, dtype=object)
+    if arr.dtype == object and (not arr.size or any(isinstance(v, (list, dict)) for v in values)):
+        raise FerryError(bad_request(f"field {name!r} must hold a value (or a list of equal length) in every row"))
+    return arr
 
 
 def _array(value, where: str, numeric: bool = False) -> np.ndarray:

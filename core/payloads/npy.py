@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from core.errors import FerryError, bad_request
+from core.errors import FerryError, bad_request, not_acceptable
 from core.payloads.base import Codec, Side
 
 MAGIC = b"\x93NUMPY"
@@ -31,6 +31,10 @@ class NpyCodec(Codec):
         return arr.reshape(1, -1) if arr.ndim == 1 else arr
 
     def encode(self, outputs: dict[str, np.ndarray]) -> bytes:
+        text = [n for n, a in outputs.items() if np.asarray(a).dtype.kind not in "biuf"]
+        if text:
+            raise FerryError(not_acceptable(f"output(s) {text[:10]} are not numeric: .npy answers hold numbers; "
+                                            "ask for application/json or text/csv"))
         blocks = [np.asarray(a).reshape(np.asarray(a).shape[0], -1).astype(np.float64) if np.ndim(a)
                   else np.asarray(a, dtype=np.float64).reshape(1, 1) for a in outputs.values()]
         buf = io.BytesIO()

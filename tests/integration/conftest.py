@@ -10,7 +10,7 @@ import pytest
 from ferry.config import parse_config
 import pandas as pd
 
-from ferry.demo import MODEL_FEATURES, demo_config, model_matrix, write_demo
+from ferry.demo import LOOKUP_ENDPOINT, MODEL_FEATURES, PIPELINE_ENDPOINT, demo_config, model_matrix, write_demo
 from monitor.jobs import baseline_data_quality
 from tests.models import fragile_model, identity_model, multi_dtype_model
 
@@ -63,7 +63,8 @@ MAX_PAYLOAD = 1_000_000
 
 @pytest.fixture(scope="session")
 def ferry_url(ray_serve, demo_dir):
-    """Ferry deployed with the demo endpoint, an A/B endpoint, a batched one and test models."""
+    """Ferry deployed with the demo endpoints, an A/B endpoint, a batched one and test models; the demo's
+    pipelines get a second variant, `Deployed`, with steps on their own replicas."""
     from ferry.app import serve_config
     from serving.deploy import deploy_config
 
@@ -94,6 +95,11 @@ def ferry_url(ray_serve, demo_dir):
         {"name": "serverless-not-ready", "variants": [{"model": "credit-gbm", "serverless": {
             "memory_mb": 256, "max_concurrency": 4, "idle_timeout_s": 600, "startup_timeout_s": 0.05}}]},
     ]
+    for ep in doc["endpoints"]:  # the demo's pipelines again, some steps on their own replicas
+        remote = {PIPELINE_ENDPOINT: ("encode", "model"), LOOKUP_ENDPOINT: ("lookup",)}.get(ep["name"], ())
+        if remote:
+            steps = [dict(s, in_process=False) if s["name"] in remote else s for s in ep["variants"][0]["pipeline"]]
+            ep["variants"].append({"name": "Deployed", "initial_weight": 0, "pipeline": steps})
     doc["server"]["ground_truth_dir"] = "ground-truth"
     doc["monitoring_schedules"] = [{
         "name": "dq-every-3s", "endpoint": "credit-risk", "monitor_type": "data_quality", "interval_s": 3,
