@@ -88,10 +88,12 @@ def helm_values(doc: dict, base: Path) -> tuple[dict, list[str]]:
 
 
 def _local_files(doc: dict, base: Path, notes: list[str]) -> dict[str, bytes]:
-    """Files that ferry.yaml reads by a relative path (model artifacts, baselines), by that path."""
+    """Files that ferry.yaml reads by a relative path (model artifacts, baselines, pipeline steps' modules), by
+    that path."""
     paths = [m.get("path") for m in doc.get("models") or []]
     for s in doc.get("monitoring_schedules") or []:
         paths += [s.get("baseline"), s.get("model")]
+    paths += _step_modules(doc, base)
     out: dict[str, bytes] = {}
     for rel in paths:
         if not rel or "://" in rel or Path(rel).is_absolute():
@@ -103,9 +105,23 @@ def _local_files(doc: dict, base: Path, notes: list[str]) -> dict[str, bytes]:
         if not p.exists():
             notes.append(f"{rel} does not exist here: it must be on the chart's storage volume (baseDir/{rel})")
         for f in sorted(p.rglob("*")) if p.is_dir() else [p] if p.is_file() else []:
-            if f.is_file():
+            if f.is_file() and "__pycache__" not in f.parts:
                 out[f.relative_to(base).as_posix()] = f.read_bytes()
     return out
+
+
+def _step_modules(doc: dict, base: Path) -> list[str]:
+    """The module (a .py file, or a package's folder) of each Python pipeline step, relative to ferry.yaml."""
+    found = []
+    for ep in doc.get("endpoints") or []:
+        for v in ep.get("variants") or []:
+            for step in v.get("pipeline") or []:
+                if step.get("python"):
+                    folder = Path(step.get("path") or ".")
+                    top = step["python"].split(":")[0].split(".")[0]
+                    found.append((folder / f"{top}.py" if (base / folder / f"{top}.py").is_file()
+                                  else folder / top).as_posix())
+    return found
 
 
 def register(app: typer.Typer) -> None:

@@ -28,9 +28,9 @@ def test_render_serve_config_builds_the_ferry_application(tmp_path):
     gateway = built._bound_deployment
     assert gateway.name == "gateway"
     endpoints = gateway.init_args[0]
-    assert [ep.name for ep in endpoints] == ["credit-risk"]
+    assert [ep.name for ep in endpoints] == ["credit-risk", "credit-risk-pipeline", "credit-risk-by-id"]
     remote = gateway.init_args[3]
-    assert remote == {}  # the demo's variant runs inside the gateway (the default shape)
+    assert remote == {}  # the demo's variants and pipeline steps run inside the gateway (the default shape)
 
 
 def test_builder_applies_env_overrides(monkeypatch, tmp_path):

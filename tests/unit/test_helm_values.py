@@ -34,6 +34,7 @@ def test_demo_reaches_the_cluster_through_helm_values(demo, tmp_path):
     assert original["server"]["host"] == "127.0.0.1"
     assert values["ferry"] == {**original, "server": {**original["server"], "host": "0.0.0.0"}}
     assert base64.b64decode(values["files"]["model.onnx"]) == (demo / "model.onnx").read_bytes()
+    assert base64.b64decode(values["files"]["credit_steps.py"]) == (demo / "credit_steps.py").read_bytes()  # pipeline steps
     for schedule in original.get("monitoring_schedules", []):  # the demo's baseline travels with it
         folder = (demo / schedule["baseline"]).resolve()
         for f in folder.rglob("*.json"):

@@ -333,3 +333,23 @@ def test_a_step_with_its_own_scaling_gets_its_own_deployment(demo):
     assert lookup.init_args[2]["groups"][0]["name"] == "applicants"  # the feature store's configuration
     model = remote[f"{LOOKUP_ENDPOINT}.AllTraffic.model"]["handle"]._bound_deployment
     assert model.ray_actor_options["num_cpus"] == 0.5 and list(model.init_args[1]) == ["credit-gbm"]
+
+
+def test_ferry_validate_names_a_step_that_cannot_import(demo, tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from ferry.cli import app
+
+    out, _ = demo
+    monkeypatch.delitem(sys.modules, "credit_steps", raising=False)  # imported from the demo's folder before
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(out)])
+    doc = yaml.safe_load((out / "ferry.yaml").read_text())
+    (tmp_path / "model.onnx").write_bytes((out / "model.onnx").read_bytes())
+    doc.pop("monitoring_schedules")
+    (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(doc))  # without credit_steps.py beside it
+    r = CliRunner().invoke(app, ["validate", "-f", str(tmp_path / "ferry.yaml")])
+    assert r.exit_code == 2
+    assert f"endpoint '{PIPELINE_ENDPOINT}', variant 'AllTraffic', step 'encode': cannot import 'credit_steps'" in \
+        " ".join(r.output.split())
