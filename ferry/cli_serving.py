@@ -201,6 +201,9 @@ def register(app: typer.Typer) -> None:
             for v in variants:
                 runs = v["runs"]
                 row(endpoint, v["variant"], f"{v['weight']:g}", runs, "gateway" if runs == "in gateway" else runs)
+                for step in v.get("steps", ()):  # a pipeline's steps
+                    runs = step["runs"]
+                    row("", f"  step {step['name']}", "-", runs, "gateway" if runs == "in gateway" else runs)
         _stdout_console().print(table)
 
     @app.command()

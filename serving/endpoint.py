@@ -111,9 +111,11 @@ class Endpoint:
             return False
 
     def describe(self) -> list[dict]:
-        """Each variant's weight and where it runs."""
+        """Each variant's weight and where it runs (a pipeline's: where each step runs)."""
         return [{"variant": n, "weight": self.weights[n],
-                 "runs": getattr(self.runners[n], "deployment", None) or "in gateway"} for n in self.picker.names]
+                 "runs": getattr(self.runners[n], "deployment", None) or "in gateway",
+                 **({"steps": self.runners[n].placements()} if hasattr(self.runners[n], "placements") else {})}
+                for n in self.picker.names]
 
     def close(self) -> None:
         if self.capture is not None:

@@ -69,11 +69,14 @@ class PipelineRunner:
                           else make_step(s, models, features)))
         return cls(spec.name, steps)
 
+    def placements(self) -> list[dict]:
+        """Each step and where it runs: "in gateway" or its deployment's name."""
+        return [{"name": n, "runs": getattr(s, "deployment", None) or "in gateway"} for n, s in self.steps]
+
     async def metadata(self) -> dict:
         """The first step's inputs, the last step's outputs (empty for Python steps), and the steps."""
         first, last = await self.steps[0][1].metadata(), await self.steps[-1][1].metadata()
-        return {"inputs": first["inputs"], "outputs": last["outputs"],
-                "steps": [{"name": n, "runs": getattr(s, "deployment", None) or "in gateway"} for n, s in self.steps]}
+        return {"inputs": first["inputs"], "outputs": last["outputs"], "steps": self.placements()}
 
     async def ready(self) -> bool:
         for _, step in self.steps:

@@ -125,6 +125,11 @@ def test_steps_with_their_own_scaling_are_deployments_of_their_own(ferry_url):
     assert steps == {f"{PIPELINE_ENDPOINT}.Deployed.encode", f"{PIPELINE_ENDPOINT}.Deployed.model",
                      f"{LOOKUP_ENDPOINT}.Deployed.lookup"}
     assert all(deployments[d].status == "HEALTHY" for d in steps)
+    layout = serve.get_deployment_handle("gateway", "ferry").describe.remote().result(timeout_s=30)
+    deployed = next(v for v in layout[PIPELINE_ENDPOINT] if v["variant"] == "Deployed")  # what `ferry status` shows
+    assert deployed["steps"] == [{"name": "encode", "runs": f"{PIPELINE_ENDPOINT}.Deployed.encode"},
+                                 {"name": "model", "runs": f"{PIPELINE_ENDPOINT}.Deployed.model"},
+                                 {"name": "decide", "runs": "in gateway"}]
 
 
 def test_pipeline_requests_are_captured_like_any_endpoints(runtime, demo_dir, applicants):

@@ -117,6 +117,8 @@ def test_lookup_pipeline_answers_from_the_feature_store(demo):
     assert_same(predictions(csv), want)
     meta = run(dp.model_metadata(LOOKUP_ENDPOINT))
     assert meta["inputs"] == [{"name": "applicant_id", "datatype": "INT64", "shape": [-1]}]
+    (variant,) = dp.endpoints[LOOKUP_ENDPOINT].describe()  # what `ferry status` shows
+    assert variant["steps"] == [{"name": n, "runs": "in gateway"} for n in ("lookup", "model", "decide")]
 
 
 def test_a_request_column_named_like_a_feature_overrides_the_store(demo):
