@@ -295,6 +295,7 @@ def test_python_steps_that_cannot_load_are_named_before_start(tmp_path):
     ({"pipeline": [{"model": "credit-gbm", "takes": "table"}, {"python": "m:f"}]}, "takes: only for a python step"),
     ({"pipeline": [{"python": "m.f"}, {"python": "m:g"}]}, "'m.f' is not `module:function`"),
     ({"replicas": 2, "pipeline": [{"python": "m:f"}, {"python": "m:g"}]}, "replicas: a pipeline variant places"),
+    ({"serverless": {}, "pipeline": [{"python": "m:f"}, {"python": "m:g"}]}, "serverless: not for a pipeline"),
     ({"pipeline": [{"python": "m:f"}, {"model": "nope"}]}, "endpoints.0.variants.0.pipeline.1.model: unknown model"),
     ({"pipeline": [{"feature_lookup": {"feature_group": "nope"}}, {"python": "m:g"}]},
      "pipeline.0.feature_lookup.feature_group: unknown feature group 'nope'"),
