@@ -356,3 +356,20 @@ def test_ferry_validate_names_a_step_that_cannot_import(demo, tmp_path, monkeypa
     assert r.exit_code == 2
     assert f"endpoint '{PIPELINE_ENDPOINT}', variant 'AllTraffic', step 'encode': cannot import 'credit_steps'" in \
         " ".join(r.output.split())
+
+
+def test_json_objects_decode_to_named_columns_and_bad_ones_are_400():
+    from core.errors import FerryError
+    from core.payloads.json import JsonCodec
+
+    got = JsonCodec().decode(b'[{"a": 1, "s": "x"}, {"a": 2.5, "s": "y"}]')
+    np.testing.assert_array_equal(got["a"], [1.0, 2.5])
+    assert got["s"].tolist() == ["x", "y"]
+    assert list(JsonCodec().decode(b'{"a": 1, "s": "x"}')) == ["a", "s"]  # one object: one row
+    for body, needle in [(b'[{"a": 1}, {"b": 2}]', "a row lacks the field 'a'"),
+                         (b'[{"a": 1}, {"a": 1, "b": 2}]', "every row must be an object with the fields ['a']"),
+                         (b'[{"a": [1, 2]}, {"a": [1]}]', "field 'a' must hold a value"),
+                         (b'{"instances": [{}]}', "an object with no fields")]:
+        with pytest.raises(FerryError) as err:
+            JsonCodec().decode(body)
+        assert err.value.error.status == 400 and needle in err.value.error.message, err.value.error.message
