@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from core.errors import FerryError, bad_request, throttled, unavailable
+from core.errors import FerryError, bad_request, internal_error, throttled, unavailable
 from serving.dataplane import ModelResult, Payload
 from serving.spec import ModelSpec, VariantSpec
 from serving.steps import MATRIX, Step, decoded_strings, make_step, step_error
@@ -39,8 +39,11 @@ class RemoteStep:
         try:
             out = await self.handle.run.remote(data)
         except Exception as err:  # noqa: BLE001 - backpressure or a lost replica: retryable, not the client's fault
+            from ray.exceptions import RayTaskError
             from ray.serve.exceptions import BackPressureError
 
+            if isinstance(err, RayTaskError):  # the replica is up and its code raised: a bug, not an outage
+                raise FerryError(internal_error(log, f"deployment {self.deployment}")) from None
             log.warning("step deployment %s unavailable: %s", self.deployment, type(err).__name__)
             if isinstance(err, BackPressureError):
                 raise FerryError(throttled(f"deployment {self.deployment} is at its queue limit; retry later")) from None
@@ -97,6 +100,6 @@ class PipelineRunner:
             unknown = [n for n in output_names if n not in outputs]
             if unknown:
                 return ModelResult(self.variant, error=bad_request(
-                    f"unknown output(s) {[str(u)[:80] for u in unknown][:10]}; the pipeline gives {list(outputs)}"))
+                    f"unknown output(s) {[str(u)[:80] for u in unknown][:10]}; the pipeline gives {list(outputs)[:20]}"))
             outputs = {n: outputs[n] for n in output_names}
         return ModelResult(self.variant, outputs, model_seconds=time.perf_counter() - start)

@@ -6,7 +6,7 @@ import logging
 
 from ray import serve
 
-from core.errors import FerryError, InferenceError
+from core.errors import FerryError, internal_error
 from serving.spec import ModelSpec, StepSpec
 from serving.steps import make_step
 
@@ -33,5 +33,4 @@ class StepServer:
         except FerryError as err:
             return err.error
         except Exception:  # noqa: BLE001 - a bug here must not look like the caller's fault or a lost replica
-            log.exception("internal error in pipeline step %s", self.name)
-            return InferenceError(500, "InternalFailure", "INTERNAL", "internal error in the step")
+            return internal_error(log, f"pipeline step {self.name}")
