@@ -346,8 +346,10 @@ def test_ferry_validate_names_a_step_that_cannot_import(demo, tmp_path, monkeypa
     from ferry.cli import app
 
     out, _ = demo
-    monkeypatch.delitem(sys.modules, "credit_steps", raising=False)  # imported from the demo's folder before
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(out)])
+    from pathlib import Path
+
+    monkeypatch.delitem(sys.modules, "credit_steps", raising=False)  # other tests' demo folders imported it
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not (Path(p) / "credit_steps.py").exists()])
     doc = yaml.safe_load((out / "ferry.yaml").read_text())
     (tmp_path / "model.onnx").write_bytes((out / "model.onnx").read_bytes())
     doc.pop("monitoring_schedules")
