@@ -45,13 +45,15 @@ def running(deployment: str) -> int:
 
 
 def metric(text: str, name: str, **labels) -> float:
-    """The value of one series in a Prometheus exposition (0 when absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    """The sum of the series of `name` that carry `labels` in a Prometheus exposition (other labels, such as
+    the gateway replica, summed over; 0 when absent)."""
+    want = {f'{k}="{v}"' for k, v in labels.items()}
+    total = 0.0
     for line in text.splitlines():
         m = re.match(r"^(\w+)\{(.*)\} (\S+)$", line)
-        if m and m.group(1) == name and ",".join(sorted(m.group(2).split(","))) == want:
-            return float(m.group(3))
-    return 0.0
+        if m and m.group(1) == name and want <= set(m.group(2).split(",")):
+            total += float(m.group(3))
+    return total
 
 
 async def burst(url: str, body: str, n: int) -> list[httpx.Response]:
