@@ -116,6 +116,11 @@ class DeployFile(Strict):
             for v in ep.variants:
                 for step in v.pipeline or ():
                     step.path = _local(base, step.path)
+            if ep.async_inference is not None:
+                a = ep.async_inference
+                a.output_path, a.queue_path = _local(base, a.output_path), _local(base, a.queue_path)
+                a.failure_path = _local(base, a.failure_path or a.output_path)
+                a.input_prefixes = [_local(base, p) for p in a.input_prefixes]
         self.server.ground_truth_dir = _local(base, self.server.ground_truth_dir)
         self.server.state_dir = _local(base, self.server.state_dir)
         for s in self.monitoring_schedules:

@@ -129,11 +129,20 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
                                                                                         server.gateway_replicas)
     used = {v.model for ep in endpoints for v in ep.variants} | {
         s.model for ep in endpoints for v in ep.variants for s in v.pipeline or ()}
+    async_worker = None
+    if any(ep.async_inference for ep in endpoints):
+        from serving.asyncq.worker import AsyncWorker
+
+        async_eps = [ep for ep in endpoints if ep.async_inference]
+        async_worker = AsyncWorker.options(name="async-worker", ray_actor_options={"num_cpus": 0.25},
+                                           logging_config=QUIET).bind(
+            async_eps, {n: m for n, m in by_name.items() if n in used}, server, remote, kafka_bootstrap)
     return Gateway.options(
         name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=server.gateway_max_ongoing_requests,
         ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
     ).bind(endpoints, {n: m for n, m in by_name.items() if n in used}, server, remote, kafka_bootstrap,
-           monitor_deployment(schedules or []), features, control_deployment(endpoints, server, serve_doc))
+           monitor_deployment(schedules or []), features, control_deployment(endpoints, server, serve_doc),
+           async_worker)
 
 
 def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_doc: dict | None):

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from core.errors import FerryError, internal_error, quote
 from serving import metrics_hub, openapi, replica_metrics
+from serving.adapters import async_ as async_adapter
 from serving.adapters import grpc as grpc_adapter
 from serving.adapters import sagemaker, v2rest
 from serving.adapters.control import ControlAPI
@@ -44,7 +45,7 @@ class Gateway:
 
     def __init__(self, endpoints: list[EndpointSpec], models: dict[str, ModelSpec], server: ServerSpec,
                  remote: dict[str, dict], kafka_bootstrap: str | None = None, monitor=None,
-                 features: dict | None = None, control=None):
+                 features: dict | None = None, control=None, async_worker=None):
         """`remote` maps "<endpoint>.<variant>" of variants with their own deployment to {"handle", ...};
         `control` is the Control deployment's handle."""
         server.check_control_exposure()
@@ -59,6 +60,8 @@ class Gateway:
         self.monitor = monitor  # the MonitorRunner's handle when the deploy file has monitoring schedules
         self.features = _feature_api(features) if features else None  # featurestore-runtime routes, in-process
         self.routes = {f"/endpoints/{ep.name}/invocations": ep.name for ep in endpoints}
+        self.async_doors = async_adapter.front_doors(endpoints)
+        self.async_worker = async_worker  # the AsyncWorker's handle when an endpoint is asynchronous
         if self.default is not None:
             self.routes["/invocations"] = self.default
 
@@ -100,6 +103,8 @@ class Gateway:
             return await v2rest.handle(self.plane, request, parts[1:], method)
         if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "invocations" and method == "POST":
             return await sagemaker.invoke(self.plane, request, parts[1])  # an unknown endpoint: its 4xx
+        if len(parts) >= 3 and parts[0] == "endpoints" and parts[2] == "async-invocations":
+            return await async_adapter.route(self.async_doors, self.plane, request, parts, method)
         if parts and parts[0] == "control":
             return await self.control.handle(request, parts[1:], method)
         if path == "/ping" and method == "GET":
@@ -112,6 +117,9 @@ class Gateway:
             body += await asyncio.to_thread(replica_metrics.exposition, serve.get_replica_context().app_name)
             if self.monitor is not None:
                 body += await self.monitor.metrics.remote()
+            if self.async_worker is not None:
+                body += async_adapter.backlog_exposition(self.async_doors)
+                body += await self.async_worker.metrics.remote()
             return Response(body, media_type="text/plain; version=0.0.4")
         try:
             self.plane.authorize(header(headers_of(request), b"authorization"))

@@ -301,12 +301,28 @@ class DataCaptureSpec(Strict):
     destination: str = Field("./capture", description="a folder (JSONL files) or kafka://<topic>")
 
 
+class AsyncSpec(Strict):
+    """SageMaker's AsyncInferenceConfig: requests queued durably, answered at an output location."""
+
+    output_path: str = Field(description="S3OutputPath: a folder or fsspec prefix; a result is "
+                                         "<output_path>/<inference id>.out")
+    failure_path: str | None = Field(None, description="S3FailurePath (default: output_path); an error is "
+                                                       "<failure_path>/<inference id>-error.out")
+    input_prefixes: list[str] = Field(default_factory=list, description=(
+        "folders or URI prefixes X-Amzn-SageMaker-InputLocation may name; any other location is refused (400)"))
+    max_concurrent_invocations: int = Field(4, ge=1, le=1000, description=(
+        "requests a worker runs at once (ClientConfig.MaxConcurrentInvocationsPerInstance)"))
+    queue_path: str = Field("./.ferry/async/queue.db", description="the embedded durable queue (SQLite)")
+
+
 class EndpointSpec(Strict):
     """An endpoint: a router in front of one or more production variants."""
 
     name: str
     variants: list[VariantSpec] = Field(min_length=1)
     data_capture: DataCaptureSpec = Field(default_factory=DataCaptureSpec)
+    async_inference: AsyncSpec | None = Field(None, alias="async", description=(
+        "asynchronous inference: POST /endpoints/<name>/async-invocations (docs/endpoints.md)"))
 
     _v_name = field_validator("name")(_check_name)
 

@@ -94,6 +94,9 @@ def ferry_url(ray_serve, demo_dir):
             "memory_mb": 256, "max_concurrency": 2, "idle_timeout_s": 2, "startup_timeout_s": 120}}]},
         {"name": "serverless-not-ready", "variants": [{"model": "credit-gbm", "serverless": {
             "memory_mb": 256, "max_concurrency": 4, "idle_timeout_s": 600, "startup_timeout_s": 0.05}}]},
+        {"name": "async", "variants": [{"model": "credit-gbm"}], "async": {
+            "output_path": "async-out", "input_prefixes": ["async-in"], "queue_path": "async-queue.db",
+            "max_concurrent_invocations": 2}},
     ]
     for ep in doc["endpoints"]:  # the demo's pipelines again, some steps on their own replicas
         remote = {PIPELINE_ENDPOINT: ("encode", "model"), LOOKUP_ENDPOINT: ("lookup",)}.get(ep["name"], ())

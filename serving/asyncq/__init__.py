@@ -1,0 +1,1 @@
+"""Asynchronous inference (work in progress, not wired yet): the durable queue of accepted requests."""

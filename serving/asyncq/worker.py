@@ -1,0 +1,103 @@
+"""The asynchronous worker: a Ray Serve deployment that takes queued requests and runs them through its
+own data plane (the endpoint's variants, as the gateway builds them), writing each result to its
+OutputLocation, or the error to its FailureLocation, then finishing the request in the queue.
+
+A result is written (to a temporary name, then renamed) before the request is finished, and `finish`
+succeeds for one claim only: a worker killed between the two leaves the request claimed, and after its
+lease the request is done again, writing the same output; it is never finished twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+from fsspec.core import url_to_fs
+from prometheus_client import CollectorRegistry, generate_latest
+from ray import serve
+
+from core.errors import FerryError, InferenceError
+from serving.adapters.async_ import MAX_PAYLOAD, AsyncExchange, failure_doc
+from serving.asyncq.sqlite import Claimed, SqliteQueue
+from serving.dataplane import DataPlane
+from serving.metrics import ASYNC_PROCESSING, ASYNC_REQUESTS
+from serving.spec import EndpointSpec, ModelSpec, ServerSpec
+
+log = logging.getLogger(__name__)
+IDLE_POLL_S = 0.2
+LEASE_MARGIN_S = 60
+
+
+@serve.deployment
+class AsyncWorker:
+    """Works the queues of the asynchronous endpoints."""
+
+    def __init__(self, endpoints: list[EndpointSpec], models: dict[str, ModelSpec], server: ServerSpec,
+                 remote: dict[str, dict], kafka_bootstrap: str | None = None):
+        from serving.gateway import _endpoint
+
+        self.specs = {ep.name: ep.async_inference for ep in endpoints if ep.async_inference is not None}
+        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap) for ep in endpoints
+                                if ep.name in self.specs}, server.max_payload_bytes, limits={"async": MAX_PAYLOAD})
+        self.queues = {name: SqliteQueue(spec.queue_path) for name, spec in self.specs.items()}
+        self.registry = CollectorRegistry()
+        self.requests = ASYNC_REQUESTS.client(self.registry)
+        self.processing = ASYNC_PROCESSING.client(self.registry)
+        self.tasks = [asyncio.get_event_loop().create_task(self._work(name, slot))
+                      for name, spec in self.specs.items() for slot in range(spec.max_concurrent_invocations)]
+
+    async def metrics(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def _work(self, endpoint: str, slot: int) -> None:
+        queue = self.queues[endpoint]
+        while True:
+            try:
+                claimed = await asyncio.to_thread(queue.claim, endpoint, 3600 + LEASE_MARGIN_S)
+                if claimed is None:
+                    await asyncio.sleep(IDLE_POLL_S)
+                    continue
+                await self.process(endpoint, queue, claimed)
+            except Exception:  # noqa: BLE001 - a worker slot never dies; the request is retried after its lease
+                log.exception("async worker %s/%d", endpoint, slot)
+                await asyncio.sleep(1)
+
+    async def process(self, endpoint: str, queue: SqliteQueue, claimed: Claimed) -> None:
+        doc = orjson.loads(claimed.doc)
+        start = time.perf_counter()
+        if claimed.expires_at is not None and time.time() > claimed.expires_at:
+            error = InferenceError(400, "ExpiredRequest", "DEADLINE_EXCEEDED",
+                                   "the request waited longer than its RequestTTLSeconds and was not processed")
+            await asyncio.to_thread(_write, doc["failure"], failure_doc(error))
+            await self._finish(endpoint, queue, claimed, "expired", error.message, start)
+            return
+        ex = AsyncExchange(endpoint, claimed.id, doc)
+        try:
+            await asyncio.wait_for(self.plane.infer(ex), doc["timeout_s"])
+        except (FerryError, TimeoutError) as err:
+            error = err.error if isinstance(err, FerryError) else InferenceError(
+                424, "ModelError", "DEADLINE_EXCEEDED", f"no answer within {doc['timeout_s']} s "
+                                                        "(InvocationTimeoutSeconds)")
+            await asyncio.to_thread(_write, doc["failure"], failure_doc(error))
+            await self._finish(endpoint, queue, claimed, "failed", error.message, start)
+            return
+        await asyncio.to_thread(_write, doc["output"], ex.response)
+        await self._finish(endpoint, queue, claimed, "succeeded", None, start)
+
+    async def _finish(self, endpoint, queue, claimed, state, reason, start) -> None:
+        if await asyncio.to_thread(queue.finish, claimed, state, reason):
+            self.requests.labels(endpoint, state).inc()
+            self.processing.labels(endpoint).observe(time.perf_counter() - start)
+        else:
+            log.warning("async request %s: its claim was lost (lease expired); another worker finishes it", claimed.id)
+
+
+def _write(location: str, data: bytes) -> None:
+    """Write a result whole under a temporary name, then rename it into place."""
+    fs, path = url_to_fs(location)
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    fs.pipe_file(path + ".tmp", data)
+    fs.mv(path + ".tmp", path)
