@@ -200,11 +200,17 @@ def register(app: typer.Typer) -> None:
         for endpoint, variants in sorted(layout.items()):
             for v in variants:
                 runs = v["runs"]
-                row(endpoint, v["variant"], f"{v['weight']:g}", runs, "gateway" if runs == "in gateway" else runs)
+                weight = v["weight"] if isinstance(v["weight"], str) else f"{v['weight']:g}"
+                row(endpoint, v["variant"], weight, runs, "gateway" if runs == "in gateway" else runs)
                 for step in v.get("steps", ()):  # a pipeline's steps
                     runs = step["runs"]
                     row("", f"  step {step['name']}", "-", runs, "gateway" if runs == "in gateway" else runs)
         _stdout_console().print(table)
+        traffic = serve.get_deployment_handle("control", APP_NAME).traffic.remote().result(timeout_s=30)
+        for endpoint, r in sorted(traffic["rollouts"].items()):
+            step = f"step {r['step'] + 1}/{len(r['shares'])}" if r["status"] == "running" else r["status"]
+            reason = f": {r['reason']}" if r["reason"] else ""
+            _stdout_console().print(f"rollout {endpoint}: {r['strategy']} to {sorted(r['green'])}, {step}{reason}")
 
     @app.command()
     def weights(endpoint: str = typer.Argument(..., help="endpoint name"),
@@ -234,6 +240,108 @@ def register(app: typer.Typer) -> None:
         live = r.json()["endpoints"][endpoint]["weights"]
         total = sum(live.values())
         console.print(f"{endpoint}: " + "  ".join(f"{n}={w:g} ({100 * w / total:.0f} %)" for n, w in live.items()))
+
+    shadow = typer.Typer(help="Shadow variants: compare them with production, promote one.", no_args_is_help=True)
+    app.add_typer(shadow, name="shadow")
+
+    @shadow.command("report")
+    def shadow_report(endpoint: str = typer.Argument(..., help="endpoint name"),
+                      url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
+                      token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN"),
+                      as_json: bool = typer.Option(False, "--json", help="print the report as JSON")):
+        """Each shadow variant of ENDPOINT against production, over every gateway replica."""
+        import json
+
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            r = httpx.get(f"{url.rstrip('/')}/control/endpoints/{endpoint}/shadows", headers=headers, timeout=30)
+        except httpx.HTTPError as err:
+            _fail(f"cannot reach Ferry at {url}: {err}")
+        if r.status_code >= 400:
+            _fail(f"{r.status_code}: {r.text}")
+        doc = r.json()
+        if as_json:
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            return
+        table = Table(title=f"{endpoint}: shadows against production")
+        for col in ("variant", "requests", "dropped", "error rate", "agreement", "mean |diff|", "p50 ms", "p99 ms"):
+            table.add_column(col)
+
+        def fmt(v, scale=1.0, spec="{:.3g}"):
+            return "-" if v is None else spec.format(v * scale)
+
+        p = doc["production"]
+        table.add_row("(production)", str(p["requests"]), "-", fmt(p["error_rate"], 100, "{:.1f} %"), "-", "-",
+                      fmt(p["p50_s"], 1e3), fmt(p["p99_s"], 1e3))
+        for name, s in sorted(doc["shadows"].items()):
+            table.add_row(name, str(s["copies"]), str(s["dropped"]), fmt(s["error_rate"], 100, "{:.1f} %"),
+                          fmt(s["agreement"], 100, "{:.1f} %"), fmt(s["mean_abs_difference"]),
+                          fmt(s["p50_s"], 1e3), fmt(s["p99_s"], 1e3))
+        _stdout_console().print(table)
+
+    @app.command()
+    def rollout(endpoint: str = typer.Argument(..., help="endpoint name"),
+                to: Path = typer.Option(..., "--to", help="a deploy file declaring ENDPOINT's new variants (and their "
+                                                           "models): the green fleet"),
+                strategy: str = typer.Option("canary", "--strategy", help="all-at-once, canary or linear"),
+                canary_percent: float = typer.Option(10, "--canary-percent", min=0.1, max=99.9),
+                linear_step: float = typer.Option(20, "--linear-step", min=1, max=100, help="percent per step"),
+                wait_interval: float = typer.Option(30, "--wait-interval", min=0, help="bake seconds per step"),
+                termination_wait: float = typer.Option(30, "--termination-wait", min=0,
+                                                       help="seconds blue stays idle before it is removed"),
+                max_duration: float = typer.Option(3600, "--max-duration", min=1),
+                max_error_rate: float = typer.Option(0.01, "--max-error-rate", help="green's 5xx/ModelError share"),
+                max_p99_ms: float = typer.Option(None, "--max-p99-ms"),
+                prometheus_url: str = typer.Option(None, "--prometheus-url"),
+                alarm: list[str] = typer.Option([], "--alarm", help="a Prometheus alert name that rolls back (repeat)"),
+                drift_baseline: Path = typer.Option(None, "--drift-baseline", help="a data-quality baseline folder: a "
+                                                                                   "violation on green's inputs rolls back"),
+                wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the rollout until it ends"),
+                url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
+                token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")):
+        """Blue/green: move ENDPOINT's traffic to the variants of --to, baking each step, rolling back on an alarm."""
+        import time
+
+        import httpx
+
+        new = _load(to)
+        target = next((ep for ep in new.endpoints if ep.name == endpoint), None)
+        if target is None:
+            _fail(f"{to} declares no endpoint {endpoint!r}", 2)
+        models = {m.name: m for m in new.models}
+        green = {v.name: {"model": models[v.model].model_dump(), "weight": v.initial_weight,
+                          "batching": v.batching.model_dump() if v.batching else None} for v in target.variants}
+        body = {"green": green, "strategy": strategy, "canary_percent": canary_percent, "linear_step": linear_step,
+                "wait_interval_s": wait_interval, "termination_wait_s": termination_wait,
+                "max_duration_s": max_duration,
+                "alarms": {"max_error_rate": max_error_rate, "max_p99_s": max_p99_ms / 1e3 if max_p99_ms else None,
+                           "prometheus_url": prometheus_url, "prometheus_alerts": alarm,
+                           "drift_baseline": str(drift_baseline.resolve()) if drift_baseline else None}}
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        base = url.rstrip("/")
+        try:
+            r = httpx.post(f"{base}/control/endpoints/{endpoint}/rollouts", json=body, headers=headers, timeout=120)
+        except httpx.HTTPError as err:
+            _fail(f"cannot reach Ferry at {url}: {err}")
+        if r.status_code >= 400:
+            _fail(f"{r.status_code}: {r.json().get('error', r.text)}")
+        console.print(f"rollout of {endpoint} to {sorted(green)} started ({strategy})")
+        if not wait:
+            return
+        shown = 0
+        while True:
+            time.sleep(1)
+            doc = httpx.get(f"{base}/control/endpoints/{endpoint}/rollout", headers=headers, timeout=30).json()["rollout"]
+            for line in doc["history"][shown:]:
+                console.print(f"  {line}")
+            shown = len(doc["history"])
+            if doc["status"] != "running":
+                break
+        if doc["status"] == "rolled_back":
+            _fail(f"rolled back: {doc['reason']}")
+        console.print(f"[green]rollout of {endpoint} completed[/green]")
 
     @app.command()
     def invoke(endpoint: str = typer.Argument(..., help="endpoint name"),

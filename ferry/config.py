@@ -64,12 +64,13 @@ class DeployFile(Strict):
         _unique([s.name for s in self.monitoring_schedules], "monitoring_schedules")
         known = set(names)
         for i, ep in enumerate(self.endpoints):
-            for j, v in enumerate(ep.variants):
-                if v.model is not None and v.model not in known:
-                    raise ValueError(
-                        f"endpoints.{i}.variants.{j}.model: unknown model {v.model!r} "
-                        f"(declared models: {sorted(known) or 'none'})"
-                    )
+            for kind, variants in (("variants", ep.variants), ("shadow_variants", ep.shadow_variants)):
+                for j, v in enumerate(variants):
+                    if v.model is not None and v.model not in known:
+                        raise ValueError(
+                            f"endpoints.{i}.{kind}.{j}.model: unknown model {v.model!r} "
+                            f"(declared models: {sorted(known) or 'none'})"
+                        )
         self._pipeline_references(known)
         return self
 

@@ -148,4 +148,6 @@ class DataPlane:
         self.metrics.succeeded(ep.name, variant, ex.protocol, time.perf_counter() - start, result)
         if ep.capture is not None and ep.capture.sampled():
             ep.capture.put(ex, result)
+        for shadow in ep.shadows:
+            shadow.offer(payload, ex.output_names, result, ex)
         return result

@@ -127,7 +127,7 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
             if v.serverless:
                 remote[f"{ep.name}.{v.name}"]["concurrency"] = serverless.gateway_share(v.serverless,
                                                                                         server.gateway_replicas)
-    used = {v.model for ep in endpoints for v in ep.variants} | {
+    used = {v.model for ep in endpoints for v in [*ep.variants, *ep.shadow_variants]} | {
         s.model for ep in endpoints for v in ep.variants for s in v.pipeline or ()}
     async_worker = None
     if any(ep.async_inference for ep in endpoints):

@@ -58,6 +58,12 @@ class EndpointCapture:
         """Queue the exchange; the sink's writer thread builds its record (off the request path)."""
         self.sink.put(partial(self._record, exchange, result.variant, time.time()))
 
+    def put_shadow(self, exchange, shadow: str, outputs: dict) -> None:
+        """Queue a shadow's answer to a captured request (built off the request path, like the others)."""
+        from serving.shadow import shadow_record
+
+        self.sink.put(partial(shadow_record, self.format, exchange, shadow, outputs, time.time()))
+
     def _record(self, exchange, variant: str, at: float) -> dict:
         in_body, in_type, out_body, out_type = exchange.captured()
         return self.format.record(variant=variant, input_data=in_body, input_content_type=in_type,
@@ -72,17 +78,19 @@ class Endpoint:
     """Variant choice in front of one runner per production variant, and sampled data capture."""
 
     def __init__(self, name: str, runners: dict[str, Runner], weights: dict[str, float],
-                 capture: EndpointCapture | None = None):
+                 capture: EndpointCapture | None = None, shadows: list | None = None):
         self.name = name
         self.runners = runners
+        self.shadows = shadows or []  # serving.shadow.Shadow
         self.weights = dict(weights)
         self.picker = VariantPicker(weights)
         self.capture = capture
         self._meta: dict[str, dict] = {}
 
-    def set_weights(self, weights: dict[str, float]) -> None:
-        """Live weights (the control plane's); variants not named keep theirs."""
-        self.weights = {**self.weights, **{n: w for n, w in weights.items() if n in self.runners}}
+    def set_weights(self, weights: dict[str, float], replace: bool = False) -> None:
+        """Live weights (the control plane's): all of them when `replace`, else variants not named keep theirs."""
+        given = {n: w for n, w in weights.items() if n in self.runners}
+        self.weights = given if replace else {**self.weights, **given}
         self.picker = VariantPicker(self.weights)
 
     def pick(self, target: str | None) -> tuple[str, Runner]:
@@ -115,7 +123,8 @@ class Endpoint:
         return [{"variant": n, "weight": self.weights[n],
                  "runs": getattr(self.runners[n], "deployment", None) or "in gateway",
                  **({"steps": self.runners[n].placements()} if hasattr(self.runners[n], "placements") else {})}
-                for n in self.picker.names]
+                for n in self.picker.names] + [
+            {"variant": s.name, "weight": f"shadow {100 * s.rate:g} %", "runs": "in gateway"} for s in self.shadows]
 
     def close(self) -> None:
         if self.capture is not None:

@@ -27,15 +27,17 @@ from serving.adapters.control import ControlAPI
 from serving.adapters.http import header, headers_of, json_response, read_body
 from serving.capture.factory import make_sink
 from serving.control.state import TrafficState
-from serving.dataplane import DataPlane
+from serving.dataplane import PROTOCOLS, DataPlane
 from serving.endpoint import Endpoint, EndpointCapture
 from serving.metrics import ServingMetrics
 from serving.pipeline import PipelineRunner
 from serving.serverless import ServerlessVariant
-from serving.spec import EndpointSpec, ModelSpec, ServerSpec
+from serving.shadow import Shadow
+from serving.spec import BatchingSpec, EndpointSpec, ModelSpec, ServerSpec
 from serving.variants import ModelRunner, RemoteVariant
 
 log = logging.getLogger(__name__)
+REPORT_INTERVAL_S = 1.0
 FEATURE_ROUTES = {"FeatureGroup", "BatchGetRecord", "get-online-features", "feature-groups"}
 
 
@@ -52,7 +54,9 @@ class Gateway:
         self.metrics = ServingMetrics()
         self.reporter = metrics_hub.reporter_for(self.metrics.registry)  # every replica's series on /metrics
         self.control = ControlAPI(control, server.control_secret)
-        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, features) for ep in endpoints},
+        self._control = control
+        self._reporter: asyncio.Task | None = None
+        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, self.metrics, features) for ep in endpoints},
                                server.max_payload_bytes, server.auth_token, self.metrics,
                                limits={"grpc": server.grpc_max_message_bytes})
         self.default = endpoints[0].name if endpoints else None
@@ -65,12 +69,23 @@ class Gateway:
         if self.default is not None:
             self.routes["/invocations"] = self.default
 
-    def reconfigure(self, traffic: dict) -> None:
-        """The control plane's live traffic state (the deployment's user_config): applied in place."""
+    async def reconfigure(self, traffic: dict) -> None:
+        """The control plane's live traffic state (the deployment's user_config), applied in place: variants
+        added at run time are loaded (off the event loop), removed ones dropped, then the weights set."""
         state = TrafficState.model_validate(traffic)
-        for name, ep in state.endpoints.items():
-            if name in self.plane.endpoints:
-                self.plane.endpoints[name].set_weights(ep.weights)
+        for name, t in state.endpoints.items():
+            ep = self.plane.endpoints.get(name)
+            if ep is None:
+                continue
+            for variant, added in t.added.items():
+                if variant not in ep.runners:
+                    spec = ModelSpec.model_validate(added.model)
+                    batching = BatchingSpec.model_validate(added.batching) if added.batching else None
+                    ep.runners[variant] = await asyncio.to_thread(ModelRunner, spec, variant, batching)
+                    self.metrics.declare(name, variant, PROTOCOLS)
+            for variant in t.removed:
+                ep.runners.pop(variant, None)
+            ep.set_weights(t.weights, replace=True)
         log.info("traffic state version %d applied", state.version)
 
     def __del__(self):
@@ -80,8 +95,20 @@ class Gateway:
         for ep in getattr(getattr(self, "plane", None), "endpoints", {}).values():
             ep.close()
 
+    async def _report(self) -> None:
+        """Every second, this replica's cumulative counts to the control plane (which adds the replicas up)."""
+        name = serve.get_replica_context().replica_id.unique_id
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL_S)
+            try:
+                await self._control.report.remote(name, self.metrics.snapshot())
+            except Exception:  # noqa: BLE001 - the control plane restarting must not disturb serving
+                log.warning("could not report to the control plane", exc_info=True)
+
     async def __call__(self, request: Request) -> Response:
         """Every HTTP route; an unexpected exception is a 500 naming an incident id (the traceback is logged)."""
+        if self._reporter is None and self._control is not None:
+            self._reporter = asyncio.get_running_loop().create_task(self._report())
         try:
             return await self._route(request)
         except Exception:  # noqa: BLE001 - a bug: no client input may reach here (tests/unit/test_hostile_inputs.py)
@@ -120,6 +147,8 @@ class Gateway:
             if self.async_worker is not None:
                 body += async_adapter.backlog_exposition(self.async_doors)
                 body += await self.async_worker.metrics.remote()
+            if self._control is not None:
+                body += await self._control.metrics.remote()
             return Response(body, media_type="text/plain; version=0.0.4")
         try:
             self.plane.authorize(header(headers_of(request), b"authorization"))
@@ -214,7 +243,7 @@ async def _grpc(plane: DataPlane, context, empty, answer):
 
 
 def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
-              kafka_bootstrap: str | None, features: dict | None = None) -> Endpoint:
+              kafka_bootstrap: str | None, metrics: ServingMetrics, features: dict | None = None) -> Endpoint:
     runners = {}
     for v in spec.variants:
         if v.pipeline:
@@ -228,7 +257,9 @@ def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str
     capture = None
     if spec.data_capture.enabled:
         capture = EndpointCapture(spec.data_capture, make_sink(spec.data_capture, spec.name, kafka_bootstrap))
-    return Endpoint(spec.name, runners, {v.name: v.initial_weight for v in spec.variants}, capture)
+    shadows = [Shadow(spec.name, s, ModelRunner(models[s.model], s.name), metrics.shadow(spec.name, s.name), capture)
+               for s in spec.shadow_variants]
+    return Endpoint(spec.name, runners, {v.name: v.initial_weight for v in spec.variants}, capture, shadows)
 
 
 def _feature_api(features: dict):

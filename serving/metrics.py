@@ -54,6 +54,19 @@ ASYNC_REQUESTS = METRICS.counter("ferry_async_requests_total", "Asynchronous req
                                  "(succeeded, failed, expired)", ["endpoint", "outcome"])
 ASYNC_PROCESSING = METRICS.histogram("ferry_async_processing_seconds", "Time from dequeue to the result written",
                                      ["endpoint"], unit="seconds", buckets=SLOW_BUCKETS)
+_SHADOW = ["endpoint", "shadow"]
+SHADOW_REQUESTS = METRICS.counter("ferry_shadow_requests_total", "Copies of live requests for a shadow variant, by "
+                                  "outcome (ok, error, dropped: its queue was full)", _SHADOW + ["outcome"])
+SHADOW_LATENCY = METRICS.histogram("ferry_shadow_latency_seconds", "A shadow variant's model time per copy", _SHADOW,
+                                   unit="seconds", buckets=LATENCY_BUCKETS)
+SHADOW_ROWS = METRICS.counter("ferry_shadow_compared_rows_total", "Rows a shadow answered, compared with production",
+                              _SHADOW)
+SHADOW_AGREED = METRICS.counter("ferry_shadow_agreed_rows_total", "Compared rows whose label (the first integer, "
+                                "boolean or string output) equals production's", _SHADOW)
+SHADOW_ABS_DIFF = METRICS.counter("ferry_shadow_abs_difference_total", "Sum of |shadow - production| over the "
+                                  "values of the first floating-point output (regression)", _SHADOW)
+SHADOW_VALUES = METRICS.counter("ferry_shadow_compared_values_total", "Values summed in "
+                                "ferry_shadow_abs_difference_total", _SHADOW)
 COLD_START = METRICS.histogram("ferry_serverless_cold_start_seconds", "Time a request waited for a serverless "
                                "replica to start", ["endpoint", "variant"], unit="seconds", buckets=SLOW_BUCKETS)
 
@@ -97,13 +110,47 @@ class _Series:
         self.batch_size = _Histogram(BATCH_SIZE.buckets)
 
 
+class ShadowStats:
+    """What one shadow variant did (counters only grow)."""
+
+    __slots__ = ("ok", "errors", "dropped", "latency", "rows", "agreed", "abs_diff", "values")
+
+    def __init__(self):
+        self.ok = self.errors = self.dropped = self.rows = self.agreed = self.values = 0
+        self.abs_diff = 0.0
+        self.latency = _Histogram(SHADOW_LATENCY.buckets)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "errors": self.errors, "dropped": self.dropped, "rows": self.rows,
+                "agreed": self.agreed, "abs_diff": self.abs_diff, "values": self.values,
+                "latency_counts": self.latency.counts, "latency_sum": self.latency.sum}
+
+
 class ServingMetrics:
     """Requests by status code, errors by type, latency per endpoint and variant, model time, batch sizes."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         self._series: dict[tuple[str, str, str], _Series] = {}
+        self.shadows: dict[tuple[str, str], ShadowStats] = {}
         self.registry.register(self)
+
+    def shadow(self, endpoint: str, shadow: str) -> ShadowStats:
+        return self.shadows.setdefault((endpoint, shadow), ShadowStats())
+
+    def snapshot(self) -> dict:
+        """This replica's cumulative counts per variant and shadow, for the control plane to add up."""
+        variants: dict[str, dict] = {}
+        for (endpoint, variant, _), s in list(self._series.items()):
+            if not variant:
+                continue
+            v = variants.setdefault(f"{endpoint}/{variant}", {"codes": {}, "latency_counts": [0] * len(s.latency.counts),
+                                                              "latency_sum": 0.0})
+            for code, n in s.codes.items():
+                v["codes"][code] = v["codes"].get(code, 0) + n
+            v["latency_counts"] = [a + b for a, b in zip(v["latency_counts"], s.latency.counts)]
+            v["latency_sum"] += s.latency.sum
+        return {"variants": variants, "shadows": {f"{e}/{n}": st.as_dict() for (e, n), st in list(self.shadows.items())}}
 
     def declare(self, endpoint: str, variant: str, protocols) -> None:
         """Export a variant's series before its first request (at 0)."""
@@ -154,7 +201,21 @@ class ServingMetrics:
                     merged.sum += h.sum
                 if sum(merged.counts):
                     family.add_metric([endpoint, variant], merged.buckets(), merged.sum)
-        return [requests, errors, latency, model, batch]
+        return [requests, errors, latency, model, batch, *self._shadow_families()]
+
+    def _shadow_families(self):
+        requests, latency, rows = SHADOW_REQUESTS.family(), SHADOW_LATENCY.family(), SHADOW_ROWS.family()
+        agreed, diff, values = SHADOW_AGREED.family(), SHADOW_ABS_DIFF.family(), SHADOW_VALUES.family()
+        for (endpoint, shadow), st in list(self.shadows.items()):
+            labels = [endpoint, shadow]
+            for outcome, n in (("ok", st.ok), ("error", st.errors), ("dropped", st.dropped)):
+                requests.add_metric(labels + [outcome], n)
+            latency.add_metric(labels, st.latency.buckets(), st.latency.sum)
+            rows.add_metric(labels, st.rows)
+            agreed.add_metric(labels, st.agreed)
+            diff.add_metric(labels, st.abs_diff)
+            values.add_metric(labels, st.values)
+        return [requests, latency, rows, agreed, diff, values]
 
     def exposition(self) -> bytes:
         """This gateway's metrics, plus the process-wide registry (capture sinks count drops there)."""

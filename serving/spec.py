@@ -315,11 +315,24 @@ class AsyncSpec(Strict):
     queue_path: str = Field("./.ferry/async/queue.db", description="the embedded durable queue (SQLite)")
 
 
+class ShadowVariantSpec(Strict):
+    """A shadow variant: a sampled copy of live traffic runs on it, its answers are compared, never returned."""
+
+    name: str
+    model: str
+    sampling_percentage: float = Field(100.0, ge=0, le=100, description="share of requests copied to the shadow")
+    max_queued: int = Field(100, ge=1, description="copies waiting for the shadow; past it, copies are dropped "
+                                                   "(counted) so a slow shadow never slows the endpoint")
+
+    _v_name = field_validator("name")(_check_name)
+
+
 class EndpointSpec(Strict):
-    """An endpoint: a router in front of one or more production variants."""
+    """An endpoint: a router in front of one or more production variants, and optional shadow variants."""
 
     name: str
     variants: list[VariantSpec] = Field(min_length=1)
+    shadow_variants: list[ShadowVariantSpec] = Field(default_factory=list)
     data_capture: DataCaptureSpec = Field(default_factory=DataCaptureSpec)
     async_inference: AsyncSpec | None = Field(None, alias="async", description=(
         "asynchronous inference: POST /endpoints/<name>/async-invocations (docs/endpoints.md)"))
@@ -328,9 +341,9 @@ class EndpointSpec(Strict):
 
     @model_validator(mode="after")
     def _variants(self) -> "EndpointSpec":
-        names = [v.name for v in self.variants]
+        names = [v.name for v in self.variants] + [v.name for v in self.shadow_variants]
         if len(set(names)) != len(names):
-            raise ValueError(f"variant names must be unique, got {names}")
+            raise ValueError(f"variant and shadow variant names must be unique, got {names}")
         if sum(v.initial_weight for v in self.variants) <= 0:
             raise ValueError("at least one variant needs a positive initial_weight")
         return self

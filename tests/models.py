@@ -41,12 +41,12 @@ def multi_dtype_model() -> bytes:
     return _model(nodes, inputs, outputs, [two, one])
 
 
-def fragile_model() -> bytes:
-    """x FP32[-1, 4] reshaped to [3, -1]: fails inside onnxruntime unless rows * 4 is a multiple of 3."""
+def fragile_model(width: int = 4) -> bytes:
+    """x FP32[-1, width] reshaped to [3, -1]: fails inside onnxruntime unless rows * width is a multiple of 3."""
     shape = helper.make_tensor("shape", TensorProto.INT64, [2], [3, -1])
     vi = helper.make_tensor_value_info
     return _model([helper.make_node("Reshape", ["x", "shape"], ["y"])],
-                  [vi("x", TensorProto.FLOAT, ["n", 4])], [vi("y", TensorProto.FLOAT, [3, "m"])], [shape])
+                  [vi("x", TensorProto.FLOAT, ["n", width])], [vi("y", TensorProto.FLOAT, [3, "m"])], [shape])
 
 
 def identity_model() -> bytes:

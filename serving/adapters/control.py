@@ -2,6 +2,10 @@
 
     GET  /control/traffic                          every endpoint's live weights (and the state's version)
     PUT  /control/endpoints/{name}/weights         {"weights": {"variant": weight, ...}}
+    GET  /control/endpoints/{name}/shadows         each shadow variant against production (all replicas)
+    POST /control/endpoints/{name}/rollouts        {"green": {"<variant>": {"model": {...}, "weight": 1}},
+                                                    "strategy": "canary", "canary_percent": 10, ...}
+    GET  /control/endpoints/{name}/rollout         the endpoint's current (or last) rollout
 
 Authenticated with server.control_token (default: auth_token); without one, the server refuses to bind
 beyond loopback. Errors are `{"error": "..."}` with the status.
@@ -38,17 +42,39 @@ class ControlAPI:
             if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "weights" and method == "PUT":
                 weights = _weights(await read_body(request, headers_of(request), MAX_BODY))
                 return _answer(await self.control.set_weights.remote(parts[1], weights))
+            if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "shadows" and method == "GET":
+                return json_response(await self.control.shadow_report.remote(parts[1]))
+            if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "rollout" and method == "GET":
+                return json_response(await self.control.rollout.remote(parts[1]))
+            if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "rollouts" and method == "POST":
+                doc = _object(await read_body(request, headers_of(request), MAX_BODY))
+                green, strategy = doc.pop("green", None), doc.pop("strategy", None)
+                if not isinstance(green, dict) or not all(isinstance(g, dict) and isinstance(g.get("model"), dict)
+                                                          for g in green.values()):
+                    raise FerryError(bad_request('"green" must map variant names to {"model": {...}, "weight": w}'))
+                if strategy not in ("all-at-once", "canary", "linear"):
+                    raise FerryError(bad_request('"strategy" is one of all-at-once, canary, linear'))
+                result = await self.control.start_rollout.remote(parts[1], green, strategy, doc)
+                if "error" in result:
+                    return error_response(InferenceError(**result["error"]))
+                return json_response(result["rollout"], 202)
             raise FerryError(not_found(f"no control route {method} {quote('/control/' + '/'.join(parts))}"))
         except FerryError as err:
             return error_response(err.error)
 
 
-def _weights(body: bytes) -> dict:
+def _object(body: bytes) -> dict:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise FerryError(bad_request(f"the body is not valid JSON: {str(err)[:200]}")) from None
-    weights = doc.get("weights") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        raise FerryError(bad_request("the body must be a JSON object"))
+    return doc
+
+
+def _weights(body: bytes) -> dict:
+    weights = _object(body).get("weights")
     if not isinstance(weights, dict) or not weights:
         raise FerryError(bad_request('send {"weights": {"<variant>": <weight>, ...}}'))
     return weights

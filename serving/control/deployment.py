@@ -1,4 +1,4 @@
-"""The `control` deployment: one replica owning the live traffic state and applying it."""
+"""The `control` deployment: one replica owning the live traffic state, applying it, and driving rollouts."""
 
 from __future__ import annotations
 
@@ -6,16 +6,25 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 from ray import serve
 
-from core.errors import FerryError, unavailable
-from serving.control.state import TrafficState
+from core.errors import FerryError, bad_request, unavailable
+from serving.control import gauges
+from serving.control import rollout as guard
+from serving.control.report import shadow_report, variant_totals
+from serving.control.state import AddedVariant, Alarms, Rollout, TrafficState
 
 log = logging.getLogger(__name__)
 GATEWAY = "gateway"
+REPORT_FRESH_S = 5.0  # a gateway replica that has not reported for this long is gone
+
+
+def _error(err: FerryError) -> dict:
+    return {"error": asdict(err.error)}
 
 
 @serve.deployment(num_replicas=1)
@@ -30,10 +39,15 @@ class Control:
         self.fingerprint = hashlib.sha256(json.dumps(serve_doc or initial, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(state_dir) / f"traffic-{self.fingerprint}.json"
         self.state = TrafficState.model_validate(initial)
+        self.reports: dict[str, tuple[float, dict]] = {}  # gateway replica -> (when, its cumulative counts)
+        self._lock = asyncio.Lock()
+        self._drivers: dict[str, asyncio.Task] = {}
         saved = self._load()
         if saved is not None and saved.version > 0 and serve_doc is not None:
             self.state = saved  # live changes made before a restart of the same deploy file
             asyncio.get_event_loop().create_task(self._apply_when_running())
+
+    # --- state, persistence, application
 
     def _load(self) -> TrafficState | None:
         try:
@@ -58,20 +72,40 @@ class Control:
             summary = await asyncio.to_thread(app_summary, app)
             if summary and summary["status"] == "RUNNING":
                 await self._apply()
+                for endpoint, r in self.state.rollouts.items():
+                    if r.status == "running":  # a rollout survives a restart: it goes on from its step
+                        self._drivers[endpoint] = asyncio.get_running_loop().create_task(self._drive(endpoint))
                 return
             await asyncio.sleep(1)
         log.error("application %s never became RUNNING: traffic state version %d not applied", app,
                   self.state.version)
 
     async def _apply(self) -> None:
-        """Re-apply this application's config with the gateway's user_config = the state (lightweight)."""
+        """Re-apply this application's config with the gateway's user_config = the traffic (lightweight)."""
         from ray.serve.context import _get_global_client
         from ray.serve.schema import ServeDeploySchema
 
         doc = json.loads(json.dumps(self.serve_doc))
-        doc["applications"][0]["deployments"] = [{"name": GATEWAY, "user_config": self.state.model_dump()}]
+        traffic = self.state.model_dump(include={"version", "endpoints"})
+        doc["applications"][0]["deployments"] = [{"name": GATEWAY, "user_config": traffic}]
         schema = ServeDeploySchema.model_validate({"applications": doc["applications"]})
         await asyncio.to_thread(_get_global_client().deploy_apps, schema)
+        for endpoint, t in self.state.endpoints.items():
+            total = sum(t.weights.values()) or 1.0
+            for variant, w in t.weights.items():
+                gauges.WEIGHTS.labels(endpoint, variant).set(w / total)
+
+    async def _change(self, new: TrafficState) -> None:
+        self.state = new
+        self._save()
+        await self._apply()
+
+    def _require_doc(self) -> None:
+        if self.serve_doc is None:
+            raise FerryError(unavailable("this application was deployed with serve.run, which Ray Serve cannot "
+                                         "update in place; deploy it with `ferry up` or `serve deploy`"))
+
+    # --- the API
 
     def traffic(self) -> dict:
         return self.state.model_dump()
@@ -79,14 +113,198 @@ class Control:
     async def set_weights(self, endpoint: str, weights: dict) -> dict:
         """Validate, persist and apply new weights: {"traffic": state}, or {"error": ...} (a value, not an
         exception, so Ray does not wrap it)."""
-        try:
-            if self.serve_doc is None:
-                raise FerryError(unavailable("this application was deployed with serve.run, which Ray Serve cannot "
-                                             "update in place; deploy it with `ferry up` or `serve deploy`"))
-            new = self.state.with_weights(endpoint, weights)
-        except FerryError as err:
-            return {"error": asdict(err.error)}
-        self.state = new
-        self._save()
-        await self._apply()
+        async with self._lock:
+            try:
+                self._require_doc()
+                running = self.state.rollouts.get(endpoint)
+                if running is not None and running.status == "running":
+                    raise FerryError(bad_request(f"endpoint {endpoint!r} is being rolled out; its weights follow "
+                                                 "the rollout"))
+                new = self.state.with_weights(endpoint, weights)
+            except FerryError as err:
+                return _error(err)
+            await self._change(new)
         return {"traffic": self.state.model_dump()}
+
+    def report(self, replica: str, snapshot: dict) -> None:
+        """A gateway replica's cumulative counts (serving.metrics.ServingMetrics.snapshot)."""
+        self.reports[replica] = (time.monotonic(), snapshot)
+
+    def _snapshots(self, fresh_only: bool = False) -> list[dict]:
+        now = time.monotonic()
+        return [s for t, s in self.reports.values() if not fresh_only or now - t < REPORT_FRESH_S]
+
+    def shadow_report(self, endpoint: str) -> dict:
+        """Each shadow of `endpoint` against production, added up over the gateway replicas."""
+        return shadow_report(endpoint, self._snapshots())
+
+    def rollout(self, endpoint: str) -> dict:
+        r = self.state.rollouts.get(endpoint)
+        return {"rollout": r.model_dump() if r else None}
+
+    async def start_rollout(self, endpoint: str, green: dict, strategy: str, options: dict) -> dict:
+        """Begin a blue/green rollout of `endpoint` to the `green` variants ({name: {model, batching, weight}})."""
+        async with self._lock:
+            try:
+                self._require_doc()
+                current = self.state.endpoint(endpoint)
+                running = self.state.rollouts.get(endpoint)
+                if running is not None and running.status == "running":
+                    raise FerryError(bad_request(f"endpoint {endpoint!r} is already being rolled out"))
+                r = await self._plan(endpoint, current.weights, green, strategy, options)
+            except FerryError as err:
+                return _error(err)
+            added = {n: AddedVariant(model=g["model"], batching=g.get("batching")) for n, g in green.items()}
+            new = self.state.with_variants(endpoint, added=added)
+            await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: r}}))
+            self._drivers[endpoint] = asyncio.get_running_loop().create_task(self._drive(endpoint))
+        return {"rollout": r.model_dump()}
+
+    async def _plan(self, endpoint: str, blue: dict, green: dict, strategy: str, options: dict) -> Rollout:
+        from core.onnx import OnnxModel
+        from serving.spec import ModelSpec
+
+        if not green:
+            raise FerryError(bad_request("a rollout needs at least one green variant"))
+        clash = sorted(set(green) & set(blue))
+        if clash:
+            raise FerryError(bad_request(f"green variant name(s) {clash} are in use by blue; name them differently"))
+        for name, g in green.items():
+            try:  # a model that cannot load must fail here, not in the gateways
+                await asyncio.to_thread(OnnxModel, ModelSpec.model_validate(g["model"]).path)
+            except Exception as err:  # noqa: BLE001 - any reason a model cannot load is the caller's to fix
+                raise FerryError(bad_request(f"green variant {name!r}: its model does not load: "
+                                             f"{str(err)[:300]}")) from None
+        try:
+            alarms = Alarms.model_validate(options.get("alarms") or {})
+            steps = guard.shares(strategy, float(options.get("canary_percent", 10)),
+                                 float(options.get("linear_step", 20)))
+        except ValueError as err:
+            raise FerryError(bad_request(str(err)[:500])) from None
+        if alarms.drift_baseline and not self._capture_dir(endpoint):
+            raise FerryError(bad_request("a drift alarm reads green's captured traffic: enable the endpoint's "
+                                         "data_capture to a folder"))
+        now = time.time()
+        return Rollout(endpoint=endpoint, strategy=strategy, blue={n: w for n, w in blue.items() if w > 0},
+                       green={n: float(g.get("weight", 1.0)) for n, g in green.items()}, shares=steps,
+                       wait_interval_s=float(options.get("wait_interval_s", 30)),
+                       termination_wait_s=float(options.get("termination_wait_s", 30)),
+                       deadline=now + float(options.get("max_duration_s", 3600)), alarms=alarms, started_at=now)
+
+    def _capture_dir(self, endpoint: str) -> str | None:
+        """The endpoint's capture folder, from the deploy file this application runs."""
+        from serving.spec import EndpointSpec
+
+        args = self.serve_doc["applications"][0]["args"]
+        for ep in (args.get("config") or {}).get("endpoints", []):
+            if ep.get("name") == endpoint:
+                spec = EndpointSpec.model_validate(ep)
+                if not spec.data_capture.enabled or "://" in spec.data_capture.destination:
+                    return None
+                dest = Path(spec.data_capture.destination)
+                return str(dest if dest.is_absolute() else Path(args.get("base_dir") or ".") / dest)
+        return None
+
+    # --- the rollout driver
+
+    async def _drive(self, endpoint: str) -> None:
+        r = self.state.rollouts[endpoint]
+        try:
+            await self._wait_loaded(endpoint, list(r.green))
+            for i in range(r.step, len(r.shares)):
+                weights = guard.weights_at(r.blue, r.green, r.shares[i])
+                await self._update(endpoint, step=i, note=f"step {i + 1}/{len(r.shares)}: green takes "
+                                                         f"{100 * r.shares[i]:g} % of the traffic", weights=weights)
+                reason = await self._bake(endpoint, r.wait_interval_s)
+                if reason:
+                    return await self._roll_back(endpoint, reason)
+            await self._update(endpoint, note=f"baked; blue kept idle for the termination wait "
+                                              f"({r.termination_wait_s:g} s)")
+            reason = await self._bake(endpoint, r.termination_wait_s)
+            if reason:
+                return await self._roll_back(endpoint, reason)
+            await self._finish(endpoint)
+        except Exception as err:  # noqa: BLE001 - whatever breaks the driver, traffic goes back to blue
+            log.exception("rollout of %s failed", endpoint)
+            await self._roll_back(endpoint, f"the rollout itself failed: {str(err)[:300]}")
+
+    async def _wait_loaded(self, endpoint: str, green: list[str], timeout_s: float = 120.0) -> None:
+        """Until every gateway replica reports the green variants (loaded by its reconfigure)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            snaps = self._snapshots(fresh_only=True)
+            if snaps and all(f"{endpoint}/{g}" in s.get("variants", {}) for s in snaps for g in green):
+                return
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"the gateways did not load the green variants {green} within {timeout_s:g} s")
+
+    async def _bake(self, endpoint: str, seconds: float) -> str | None:
+        """Watch the alarms for `seconds`; the reason of the first that goes off, or None."""
+        r = self.state.rollouts[endpoint]
+        start_at, started = time.time(), time.monotonic()
+        before = variant_totals(self._snapshots())
+        while True:
+            await asyncio.sleep(1.0)
+            if time.time() > r.deadline:
+                return "the rollout ran past its max duration"
+            after = variant_totals(self._snapshots())
+            green = guard.window(before, after, endpoint, r.green)
+            blue = guard.window(before, after, endpoint, r.blue)
+            reason = (guard.built_in_alarm(r.alarms, green, blue)
+                      or await asyncio.to_thread(guard.prometheus_alarm, r.alarms, endpoint, list(r.green)))
+            if reason:
+                return reason
+            if time.monotonic() - started >= seconds:
+                out = self.path.parent / "rollouts" / endpoint / f"{int(start_at)}"
+                return await asyncio.to_thread(guard.drift_alarm, r.alarms, endpoint, list(r.green),
+                                               self._capture_dir(endpoint), start_at, out)
+
+    async def _update(self, endpoint: str, note: str, step: int | None = None, weights: dict | None = None) -> None:
+        async with self._lock:
+            r = self.state.rollouts[endpoint]
+            changes = {"history": [*r.history, f"{time.strftime('%H:%M:%S')} {note}"]}
+            if step is not None:
+                changes["step"] = step
+            new = self.state
+            if weights is not None:
+                new = new.with_weights(endpoint, weights, replace=True)
+            await self._change(new.model_copy(update={"rollouts": {**new.rollouts,
+                                                                    endpoint: r.model_copy(update=changes)}}))
+        log.info("rollout of %s: %s", endpoint, note)
+
+    async def _roll_back(self, endpoint: str, reason: str) -> None:
+        async with self._lock:
+            r = self.state.rollouts[endpoint]
+            new = self.state.with_weights(endpoint, {**r.blue, **dict.fromkeys(r.green, 0.0)}, replace=True)
+            new = new.with_variants(endpoint, removed=list(r.green))
+            done = r.model_copy(update={"status": "rolled_back", "reason": reason, "finished_at": time.time(),
+                                        "history": [*r.history, f"{time.strftime('%H:%M:%S')} rolled back: {reason}"]})
+            await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+        gauges.ROLLOUT_COUNT.labels(endpoint, "rolled_back").inc()
+        log.warning("rollout of %s rolled back: %s", endpoint, reason)
+
+    async def _finish(self, endpoint: str) -> None:
+        async with self._lock:
+            r = self.state.rollouts[endpoint]
+            current = self.state.endpoint(endpoint)
+            blue = [n for n in current.weights if n not in r.green]
+            new = self.state.with_weights(endpoint, {**dict.fromkeys(blue, 0.0), **r.green}, replace=True)
+            new = new.with_variants(endpoint, removed=blue)
+            done = r.model_copy(update={"status": "completed", "finished_at": time.time(),
+                                        "history": [*r.history, f"{time.strftime('%H:%M:%S')} completed: blue "
+                                                                f"{blue} removed"]})
+            await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+        gauges.ROLLOUT_COUNT.labels(endpoint, "completed").inc()
+        log.info("rollout of %s completed", endpoint)
+
+    def metrics(self) -> bytes:
+        """The control plane's own families (live weights, rollouts), for the gateway's /metrics."""
+        from prometheus_client import REGISTRY, generate_latest
+
+        names = {gauges.WEIGHTS._name, gauges.ROLLOUT_COUNT._name}
+
+        class Families:
+            def collect(self):
+                return [m for m in REGISTRY.collect() if m.name in names]
+
+        return generate_latest(Families())

@@ -54,6 +54,7 @@ def demo_dir(tmp_path_factory):
     write_demo(out)
     (out / "multi.onnx").write_bytes(multi_dtype_model())
     (out / "fragile.onnx").write_bytes(fragile_model())
+    (out / "fragile8.onnx").write_bytes(fragile_model(8))  # the demo's width: fails in onnxruntime on one row
     (out / "big.onnx").write_bytes(identity_model())
     return out
 
@@ -97,6 +98,10 @@ def ferry_url(ray_serve, demo_dir):
         {"name": "async", "variants": [{"model": "credit-gbm"}], "async": {
             "output_path": "async-out", "input_prefixes": ["async-in"], "queue_path": "async-queue.db",
             "max_concurrent_invocations": 2}},
+        {"name": "rolling", "variants": [{"name": "Blue", "model": "credit-gbm"}],
+         "data_capture": {"enabled": True, "sampling_percentage": 100, "destination": str(demo_dir / "rolling-capture")}},
+        {"name": "shadowed", "variants": [{"model": "credit-gbm"}], "shadow_variants": [
+            {"name": "Same", "model": "credit-gbm"}, {"name": "Broken", "model": "fragile", "sampling_percentage": 50}]},
     ]
     for ep in doc["endpoints"]:  # the demo's pipelines again, some steps on their own replicas
         remote = {PIPELINE_ENDPOINT: ("encode", "model"), LOOKUP_ENDPOINT: ("lookup",)}.get(ep["name"], ())

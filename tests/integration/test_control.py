@@ -99,3 +99,25 @@ def test_bad_weight_changes_are_4xx_and_change_nothing(ferry_url, body, status, 
     assert r.status_code == status and needle in r.json()["error"]
     assert httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"]["ab-test"]["weights"] == {"A": 3, "B": 1}
     assert httpx.put(f"{ferry_url}/control/endpoints/nope/weights", json={"weights": {"A": 1}}).status_code == 404
+
+
+def test_shadows_are_compared_with_production_and_never_fail_the_caller(ferry_url):
+    """One shadow of the same model (agrees on every row), one that fails every copy (sampled at 50 %)."""
+    url = f"{ferry_url}/endpoints/shadowed/invocations"
+    with httpx.Client(timeout=30) as c:
+        answers = [c.post(url, content=ROW, headers={"content-type": "text/csv"}) for _ in range(200)]
+    assert {r.status_code for r in answers} == {200}
+    assert {r.headers["x-amzn-invoked-production-variant"] for r in answers} == {"AllTraffic"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # gateways report every second
+        report = httpx.get(f"{ferry_url}/control/endpoints/shadowed/shadows").json()
+        if report["shadows"].get("Same", {}).get("copies", 0) >= 200 and report["production"]["requests"] >= 200:
+            break
+        time.sleep(0.5)
+    same, broken = report["shadows"]["Same"], report["shadows"]["Broken"]
+    assert same["copies"] == 200 and same["agreement"] == 1.0 and same["mean_abs_difference"] == 0.0
+    assert broken["error_rate"] == 1.0 and 60 < broken["copies"] + broken["dropped"] < 140  # 50 %, 6 sigma
+    assert report["production"]["error_rate"] == 0.0
+    cli = run([sys.executable, "-m", "ferry.cli", "shadow", "report", "shadowed", "--url", ferry_url],
+              capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0 and "Same" in cli.stdout and "100.0 %" in cli.stdout, cli.stdout + cli.stderr

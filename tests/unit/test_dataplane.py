@@ -203,3 +203,66 @@ def test_our_protobuf_classes_and_tritonclients_live_in_one_process():
     req = grpc_request(np.ones((2, 8), dtype=np.float32), "both")
     theirs = service_pb2.ModelInferRequest.FromString(req.SerializeToString())
     assert theirs.id == "both" and list(theirs.inputs[0].shape) == [2, 8]
+
+
+def test_shadows_see_copies_are_compared_and_never_reach_the_caller(demo, tmp_path):
+    """A shadow of the same model agrees on every row; a failing shadow counts errors; the caller gets
+    production's answer either way, and with capture on both answers are captured with their names."""
+    from serving.metrics import ServingMetrics
+    from serving.shadow import Shadow
+    from serving.spec import ShadowVariantSpec
+    from tests.models import fragile_model
+
+    out, rows, label, _ = demo
+    (tmp_path / "fragile.onnx").write_bytes(fragile_model())
+    metrics = ServingMetrics()
+    spec = DataCaptureSpec(enabled=True, sampling_percentage=100, destination=str(tmp_path / "cap"))
+    capture = EndpointCapture(spec, JsonlFileSink(tmp_path / "cap", "ep", flush_interval_s=0.05))
+    model = ModelSpec(name="m", path=str(out / "model.onnx"))
+    same = Shadow("ep", ShadowVariantSpec(name="Same", model="m"), ModelRunner(model, "Same"),
+                  metrics.shadow("ep", "Same"), capture)
+    broken = Shadow("ep", ShadowVariantSpec(name="Broken", model="f"),
+                    ModelRunner(ModelSpec(name="f", path=str(tmp_path / "fragile.onnx")), "Broken"),
+                    metrics.shadow("ep", "Broken"))
+    ep = Endpoint("ep", {"A": ModelRunner(model, "A")}, {"A": 1.0}, capture, [same, broken])
+    dp = DataPlane({"ep": ep}, 1_000_000, metrics=metrics)
+
+    async def scenario():
+        answers = [await sagemaker.invoke(dp, http_request("/", csv(rows), {"content-type": "text/csv",
+                                                                             "x-amzn-sagemaker-inference-id": f"r{i}"}),
+                                          "ep") for i in range(4)]
+        await asyncio.sleep(0.2)  # the shadows' worker runs after the callers were answered
+        return answers
+
+    answers = run(scenario())
+    assert all(r.status_code == 200 and r.headers["x-amzn-invoked-production-variant"] == "A" for r in answers)
+    s, b = metrics.shadow("ep", "Same"), metrics.shadow("ep", "Broken")
+    assert (s.ok, s.rows, s.agreed, s.abs_diff) == (4, 4 * len(rows), 4 * len(rows), 0.0)
+    assert (b.ok, b.errors) == (0, 4)
+    ep.close()
+    df = read_capture(tmp_path / "cap")
+    assert sorted(df["variant"].unique()) == ["A", "Same"]
+    same_rows = df[df["variant"] == "Same"].sort_values("inferenceId")
+    prod_rows = df[df["variant"] == "A"].sort_values("inferenceId")
+    assert same_rows["inferenceId"].tolist() == prod_rows["inferenceId"].tolist()
+    np.testing.assert_array_equal(same_rows["prediction_0"].to_numpy(float), prod_rows["prediction_0"].to_numpy(float))
+
+
+def test_a_full_shadow_queue_drops_copies_and_counts_them(demo):
+    from serving.metrics import ShadowStats
+    from serving.shadow import Shadow
+    from serving.spec import ShadowVariantSpec
+
+    class Never:
+        async def infer(self, payload, names=None):
+            await asyncio.sleep(3600)
+
+    stats = ShadowStats()
+    shadow = Shadow("ep", ShadowVariantSpec(name="S", model="m", max_queued=5), Never(), stats)
+
+    async def scenario():
+        for _ in range(20):
+            shadow.offer(None, None, None, None)
+        await asyncio.sleep(0)
+    run(scenario())
+    assert stats.dropped >= 14  # one copy may already be with the worker

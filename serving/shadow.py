@@ -1,0 +1,107 @@
+"""Shadow variants: a sampled copy of live traffic runs on each, compared with production, never returned.
+
+The request path only samples and appends the copy to the shadow's bounded queue (a full queue drops the
+copy, counted); a worker task of the gateway's event loop runs the queue afterwards, so a slow or failing
+shadow neither slows nor fails the caller. Each answer is compared with production's: the share of rows
+whose label agrees (classification: the first integer, boolean or string output) and the absolute
+difference of the first floating-point output (regression). With data capture on, the shadow's answer is
+captured too, under the shadow's name and the production request's inference id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+
+import numpy as np
+
+from core.capture import RecordFormat
+from core.payloads import v2
+from serving.metrics import ShadowStats
+from serving.spec import ShadowVariantSpec
+
+log = logging.getLogger(__name__)
+
+
+def compare(production: dict[str, np.ndarray], shadow: dict[str, np.ndarray], stats: ShadowStats) -> None:
+    """Add one answer's agreement (label outputs) and absolute difference (float outputs) to `stats`."""
+    names = [n for n in production if n in shadow]
+    labels = [n for n in names if np.asarray(production[n]).dtype.kind in "iubOUS"]
+    floats = [n for n in names if np.asarray(production[n]).dtype.kind == "f"]
+    first = next(iter(production.values()), None)
+    rows = len(first) if first is not None and np.ndim(first) else 1
+    stats.rows += rows
+    if labels:
+        a, b = np.asarray(production[labels[0]]), np.asarray(shadow[labels[0]])
+        if a.shape == b.shape:
+            stats.agreed += int((a.reshape(len(a), -1) == b.reshape(len(b), -1)).all(axis=1).sum()) if a.ndim else int(a == b)
+    if floats:
+        a, b = np.asarray(production[floats[0]], dtype=np.float64), np.asarray(shadow[floats[0]], dtype=np.float64)
+        if a.shape == b.shape:
+            stats.abs_diff += float(np.abs(a - b).sum())
+            stats.values += a.size
+
+
+class Shadow:
+    """One shadow variant of an endpoint."""
+
+    def __init__(self, endpoint: str, spec: ShadowVariantSpec, runner, stats: ShadowStats, capture=None):
+        self.endpoint = endpoint
+        self.name = spec.name
+        self.runner = runner
+        self.rate = spec.sampling_percentage / 100.0
+        self.max_queued = spec.max_queued
+        self.stats = stats
+        self.capture = capture  # the endpoint's EndpointCapture, or None
+        self._queue: deque = deque()
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+
+    def offer(self, payload, output_names, production, exchange) -> None:
+        """Queue a copy of a request that production answered (sampled; dropped and counted when full)."""
+        if self.rate < 1.0 and random.random() >= self.rate:
+            return
+        if len(self._queue) >= self.max_queued:
+            self.stats.dropped += 1
+            return
+        self._queue.append((payload, output_names, production, exchange))
+        if self._worker is None:
+            self._wake = asyncio.Event()
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                payload, names, production, exchange = self._queue.popleft()
+                try:
+                    await self._one(payload, names, production, exchange)
+                except Exception:  # noqa: BLE001 - a shadow must never affect production
+                    self.stats.errors += 1
+                    log.exception("shadow %s/%s failed", self.endpoint, self.name)
+                await asyncio.sleep(0)  # let requests in between copies
+
+    async def _one(self, payload, names, production, exchange) -> None:
+        start = time.perf_counter()
+        result = await self.runner.infer(payload, names)
+        self.stats.latency.observe(time.perf_counter() - start)
+        if result.error is not None:
+            self.stats.errors += 1
+            return
+        self.stats.ok += 1
+        compare(production.outputs, result.outputs, self.stats)
+        if self.capture is not None:
+            self.capture.put_shadow(exchange, self.name, result.outputs)
+
+
+def shadow_record(fmt: RecordFormat, exchange, shadow: str, outputs: dict, at: float) -> dict:
+    """The capture record of a shadow's answer: production's input, the shadow's outputs (V2 binary)."""
+    in_body, in_type, _, _ = exchange.captured()
+    out_body, out_type = v2.binary_document("outputs", outputs)
+    return fmt.record(variant=shadow, input_data=in_body, input_content_type=in_type, output_data=out_body,
+                      output_content_type=out_type, inference_id=exchange.inference_id, inference_time=at)

@@ -1,0 +1,151 @@
+"""Guarded blue/green rollouts on real Ray Serve under steady load: every strategy completes with no failed
+request; a bad green rolls back by a built-in alarm, by a real Prometheus alert, and by the monitor's drift
+finding; a rollout survives a restart of the control plane."""
+
+from __future__ import annotations
+
+import sys
+import time
+from subprocess import run
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ferry.demo import MODEL_FEATURES, model_matrix
+from monitor.jobs import baseline_data_quality
+from tests.integration.test_control import ROW, Load
+from tests.prometheus_server import prometheus_server
+
+EP = "rolling"
+
+
+def green_file(tmp_path, demo_dir, name: str, model: str = "model.onnx") -> str:
+    doc = {"models": [{"name": "green-model", "path": str(demo_dir / model)}],
+           "endpoints": [{"name": EP, "variants": [{"name": name, "model": "green-model"}]}]}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def rollout(ferry_url: str, to: str, *options: str) -> tuple[int, str]:
+    r = run([sys.executable, "-m", "ferry.cli", "rollout", EP, "--to", to, "--url", ferry_url, *options],
+            capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stderr
+
+
+def serving_variants(ferry_url: str) -> set[str]:
+    with httpx.Client(timeout=30) as c:
+        return {c.post(f"{ferry_url}/endpoints/{EP}/invocations", content=ROW,
+                       headers={"content-type": "text/csv"}).headers["x-amzn-invoked-production-variant"]
+                for _ in range(40)}
+
+
+def current(ferry_url: str) -> str:
+    return next(iter(httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"][EP]["weights"]))
+
+
+@pytest.mark.parametrize("strategy, options", [
+    ("all-at-once", []), ("canary", ["--canary-percent", "30"]), ("linear", ["--linear-step", "50"])])
+def test_each_strategy_completes_with_no_failed_request(ferry_url, demo_dir, tmp_path, strategy, options):
+    name = f"G-{strategy}"
+    with Load(f"{ferry_url}/endpoints/{EP}/invocations") as load:
+        code, out = rollout(ferry_url, green_file(tmp_path, demo_dir, name), "--strategy", strategy, *options,
+                            "--wait-interval", "2", "--termination-wait", "1")
+    assert code == 0, out
+    assert load.failed == [] and sum(load.variants.values()) > 100, load.failed[:3]
+    assert name in load.variants  # green answered during the rollout
+    assert serving_variants(ferry_url) == {name}  # blue removed
+    assert httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"][EP]["weights"] == {name: 1.0}
+
+
+def test_a_failing_green_rolls_back_by_the_built_in_alarm(ferry_url, demo_dir, tmp_path):
+    """Green fails every single-row request (ModelError): the canary share of the bake window fails, then
+    blue takes everything back."""
+    blue = current(ferry_url)
+    with Load(f"{ferry_url}/endpoints/{EP}/invocations") as load:
+        code, out = rollout(ferry_url, green_file(tmp_path, demo_dir, "Broken", "fragile8.onnx"),
+                            "--strategy", "canary", "--canary-percent", "10", "--wait-interval", "20")
+        time.sleep(1)
+    assert code == 1 and "rolled back" in out and "error rate" in out, out
+    answered = sum(load.variants.values()) + len(load.failed)
+    print(f"\nbad canary (10 %): {len(load.failed)} failed of {answered} requests during the rollout")
+    assert 0 < len(load.failed) < 0.25 * answered  # bounded by the canary share
+    assert serving_variants(ferry_url) == {blue}
+    assert "Broken" not in httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"][EP]["weights"]
+
+
+def test_a_prometheus_alert_rolls_back(ferry_url, demo_dir, tmp_path):
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "rollout-test", "rules": [{
+        "alert": "GreenSeen", "expr": f'sum by (endpoint, variant) (ferry_invocations_total{{endpoint="{EP}",'
+                                      f'variant="PromGreen",code="200"}}) > 0', "for": "0s"}]}]}))
+    blue = current(ferry_url)
+    with prometheus_server(tmp_path / "prom", {"ferry": [ferry_url.removeprefix("http://")]}, [rules]) as prom:
+        prom.wait_for(lambda: prom.value('up{job="ferry"}') == 1.0, 30, "the ferry target up")
+        with Load(f"{ferry_url}/endpoints/{EP}/invocations") as load:
+            code, out = rollout(ferry_url, green_file(tmp_path, demo_dir, "PromGreen"), "--strategy", "canary",
+                                "--canary-percent", "50", "--wait-interval", "60", "--prometheus-url", prom.url,
+                                "--alarm", "GreenSeen")
+    assert code == 1 and "Prometheus alert GreenSeen is firing" in out, out
+    assert load.failed == []
+    assert serving_variants(ferry_url) == {blue}
+
+
+def test_a_drift_finding_on_greens_traffic_rolls_back(ferry_url, demo_dir, tmp_path):
+    train = pd.read_csv(demo_dir / "train.csv")
+    baseline_data_quality(pd.DataFrame(model_matrix(train), columns=MODEL_FEATURES), tmp_path / "baseline")
+    drifted = model_matrix(train.iloc[:400].assign(income=train["income"].iloc[:400] * 4))
+    blue = current(ferry_url)
+    url = f"{ferry_url}/endpoints/{EP}/invocations"
+
+    def send_drifted(stop):
+        with httpx.Client(timeout=30) as c:
+            i = 0
+            while not stop():
+                c.post(url, content=",".join(repr(float(v)) for v in drifted[i % len(drifted)]),
+                       headers={"content-type": "text/csv"})
+                i += 1
+
+    import threading
+    done = threading.Event()
+    sender = threading.Thread(target=send_drifted, args=(done.is_set,), daemon=True)
+    sender.start()
+    try:
+        code, out = rollout(ferry_url, green_file(tmp_path, demo_dir, "DriftGreen"), "--strategy", "canary",
+                            "--canary-percent", "50", "--wait-interval", "6",
+                            "--drift-baseline", str(tmp_path / "baseline"))
+    finally:
+        done.set()
+        sender.join(30)
+    assert code == 1 and "data-quality violations" in out and "income" in out, out
+    assert serving_variants(ferry_url) == {blue}
+
+
+def test_a_rollout_survives_a_restart_of_the_control_plane(ferry_url, demo_dir, tmp_path):
+    import ray
+
+    name = "AfterRestart"
+    with Load(f"{ferry_url}/endpoints/{EP}/invocations") as load:
+        r = run([sys.executable, "-m", "ferry.cli", "rollout", EP, "--to", green_file(tmp_path, demo_dir, name),
+                 "--url", ferry_url, "--strategy", "canary", "--canary-percent", "20", "--wait-interval", "6",
+                 "--termination-wait", "1", "--no-wait"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        time.sleep(2)
+        control = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                       if "ferry#control#" in a["name"])
+        ray.kill(ray.get_actor(control, namespace="serve"), no_restart=False)  # Ray Serve starts a new replica
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                doc = httpx.get(f"{ferry_url}/control/endpoints/{EP}/rollout", timeout=10).json()["rollout"]
+                if doc["status"] != "running":
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+    assert doc["status"] == "completed", doc
+    assert load.failed == [], load.failed[:3]
+    assert serving_variants(ferry_url) == {name}
