@@ -55,8 +55,9 @@ class Gateway:
         self.reporter = metrics_hub.reporter_for(self.metrics.registry)  # every replica's series on /metrics
         self.control = ControlAPI(control, server.control_secret)
         self._control = control
-        self._reporter: asyncio.Task | None = None
-        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, self.metrics, features) for ep in endpoints},
+        self._control_task: asyncio.Task | None = None
+        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, features, self.metrics)
+                                for ep in endpoints},
                                server.max_payload_bytes, server.auth_token, self.metrics,
                                limits={"grpc": server.grpc_max_message_bytes})
         self.default = endpoints[0].name if endpoints else None
@@ -107,8 +108,8 @@ class Gateway:
 
     async def __call__(self, request: Request) -> Response:
         """Every HTTP route; an unexpected exception is a 500 naming an incident id (the traceback is logged)."""
-        if self._reporter is None and self._control is not None:
-            self._reporter = asyncio.get_running_loop().create_task(self._report())
+        if self._control_task is None and self._control is not None:
+            self._control_task = asyncio.get_running_loop().create_task(self._report())
         try:
             return await self._route(request)
         except Exception:  # noqa: BLE001 - a bug: no client input may reach here (tests/unit/test_hostile_inputs.py)
@@ -243,7 +244,9 @@ async def _grpc(plane: DataPlane, context, empty, answer):
 
 
 def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
-              kafka_bootstrap: str | None, metrics: ServingMetrics, features: dict | None = None) -> Endpoint:
+              kafka_bootstrap: str | None, features: dict | None = None,
+              metrics: ServingMetrics | None = None) -> Endpoint:
+    """An endpoint's runners, capture and shadows; `metrics` counts the shadows' comparisons (the gateway's)."""
     runners = {}
     for v in spec.variants:
         if v.pipeline:
@@ -257,6 +260,7 @@ def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str
     capture = None
     if spec.data_capture.enabled:
         capture = EndpointCapture(spec.data_capture, make_sink(spec.data_capture, spec.name, kafka_bootstrap))
+    metrics = metrics or ServingMetrics()
     shadows = [Shadow(spec.name, s, ModelRunner(models[s.model], s.name), metrics.shadow(spec.name, s.name), capture)
                for s in spec.shadow_variants]
     return Endpoint(spec.name, runners, {v.name: v.initial_weight for v in spec.variants}, capture, shadows)
