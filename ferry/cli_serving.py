@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -185,7 +186,11 @@ def register(app: typer.Typer) -> None:
             _fail("Ferry is not deployed on this Ray cluster")
         from ray import serve
 
-        layout = serve.get_deployment_handle("gateway", APP_NAME).describe.remote().result(timeout_s=30)
+        async def ask() -> tuple[dict, dict]:  # Ray's throughput settings bind handles to an event loop
+            return (await serve.get_deployment_handle("gateway", APP_NAME).describe.remote(),
+                    await serve.get_deployment_handle("control", APP_NAME).traffic.remote())
+
+        layout, traffic = asyncio.run(asyncio.wait_for(ask(), 30))
         deployments = summary["deployments"]
         table = Table(title=f"ferry: {summary['status']}")
         for col in ("endpoint", "variant", "weight", "runs in", "status", "replicas", "message"):
@@ -206,7 +211,6 @@ def register(app: typer.Typer) -> None:
                     runs = step["runs"]
                     row("", f"  step {step['name']}", "-", runs, "gateway" if runs == "in gateway" else runs)
         _stdout_console().print(table)
-        traffic = serve.get_deployment_handle("control", APP_NAME).traffic.remote().result(timeout_s=30)
         for endpoint, r in sorted(traffic["rollouts"].items()):
             step = f"step {r['step'] + 1}/{len(r['shares'])}" if r["status"] == "running" else r["status"]
             reason = f": {r['reason']}" if r["reason"] else ""
@@ -281,6 +285,36 @@ def register(app: typer.Typer) -> None:
                           fmt(s["p50_s"], 1e3), fmt(s["p99_s"], 1e3))
         _stdout_console().print(table)
 
+    @shadow.command("promote")
+    def shadow_promote(endpoint: str = typer.Argument(..., help="endpoint name"),
+                       name: str = typer.Argument(..., help="the shadow variant to make production"),
+                       file: Path = typer.Option(Path("ferry.yaml"), "-f", "--file", help="the deploy file running"),
+                       strategy: str = typer.Option("canary", "--strategy", help="all-at-once, canary or linear"),
+                       canary_percent: float = typer.Option(10, "--canary-percent", min=0.1, max=99.9),
+                       linear_step: float = typer.Option(20, "--linear-step", min=1, max=100),
+                       wait_interval: float = typer.Option(30, "--wait-interval", min=0, help="bake seconds per step"),
+                       termination_wait: float = typer.Option(30, "--termination-wait", min=0),
+                       max_duration: float = typer.Option(3600, "--max-duration", min=1),
+                       max_error_rate: float = typer.Option(0.01, "--max-error-rate"),
+                       wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the rollout until it ends"),
+                       url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
+                       token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")):
+        """Make shadow NAME of ENDPOINT its production variant through a guarded rollout (the shadow keeps
+        its copies until the deploy file drops it)."""
+        cfg = _load(file)
+        ep = next((e for e in cfg.endpoints if e.name == endpoint), None)
+        if ep is None:
+            _fail(f"{file} declares no endpoint {endpoint!r}", 2)
+        spec = next((s for s in ep.shadow_variants if s.name == name), None)
+        if spec is None:
+            _fail(f"endpoint {endpoint!r} has no shadow {name!r} (shadows: {[s.name for s in ep.shadow_variants]})", 2)
+        model = next(m for m in cfg.models if m.name == spec.model)
+        body = {"green": {name: {"model": model.model_dump(), "weight": 1.0, "batching": None}}, "strategy": strategy,
+                "canary_percent": canary_percent, "linear_step": linear_step, "wait_interval_s": wait_interval,
+                "termination_wait_s": termination_wait, "max_duration_s": max_duration,
+                "alarms": {"max_error_rate": max_error_rate}}
+        _run_rollout(endpoint, body, wait, url, token)
+
     @app.command()
     def rollout(endpoint: str = typer.Argument(..., help="endpoint name"),
                 to: Path = typer.Option(..., "--to", help="a deploy file declaring ENDPOINT's new variants (and their "
@@ -302,10 +336,6 @@ def register(app: typer.Typer) -> None:
                 url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
                 token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")):
         """Blue/green: move ENDPOINT's traffic to the variants of --to, baking each step, rolling back on an alarm."""
-        import time
-
-        import httpx
-
         new = _load(to)
         target = next((ep for ep in new.endpoints if ep.name == endpoint), None)
         if target is None:
@@ -319,29 +349,7 @@ def register(app: typer.Typer) -> None:
                 "alarms": {"max_error_rate": max_error_rate, "max_p99_s": max_p99_ms / 1e3 if max_p99_ms else None,
                            "prometheus_url": prometheus_url, "prometheus_alerts": alarm,
                            "drift_baseline": str(drift_baseline.resolve()) if drift_baseline else None}}
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        base = url.rstrip("/")
-        try:
-            r = httpx.post(f"{base}/control/endpoints/{endpoint}/rollouts", json=body, headers=headers, timeout=120)
-        except httpx.HTTPError as err:
-            _fail(f"cannot reach Ferry at {url}: {err}")
-        if r.status_code >= 400:
-            _fail(f"{r.status_code}: {r.json().get('error', r.text)}")
-        console.print(f"rollout of {endpoint} to {sorted(green)} started ({strategy})")
-        if not wait:
-            return
-        shown = 0
-        while True:
-            time.sleep(1)
-            doc = httpx.get(f"{base}/control/endpoints/{endpoint}/rollout", headers=headers, timeout=30).json()["rollout"]
-            for line in doc["history"][shown:]:
-                console.print(f"  {line}")
-            shown = len(doc["history"])
-            if doc["status"] != "running":
-                break
-        if doc["status"] == "rolled_back":
-            _fail(f"rolled back: {doc['reason']}")
-        console.print(f"[green]rollout of {endpoint} completed[/green]")
+        _run_rollout(endpoint, body, wait, url, token)
 
     @app.command()
     def invoke(endpoint: str = typer.Argument(..., help="endpoint name"),
@@ -395,3 +403,35 @@ def register(app: typer.Typer) -> None:
         cfg = _load(path)
         on_ready = (lambda base: _demo_traffic(base, path.parent, cfg.server.auth_token)) if traffic else None
         serve_until_interrupted(cfg, None, path, verbose=verbose, debug=debug, on_ready=on_ready)
+
+
+def _run_rollout(endpoint: str, body: dict, wait: bool, url: str, token: str | None) -> None:
+    """Start a rollout through the control API and, with `wait`, follow it to its end (exit 1 if rolled back)."""
+    import time
+
+    import httpx
+
+    green, strategy = body["green"], body["strategy"]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = url.rstrip("/")
+    try:
+        r = httpx.post(f"{base}/control/endpoints/{endpoint}/rollouts", json=body, headers=headers, timeout=120)
+    except httpx.HTTPError as err:
+        _fail(f"cannot reach Ferry at {url}: {err}")
+    if r.status_code >= 400:
+        _fail(f"{r.status_code}: {r.json().get('error', r.text)}")
+    console.print(f"rollout of {endpoint} to {sorted(green)} started ({strategy})")
+    if not wait:
+        return
+    shown = 0
+    while True:
+        time.sleep(1)
+        doc = httpx.get(f"{base}/control/endpoints/{endpoint}/rollout", headers=headers, timeout=30).json()["rollout"]
+        for line in doc["history"][shown:]:
+            console.print(f"  {line}")
+        shown = len(doc["history"])
+        if doc["status"] != "running":
+            break
+    if doc["status"] == "rolled_back":
+        _fail(f"rolled back: {doc['reason']}")
+    console.print(f"[green]rollout of {endpoint} completed[/green]")

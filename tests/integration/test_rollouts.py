@@ -149,3 +149,26 @@ def test_a_rollout_survives_a_restart_of_the_control_plane(ferry_url, demo_dir, 
     assert doc["status"] == "completed", doc
     assert load.failed == [], load.failed[:3]
     assert serving_variants(ferry_url) == {name}
+
+
+def test_a_shadow_is_promoted_through_a_rollout(ferry_url, demo_dir, tmp_path):
+    """`ferry shadow promote`: the shadow's model becomes the production variant, under load, no request failed."""
+    ep = "shadowed"
+    doc = {"models": [{"name": "credit-gbm", "path": str(demo_dir / "model.onnx")}],
+           "endpoints": [{"name": ep, "variants": [{"model": "credit-gbm"}],
+                          "shadow_variants": [{"name": "Same", "model": "credit-gbm"}]}]}
+    (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(doc))
+    url = f"{ferry_url}/endpoints/{ep}/invocations"
+    with Load(url) as load:
+        r = run([sys.executable, "-m", "ferry.cli", "shadow", "promote", ep, "Same", "-f", str(tmp_path / "ferry.yaml"),
+                 "--url", ferry_url, "--strategy", "all-at-once", "--wait-interval", "2", "--termination-wait", "1"],
+                capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert load.failed == [] and load.variants.get("Same", 0) > 0, (load.failed[:3], load.variants)
+    assert httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"][ep]["weights"] == {"Same": 1.0}
+    with httpx.Client(timeout=30) as c:
+        assert {c.post(url, content=ROW, headers={"content-type": "text/csv"}).headers[
+            "x-amzn-invoked-production-variant"] for _ in range(20)} == {"Same"}
+    unknown = run([sys.executable, "-m", "ferry.cli", "shadow", "promote", ep, "Nope", "-f", str(tmp_path / "ferry.yaml"),
+                   "--url", ferry_url], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "no shadow 'Nope'" in unknown.stderr, unknown.stderr
