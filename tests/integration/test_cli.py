@@ -38,9 +38,11 @@ def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress):
     assert r.returncode == 0, r.stderr
     assert {"train.csv", "test.csv", "test_features.csv", "model.onnx", "ferry.yaml"} <= {p.name for p in out.iterdir()}
     http, grpc_port = free_port(), free_port()
-    env = dict(os.environ, FERRY_SERVER__HTTP_PORT=str(http), FERRY_SERVER__GRPC_PORT=str(grpc_port),
-               FERRY_SERVER__INGRESS=ingress)
-    env.pop("RAY_ADDRESS", None)
+    # A user's shell: none of the Ray settings the session's own Ray put in this process's environment
+    # (RAY_SERVE_ENABLE_HA_PROXY would turn HAProxy on for ingress python, on the session's HAProxy ports)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env |= {"FERRY_SERVER__HTTP_PORT": str(http), "FERRY_SERVER__GRPC_PORT": str(grpc_port),
+            "FERRY_SERVER__INGRESS": ingress}
     log = open(tmp_path / "up.log", "w+")
     proc = subprocess.Popen(FERRY + ["up", "-f", str(out / "ferry.yaml")], stdout=log, stderr=subprocess.STDOUT,
                             env=env, cwd=tmp_path)
@@ -62,7 +64,8 @@ def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress):
         assert r.returncode == 0, r.stderr
         n_rows = len((out / "test_features.csv").read_text().splitlines())
         assert len(r.stdout.splitlines()) == n_rows and "variant: AllTraffic" in r.stderr
-        r = subprocess.run(FERRY + ["status", "--address", address], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(FERRY + ["status", "--address", address], capture_output=True, text=True, timeout=60,
+                           env=env)
         assert r.returncode == 0, r.stderr
         assert "credit-risk" in r.stdout and "AllTraffic" in r.stdout and "HEALTHY" in r.stdout
         assert "in gateway" in r.stdout  # the default shape: no variant deployment
