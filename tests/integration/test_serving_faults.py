@@ -20,7 +20,7 @@ from serving.dataplane import DataPlane
 from serving.endpoint import Endpoint, EndpointCapture
 from serving.spec import DataCaptureSpec, ModelSpec
 from serving.variants import ModelRunner
-from tests.integration.test_capture_kafka import PrivateBroker, _consume, _metric
+from tests.integration.test_capture_kafka import _consume, _metric, private_broker  # noqa: F401 - a fixture
 from tests.unit.test_dataplane import http_request
 
 ROW = "35,52000,0.25,120,4,9000,0,1"
@@ -86,14 +86,6 @@ def test_a_killed_model_replica_under_load(ferry_url):
           f"normal service {recovery:.2f} s after the kill; new replica started: {bool(new)}")
     assert recovery < 60 and new, "Ray Serve did not bring the variant back"
     assert all(st == 200 for _, a, st, _ in log if a > killed_at + recovery)
-
-
-@pytest.fixture
-def private_broker(tmp_path):
-    broker = PrivateBroker(tmp_path)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def test_kafka_broker_restart_during_capture_loses_nothing(private_broker, tmp_path):
