@@ -11,7 +11,6 @@ import uuid
 from collections import Counter
 
 import httpx
-import pytest
 
 from ferry.demo import make_credit_data, model_matrix
 from serving.adapters import sagemaker
