@@ -313,6 +313,9 @@ class AsyncSpec(Strict):
     max_concurrent_invocations: int = Field(4, ge=1, le=1000, description=(
         "requests a worker runs at once (ClientConfig.MaxConcurrentInvocationsPerInstance)"))
     queue_path: str = Field("./.ferry/async/queue.db", description="the embedded durable queue (SQLite)")
+    lease_s: float = Field(30.0, gt=0, le=3600, description=(
+        "how long a worker's claim on a request lasts unless renewed (renewed every third of it while the "
+        "request runs): a request held by a killed worker is taken again this long after"))
 
 
 class ShadowVariantSpec(Strict):

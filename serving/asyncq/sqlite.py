@@ -70,6 +70,13 @@ class SqliteQueue:
             return None
         return Claimed(row[0], row[1], claim, row[2], row[3], row[4])
 
+    def renew(self, claimed: Claimed, lease_s: float) -> bool:
+        """Extend a claim's lease; False when the claim was lost (the worker must stop working on it)."""
+        with self._lock:
+            cur = self._db.execute("UPDATE requests SET lease_until=? WHERE id=? AND claim=? AND state='running'",
+                                   (time.time() + lease_s, claimed.id, claimed.claim))
+            return cur.rowcount == 1
+
     def finish(self, claimed: Claimed, state: str, reason: str | None = None) -> bool:
         """Mark a claimed request done; False when the claim was lost (another worker owns it now)."""
         assert state in DONE

@@ -2,9 +2,11 @@
 own data plane (the endpoint's variants, as the gateway builds them), writing each result to its
 OutputLocation, or the error to its FailureLocation, then finishing the request in the queue.
 
-A result is written (to a temporary name, then renamed) before the request is finished, and `finish`
-succeeds for one claim only: a worker killed between the two leaves the request claimed, and after its
-lease the request is done again, writing the same output; it is never finished twice.
+A worker renews its claim's lease while a request runs, and writes the result (to a temporary name, then
+renamed) before it finishes the request; `finish` succeeds for one claim only. A worker killed before the
+rename leaves the request claimed: after its lease it is run again. One killed between the rename and the
+finish leaves a complete result in place: the next claim finishes the request with it, without running or
+writing it again. Either way a request ends once, with one result.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.2
-LEASE_MARGIN_S = 60
 
 
 @serve.deployment
@@ -52,21 +53,33 @@ class AsyncWorker:
         return generate_latest(self.registry)
 
     async def _work(self, endpoint: str, slot: int) -> None:
-        queue = self.queues[endpoint]
+        queue, lease_s = self.queues[endpoint], self.specs[endpoint].lease_s
         while True:
             try:
-                claimed = await asyncio.to_thread(queue.claim, endpoint, 3600 + LEASE_MARGIN_S)
+                claimed = await asyncio.to_thread(queue.claim, endpoint, lease_s)
                 if claimed is None:
                     await asyncio.sleep(IDLE_POLL_S)
                     continue
-                await self.process(endpoint, queue, claimed)
+                await self.leased(endpoint, queue, claimed, lease_s)
             except Exception:  # noqa: BLE001 - a worker slot never dies; the request is retried after its lease
                 log.exception("async worker %s/%d", endpoint, slot)
                 await asyncio.sleep(1)
 
+    async def leased(self, endpoint: str, queue: SqliteQueue, claimed: Claimed, lease_s: float) -> None:
+        """Process a claimed request, renewing its lease every third of it; stop when the claim is lost."""
+        task = asyncio.ensure_future(self.process(endpoint, queue, claimed))
+        while not (await asyncio.wait({task}, timeout=lease_s / 3))[0]:
+            if not await asyncio.to_thread(queue.renew, claimed, lease_s):
+                task.cancel()
+                log.warning("async request %s: its lease was lost; it is left to the worker that took it", claimed.id)
+                return
+        task.result()
+
     async def process(self, endpoint: str, queue: SqliteQueue, claimed: Claimed) -> None:
         doc = orjson.loads(claimed.doc)
         start = time.perf_counter()
+        if claimed.attempts > 1 and await self._earlier_result(endpoint, queue, claimed, doc, start):
+            return
         if claimed.expires_at is not None and time.time() > claimed.expires_at:
             error = InferenceError(400, "ExpiredRequest", "DEADLINE_EXCEEDED",
                                    "the request waited longer than its RequestTTLSeconds and was not processed")
@@ -86,12 +99,37 @@ class AsyncWorker:
         await asyncio.to_thread(_write, doc["output"], ex.response)
         await self._finish(endpoint, queue, claimed, "succeeded", None, start)
 
+    async def _earlier_result(self, endpoint, queue, claimed, doc, start) -> bool:
+        """Finish a request taken again whose earlier attempt left a complete result in place (its worker
+        died before finishing it); False when there is none and the request must run."""
+        if await asyncio.to_thread(_exists, doc["output"]):
+            state, reason = "succeeded", None
+        elif await asyncio.to_thread(_exists, doc["failure"]):
+            error = orjson.loads(await asyncio.to_thread(_read, doc["failure"]))
+            state = "expired" if error.get("ErrorCode") == "ExpiredRequest" else "failed"
+            reason = error.get("Message")
+        else:
+            return False
+        log.info("async request %s: finished with the result of an earlier attempt", claimed.id)
+        await self._finish(endpoint, queue, claimed, state, reason, start)
+        return True
+
     async def _finish(self, endpoint, queue, claimed, state, reason, start) -> None:
         if await asyncio.to_thread(queue.finish, claimed, state, reason):
             self.requests.labels(endpoint, state).inc()
             self.processing.labels(endpoint).observe(time.perf_counter() - start)
         else:
             log.warning("async request %s: its claim was lost (lease expired); another worker finishes it", claimed.id)
+
+
+def _exists(location: str) -> bool:
+    fs, path = url_to_fs(location)
+    return fs.isfile(path)
+
+
+def _read(location: str) -> bytes:
+    fs, path = url_to_fs(location)
+    return fs.cat_file(path)
 
 
 def _write(location: str, data: bytes) -> None:

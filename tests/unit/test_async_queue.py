@@ -34,3 +34,15 @@ def test_a_lost_lease_is_claimed_again_and_the_old_claim_cannot_finish(tmp_path)
     assert not q.finish(held, "succeeded")  # the lost claim
     assert restarted.finish(again, "succeeded")
     assert restarted.status("a")["state"] == "succeeded"
+
+
+def test_a_renewed_lease_is_kept_and_a_lost_one_cannot_be_renewed(tmp_path):
+    q = SqliteQueue(tmp_path / "q.db")
+    q.put("ep", "a", "{}", None)
+    held = q.claim("ep", lease_s=0.3)
+    for _ in range(3):  # the worker renews while it works: never claimed by another
+        time.sleep(0.15)
+        assert q.renew(held, 0.3) and q.claim("ep", lease_s=60) is None
+    time.sleep(0.4)  # the worker stalls past its lease
+    again = q.claim("ep", lease_s=60)
+    assert again.attempts == 2 and not q.renew(held, 0.3) and not q.finish(held, "succeeded")

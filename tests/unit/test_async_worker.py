@@ -4,6 +4,7 @@ rejected payload and an expired request at FailureLocation with the reason, each
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import numpy as np
@@ -71,3 +72,30 @@ def test_result_failure_and_expiry_each_finished_once(demo, tmp_path):
     for outcome in ("succeeded", "failed", "expired"):
         assert w.registry.get_sample_value("ferry_async_requests_total", {"endpoint": "ep", "outcome": outcome}) == 1
     assert queue.backlog("ep") == (0, 0.0)
+
+
+def test_a_request_taken_again_after_its_result_was_written_is_finished_without_running_again(demo, tmp_path):
+    """The worker died between writing the result and finishing the request: the next claim finishes it with
+    that result (same file, not rewritten); a request whose earlier attempt wrote nothing runs."""
+    queue = SqliteQueue(tmp_path / "q.db")
+    w = worker(demo)
+    done = put(queue, tmp_path, "done", b"1,2,3,4,5,6,7,8\n")
+    todo = put(queue, tmp_path, "todo", b"1,2,3,4,5,6,7,8\n")
+    (tmp_path / "out").mkdir()
+    with open(done["output"], "w") as f:
+        f.write("earlier result\n")
+    stamp = os.stat(done["output"]).st_mtime_ns
+    for rid in ("done", "todo"):  # claimed by a worker that was killed
+        assert queue.claim("ep", lease_s=0.05).id == rid
+    time.sleep(0.1)
+
+    async def drain():
+        while (claimed := queue.claim("ep", 60)) is not None:
+            assert claimed.attempts == 2
+            await w.leased("ep", queue, claimed, 60)
+
+    asyncio.run(drain())
+    assert open(done["output"]).read() == "earlier result\n" and os.stat(done["output"]).st_mtime_ns == stamp
+    assert open(todo["output"]).read().strip() and queue.status("todo")["state"] == "succeeded"
+    assert queue.status("done")["state"] == "succeeded"
+    assert w.registry.get_sample_value("ferry_async_requests_total", {"endpoint": "ep", "outcome": "succeeded"}) == 2

@@ -1,0 +1,130 @@
+"""kill -9 of `ferry up` with asynchronous requests queued, then a restart: every accepted request ends
+exactly once (lost 0, completed twice 0).
+
+`ferry up` runs as a user runs it, with its own Ray (none of the session Ray's RAY_* settings), in its own
+process group; the whole group is SIGKILLed right after the last 202. After the kill, the queue file says
+which requests were still waiting or running; every result already in place is noted (inode and mtime).
+After the restart every request is Completed with one result at its OutputLocation, equal to onnxruntime,
+nothing at its FailureLocation, and no result written before the kill was written again."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import yaml
+
+from tests.integration.conftest import free_port
+
+FERRY = [sys.executable, "-m", "ferry.cli"]
+N = 24
+ROWS = 50_000  # tens of ms of work per request with one slot, requests sent at once: most still queued at the kill
+
+
+def start(deploy_file: Path, log_path: Path, env: dict) -> subprocess.Popen:
+    log = open(log_path, "a+")
+    proc = subprocess.Popen(FERRY + ["up", "-f", str(deploy_file)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            cwd=deploy_file.parent, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if re.search(r"Ray address: \S+", log_path.read_text().split("--- restart ---")[-1]):
+            return proc
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError(f"ferry up did not come up:\n{log_path.read_text()[-3000:]}")
+
+
+def session_processes(sid: int) -> list[int]:
+    """Processes still alive in session `sid` (the killed `ferry up` and everything it started)."""
+    alive = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            alive.append(int(pid))
+    return alive
+
+
+def test_kill_9_with_requests_queued_then_restart_loses_none_and_completes_none_twice(tmp_path, demo_dir):
+    rows = np.loadtxt(demo_dir / "test_features.csv", delimiter=",")
+    rows = np.resize(rows, (ROWS, rows.shape[1]))
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "batch.csv"
+    np.savetxt(src, rows, delimiter=",", fmt="%.6g")
+    expected = ort.InferenceSession(str(demo_dir / "model.onnx")).run(
+        None, {"input": np.loadtxt(src, delimiter=",").astype(np.float32)})[0]
+    http = free_port()
+    deploy_file = tmp_path / "ferry.yaml"
+    deploy_file.write_text(yaml.safe_dump({
+        "server": {"http_port": http, "grpc_port": free_port(), "ingress": "python"},
+        "models": [{"name": "credit-gbm", "path": str(demo_dir / "model.onnx")}],
+        "endpoints": [{"name": "queued", "variants": [{"model": "credit-gbm"}], "async": {
+            "output_path": "out", "failure_path": "failed", "input_prefixes": ["in"], "queue_path": "queue.db",
+            "max_concurrent_invocations": 1, "lease_s": 2}}]}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a user's shell: its own Ray
+    log = tmp_path / "up.log"
+    url = f"http://127.0.0.1:{http}/endpoints/queued/async-invocations"
+    proc = start(deploy_file, log, env)
+    try:
+        with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: client.post(url, headers={
+                "X-Amzn-SageMaker-InputLocation": str(src), "X-Amzn-SageMaker-Content-Type": "text/csv",
+                "X-Amzn-SageMaker-Inference-Id": f"r{i}"}), range(N)))
+        assert [r.status_code for r in answers] == [202] * N, [r.text for r in answers if r.status_code != 202]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not session_processes(proc.pid), "processes of the killed ferry up are still alive"
+
+    db = sqlite3.connect(tmp_path / "queue.db")
+    states = dict(db.execute("SELECT id, state FROM requests").fetchall())
+    db.close()
+    assert len(states) == N  # every 202 was on disk
+    waiting = [i for i, s in states.items() if s in ("queued", "running")]
+    assert waiting, f"every request was done before the kill: nothing tested ({states})"
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "out").glob("*.out")}
+
+    with open(log, "a") as f:
+        f.write("--- restart ---\n")
+    proc = start(deploy_file, log, env)
+    try:
+        deadline = time.monotonic() + 90
+        with httpx.Client(timeout=30) as client:
+            for i in range(N):
+                while (doc := client.get(f"{url}/r{i}").json())["Status"] in ("Queued", "InProgress"):
+                    assert time.monotonic() < deadline, f"r{i} still {doc['Status']} after the restart"
+                    time.sleep(0.2)
+                assert doc["Status"] == "Completed", doc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outputs == sorted(f"r{i}.out" for i in range(N))  # one result each, no temporary file left
+    assert not (tmp_path / "failed").exists() or not list((tmp_path / "failed").iterdir())
+    for name, stamp in before.items():  # a result written before the kill is never written again
+        p = tmp_path / "out" / name
+        assert (p.stat().st_ino, p.stat().st_mtime_ns) == stamp, f"{name} was written a second time"
+    for name in outputs:
+        labels = [int(ln.split(",")[0]) for ln in (tmp_path / "out" / name).read_text().splitlines()]
+        assert labels == expected.tolist(), name
+    print(f"kill -9 with {len(waiting)} of {N} requests waiting: lost 0, completed twice 0")
