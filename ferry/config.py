@@ -107,11 +107,12 @@ class DeployFile(Strict):
             upd["kafka_bootstrap_servers"] = self.kafka.bootstrap_servers
         return FeatureStoreSettings(**upd)
 
-    def resolve_paths(self, base: Path) -> "DeployFile":
-        """Make relative model paths and capture folders relative to the deploy file's folder."""
+    def resolve_paths(self, base: Path, environ: Mapping[str, str] | None = None) -> "DeployFile":
+        """Make relative model paths and capture folders relative to the deploy file's folder; read the secrets
+        given as files (or, for SigV4 keys, as environment variables of `environ`)."""
         for m in self.models:
             m.path = m.resolved_path(base)
-        self.server.read_token_files(base)
+        self.server.read_token_files(base, environ)
         for ep in self.endpoints:
             ep.data_capture.destination = _local(base, ep.data_capture.destination)
             for v in ep.variants:
@@ -208,7 +209,7 @@ def parse_config(data: dict[str, Any] | None, base: Path | None = None,
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
     try:
-        return cfg.resolve_paths(base or Path.cwd())
+        return cfg.resolve_paths(base or Path.cwd(), environ)
     except ValueError as err:  # a token file that cannot be read
         raise ConfigError(str(err)) from None
 

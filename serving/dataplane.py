@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import FerryError, InferenceError, internal_error, not_found, quote, unauthorized
+from serving import sigv4
 from serving.endpoint import Endpoint
 from serving.metrics import ServingMetrics
 
@@ -54,6 +55,8 @@ class Exchange:
 
     protocol = ""
     credentials: str | None = None  # the Authorization value (HTTP header, gRPC metadata)
+    http_scope: dict | None = None  # an HTTP request's ASGI scope (a SigV4 signature covers its method, path...)
+    body = b""  # the request body, once read
     target_variant: str | None = None
     inference_id: str | None = None
     output_names: list[str] | None = None
@@ -80,13 +83,16 @@ class DataPlane:
     """Live, ready, metadata and infer for every endpoint, whatever the protocol."""
 
     def __init__(self, endpoints: dict[str, Endpoint], max_payload_bytes: int, auth_token: str | None = None,
-                 metrics: ServingMetrics | None = None, limits: dict[str, int] | None = None):
-        """`limits` overrides max_payload_bytes per protocol (gRPC has its own message size)."""
+                 metrics: ServingMetrics | None = None, limits: dict[str, int] | None = None,
+                 sigv4_verifier: sigv4.SigV4Verifier | None = None):
+        """`limits` overrides max_payload_bytes per protocol (gRPC has its own message size); with
+        `sigv4_verifier`, AWS SigV4-signed HTTP requests pass too."""
         self.endpoints = endpoints
         self.names = sorted(endpoints)
         self.max_payload_bytes = max_payload_bytes
         self.limits = limits or {}
         self._token = f"Bearer {auth_token}".encode() if auth_token else None
+        self._sigv4 = sigv4_verifier
         self.metrics = metrics or ServingMetrics()
         for name, ep in endpoints.items():
             for variant in ep.runners:
@@ -94,10 +100,23 @@ class DataPlane:
 
     # --- the operations
 
-    def authorize(self, credentials: str | None) -> None:
-        """Raise 401 unless the bearer token matches (when one is configured)."""
-        if self._token is not None and not hmac.compare_digest((credentials or "").encode(), self._token):
-            raise FerryError(unauthorized("missing or wrong bearer token"))
+    def authorize(self, credentials: str | None, http_scope: dict | None = None) -> sigv4.PendingSignature | None:
+        """Pass (None), or raise 401/403, when a bearer token or SigV4 is configured. The bearer token passes
+        here; an AWS SigV4 `Authorization` of an HTTP request (its ASGI scope) passes its header, key and date
+        checks here and returns the signature check, which the caller runs on the body once it is read."""
+        if self._token is None and self._sigv4 is None:
+            return None
+        if self._token is not None and hmac.compare_digest((credentials or "").encode(), self._token):
+            return None
+        if self._sigv4 is not None and credentials and credentials.startswith("AWS4-"):
+            if http_scope is None:
+                raise FerryError(unauthorized("AWS SigV4 signatures are checked on HTTP routes; gRPC takes the "
+                                              "bearer token"))
+            return self._sigv4.begin(credentials, http_scope)
+        if self._token is not None:
+            also = " or AWS SigV4 signature" if self._sigv4 is not None else ""
+            raise FerryError(unauthorized(f"missing or wrong bearer token{also}"))
+        raise sigv4.missing(credentials)
 
     def endpoint(self, name: str) -> Endpoint:
         ep = self.endpoints.get(name)
@@ -127,10 +146,12 @@ class DataPlane:
         ep = self.endpoints.get(ex.endpoint)
         variant = ""
         try:
-            self.authorize(ex.credentials)
+            signed = self.authorize(ex.credentials, ex.http_scope)
             if ep is None:
                 self.endpoint(ex.endpoint)
             await ex.read(self.limits.get(ex.protocol, self.max_payload_bytes))
+            if signed is not None:
+                signed.verify(ex.body)
             payload = ex.decode()
             variant, runner = ep.pick(ex.target_variant)
             result = await runner.infer(payload, ex.output_names)

@@ -24,7 +24,7 @@ from serving.adapters import async_ as async_adapter
 from serving.adapters import grpc as grpc_adapter
 from serving.adapters import sagemaker, v2rest
 from serving.adapters.control import ControlAPI
-from serving.adapters.http import header, headers_of, json_response, read_body
+from serving.adapters.http import authorized, headers_of, json_response, read_body
 from serving.capture.factory import make_sink
 from serving.control.state import TrafficState
 from serving.dataplane import PROTOCOLS, DataPlane
@@ -33,6 +33,7 @@ from serving.metrics import ServingMetrics
 from serving.pipeline import PipelineRunner
 from serving.serverless import ServerlessVariant
 from serving.shadow import Shadow
+from serving.sigv4 import SigV4Verifier
 from serving.spec import BatchingSpec, EndpointSpec, ModelSpec, ServerSpec
 from serving.variants import ModelRunner, RemoteVariant
 
@@ -59,7 +60,7 @@ class Gateway:
         self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, features, self.metrics)
                                 for ep in endpoints},
                                server.max_payload_bytes, server.auth_token, self.metrics,
-                               limits={"grpc": server.grpc_max_message_bytes})
+                               limits={"grpc": server.grpc_max_message_bytes}, sigv4_verifier=_sigv4(server))
         self.default = endpoints[0].name if endpoints else None
         self.ground_truth_dir = Path(server.ground_truth_dir)
         self.monitor = monitor  # the MonitorRunner's handle when the deploy file has monitoring schedules
@@ -152,7 +153,7 @@ class Gateway:
                 body += await self._control.metrics.remote()
             return Response(body, media_type="text/plain; version=0.0.4")
         try:
-            self.plane.authorize(header(headers_of(request), b"authorization"))
+            request = await authorized(self.plane, request)
             if parts and parts[0] in FEATURE_ROUTES and self.features is not None:
                 return await _call_asgi(self.features, request, self.plane.max_payload_bytes)
             if path == "/ground-truth" and method == "POST":
@@ -229,6 +230,11 @@ class Gateway:
 
     async def ModelInfer(self, request, grpc_context=None):
         return await grpc_adapter.model_infer(self.plane, request, grpc_context)
+
+
+def _sigv4(server: ServerSpec) -> SigV4Verifier | None:
+    s = server.sigv4
+    return None if s is None else SigV4Verifier(s.region, s.service, s.access_keys)
 
 
 async def _grpc(plane: DataPlane, context, empty, answer):

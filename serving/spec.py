@@ -6,9 +6,10 @@ default or a clear error, and unknown keys are rejected.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,6 +26,50 @@ def _check_name(v: str) -> str:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ACCESS_KEY_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class SigV4Spec(Strict):
+    """AWS Signature Version 4 verification of HTTP requests (what boto3 signs with), besides or instead of
+    the bearer token."""
+
+    region: str = Field("us-east-1", min_length=1, description="the region clients sign for (boto3's region_name)")
+    service: str = Field("sagemaker", min_length=1, description=(
+        "the signing name: sagemaker for sagemaker-runtime and sagemaker-featurestore-runtime"))
+    access_keys: dict[str, str] = Field(min_length=1, description=(
+        "access key id -> secret access key: the secret itself, '${VAR}' (an environment variable, taken "
+        "literally) or 'file:PATH' (a file's content without surrounding whitespace, relative to ferry.yaml)"))
+
+    @field_validator("access_keys")
+    @classmethod
+    def _key_ids(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, secret in v.items():
+            if not ACCESS_KEY_RE.match(key):
+                raise ValueError(f"access key id {key[:40]!r} must be 1-128 letters, digits, '.', '_' or '-'")
+            if not secret:
+                raise ValueError(f"access key {key!r} has an empty secret")
+        return v
+
+    def read_secrets(self, base: Path, environ: Mapping[str, str]) -> None:
+        """Replace '${VAR}' and 'file:PATH' secrets by their values; ValueError if one is unset or empty."""
+        for key, ref in self.access_keys.items():
+            where = f"server.sigv4.access_keys.{key}"
+            if m := ENV_REF.match(ref):
+                secret = environ.get(m.group(1), "")
+                if not secret:
+                    raise ValueError(f"{where}: environment variable {m.group(1)} is not set or empty")
+            elif ref.startswith("file:"):
+                file = Path(ref[5:]) if Path(ref[5:]).is_absolute() else base / ref[5:]
+                try:
+                    secret = file.read_text().strip()
+                except (OSError, UnicodeDecodeError) as err:
+                    raise ValueError(f"{where}: cannot read {file}: {err.__class__.__name__}") from None
+                if not secret:
+                    raise ValueError(f"{where}: {file} is empty")
+            else:
+                continue
+            self.access_keys[key] = secret
 
 
 class ServerSpec(Strict):
@@ -56,6 +101,9 @@ class ServerSpec(Strict):
         "bearer token of the control API (/control/...: weights, shadows, rollouts); default: auth_token. "
         "Required when the server binds beyond loopback"))
     control_token_file: str | None = Field(None, description="a file holding control_token")
+    sigv4: SigV4Spec | None = Field(None, description=(
+        "verify AWS SigV4 signatures on the HTTP routes against these access keys; a request passes with a "
+        "valid signature or the bearer token (gRPC takes the token only)"))
     state_dir: str = Field("./.ferry/control", description="where the control plane keeps live traffic state "
                                                             "(weights, rollouts) across restarts")
     throughput_optimized: bool = Field(True, description=(
@@ -73,9 +121,12 @@ class ServerSpec(Strict):
                 raise ValueError(f"set {name} or {name}_file, not both")
         return self
 
-    def read_token_files(self, base: Path) -> None:
-        """Load auth_token_file / control_token_file (relative to `base`) into the tokens; ValueError if a file
-        cannot be read or holds no token (an empty token would turn authentication off)."""
+    def read_token_files(self, base: Path, environ: Mapping[str, str] | None = None) -> None:
+        """Load auth_token_file / control_token_file (relative to `base`) into the tokens, and the SigV4 secrets
+        given by reference; ValueError if a file cannot be read or holds no token (an empty token would turn
+        authentication off)."""
+        if self.sigv4 is not None:
+            self.sigv4.read_secrets(base, os.environ if environ is None else environ)
         for name in ("auth_token", "control_token"):
             path = getattr(self, f"{name}_file")
             if path is None:

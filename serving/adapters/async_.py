@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from core import payloads
 from core.errors import FerryError, InferenceError, bad_request, not_found, too_large
-from serving.adapters.http import header, headers_of, json_response
+from serving.adapters.http import authorized, header, headers_of, json_response
 from serving.adapters.sagemaker import error_response
 from serving.asyncq.sqlite import SqliteQueue
 from serving.dataplane import DataPlane, Exchange, ModelResult, Payload
@@ -68,7 +68,7 @@ class AsyncFrontDoor:
 
     async def handle(self, plane: DataPlane, request, rest: list[str], method: str) -> Response:
         try:
-            plane.authorize(header(headers_of(request), b"authorization"))
+            request = await authorized(plane, request)
             if not rest and method == "POST":
                 return await self.accept(request)
             if len(rest) == 1 and method == "GET":
@@ -185,7 +185,7 @@ async def route(doors: dict[str, AsyncFrontDoor], plane: DataPlane, request, par
     door = doors.get(parts[1])
     if door is None:
         try:
-            plane.authorize(header(headers_of(request), b"authorization"))
+            await authorized(plane, request)
             plane.endpoint(parts[1])
         except FerryError as err:
             return error_response(err.error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from core.errors import FerryError, bad_request, too_large
@@ -39,6 +40,28 @@ async def read_body(request, headers: dict[bytes, bytes], limit: int) -> bytes:
         chunks.append(chunk)
         more = message.get("more_body", False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def authorized(plane, request: Request) -> Request:
+    """Authorize a request to a route that is not an inference (`plane.authorize`, raising 401/403). A SigV4-signed
+    request has its body read (under the payload limit) to check the signature; the request returned replays
+    that body to the route."""
+    headers = headers_of(request)
+    signed = plane.authorize(header(headers, b"authorization"), request.scope)
+    if signed is None:
+        return request
+    body = await read_body(request, headers, plane.max_payload_bytes)
+    signed.verify(body)
+    receive, replayed = request.receive, False
+
+    async def replay():
+        nonlocal replayed
+        if replayed:
+            return await receive()  # after the body: the client's disconnect, as the route would see it
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, replay)
 
 
 def json_response(doc, status: int = 200) -> Response:

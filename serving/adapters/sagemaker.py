@@ -26,6 +26,7 @@ class SageMakerExchange(Exchange):
         self.request = request
         self.headers = h = headers_of(request)
         self.credentials = header(h, b"authorization")
+        self.http_scope = request.scope
         self.target_variant = header(h, b"x-amzn-sagemaker-target-variant")
         self.inference_id = header(h, b"x-amzn-sagemaker-inference-id")
         self.content_type = header(h, b"content-type")
@@ -67,9 +68,12 @@ async def invoke(plane: DataPlane, request, endpoint: str) -> Response:
 
 
 def error_response(error: InferenceError) -> Response:
-    """SageMaker's error shape: x-amzn-ErrorType header and a JSON body with Message (404s are 400s)."""
+    """SageMaker's error shape: x-amzn-ErrorType header and a JSON body with Message (404s are 400s); a SigV4
+    refusal (403) has the shape of AWS's authentication errors, `__type` and `message`."""
     status = 400 if error.status == 404 else error.status
     doc = {"ErrorCode": error.error_type, "Message": error.message}
+    if status == 403:
+        doc = {"__type": error.error_type, "message": error.message}
     if error.error_type == "ModelError":
         doc.update(OriginalStatusCode=500, OriginalMessage=error.message)
     return Response(orjson.dumps(doc), status_code=status, media_type="application/json",

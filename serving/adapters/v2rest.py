@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from core.errors import FerryError, InferenceError, not_found, quote
 from core.payloads import v2
-from serving.adapters.http import header, headers_of, json_response, read_body
+from serving.adapters.http import authorized, header, headers_of, json_response, read_body
 from serving.dataplane import DataPlane, Exchange, ModelResult, Payload
 
 SERVER_NAME = "ferry"
@@ -23,6 +23,7 @@ class V2Exchange(Exchange):
         self.request = request
         self.headers = h = headers_of(request)
         self.credentials = header(h, b"authorization")
+        self.http_scope = request.scope
         self.target_variant = version
         self.header_length = header(h, b"inference-header-content-length")
         self.body = b""
@@ -59,7 +60,7 @@ async def handle(plane: DataPlane, request, parts: list[str], method: str) -> Re
             ex = V2Exchange(name, version, request)
             await plane.infer(ex)
             return Response(ex.response, headers=ex.response_headers)
-        plane.authorize(header(headers_of(request), b"authorization"))
+        request = await authorized(plane, request)
         if method != "GET":
             raise FerryError(not_found(f"no V2 route {method} {quote(request.url.path)}"))
         if parts == []:

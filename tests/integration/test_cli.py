@@ -1,4 +1,5 @@
-"""The `ferry` CLI as a user runs it: demo, up (its own Ray), status, invoke, Ctrl-C."""
+"""The `ferry` CLI as a user runs it: demo, up (its own Ray), status, invoke, Ctrl-C; boto3 with real
+credentials through each ingress (SigV4 beside the bearer token)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,49 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
+import boto3
+import botocore.auth
 import httpx
 import pytest
+import yaml
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from tests.integration.conftest import free_port
 
 FERRY = [sys.executable, "-m", "ferry.cli"]
+TOKEN, KEY, SECRET = "cli-token", "AKIAFERRYCLITEST0001", "cli/Secret+Access0Key000000000000000000000"
+
+
+def sigv4_checks(url: str, body: str, monkeypatch) -> None:
+    """boto3 with real credentials: the right key passes; a wrong secret, an unknown key, a stale date and a
+    body changed after signing are 403s in AWS's words."""
+    def runtime(key=KEY, secret=SECRET):
+        return boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key,
+                            aws_secret_access_key=secret, config=Config(retries={"total_max_attempts": 1}))
+
+    def refusal(client) -> tuple[int, str, str]:
+        with pytest.raises(ClientError) as err:
+            client.invoke_endpoint(EndpointName="credit-risk", Body=body, ContentType="text/csv")
+        e = err.value.response
+        return e["ResponseMetadata"]["HTTPStatusCode"], e["Error"]["Code"], e["Error"]["Message"]
+
+    r = runtime().invoke_endpoint(EndpointName="credit-risk", Body=body, ContentType="text/csv")
+    assert r["InvokedProductionVariant"] == "AllTraffic" and len(r["Body"].read().splitlines()) == len(body.splitlines())
+    assert refusal(runtime(secret="wrong" + SECRET[5:]))[:2] == (403, "InvalidSignatureException")
+    assert refusal(runtime(key="AKIAUNKNOWN0000000000")) == (
+        403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+    tampered = runtime()
+    tampered.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint",
+                                  lambda request, **_: setattr(request, "body", request.body.replace(b"0", b"1")))
+    assert refusal(tampered)[:2] == (403, "InvalidSignatureException")
+    stale = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(minutes=10)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: stale)
+    status, code, message = refusal(runtime())
+    assert (status, code) == (403, "InvalidSignatureException") and message.startswith("Signature expired")
+    monkeypatch.undo()
 
 
 def listeners() -> dict[int, set[str]]:
@@ -30,19 +67,23 @@ def listeners() -> dict[int, set[str]]:
 
 
 @pytest.mark.parametrize("ingress", ["python", "auto"])
-def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress):
+def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress, monkeypatch):
     """`auto` is the default: HAProxy (installed with Ferry), the model inside the gateway, HAProxy's own
-    listeners on 127.0.0.1."""
+    listeners on 127.0.0.1. The deploy file has a bearer token and a SigV4 access key (its secret from the
+    environment): `ferry invoke` passes with the token, boto3 with the key."""
     out = tmp_path / "demo"
     r = subprocess.run(FERRY + ["demo", "--out", str(out), "--no-serve"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert {"train.csv", "test.csv", "test_features.csv", "model.onnx", "ferry.yaml"} <= {p.name for p in out.iterdir()}
+    doc = yaml.safe_load((out / "ferry.yaml").read_text())
+    doc["server"]["sigv4"] = {"access_keys": {KEY: "${CLI_TEST_SIGV4_SECRET}"}}
+    (out / "ferry.yaml").write_text(yaml.safe_dump(doc))
     http, grpc_port = free_port(), free_port()
     # A user's shell: none of the Ray settings the session's own Ray put in this process's environment
     # (RAY_SERVE_ENABLE_HA_PROXY would turn HAProxy on for ingress python, on the session's HAProxy ports)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env |= {"FERRY_SERVER__HTTP_PORT": str(http), "FERRY_SERVER__GRPC_PORT": str(grpc_port),
-            "FERRY_SERVER__INGRESS": ingress}
+            "FERRY_SERVER__INGRESS": ingress, "FERRY_SERVER__AUTH_TOKEN": TOKEN, "CLI_TEST_SIGV4_SECRET": SECRET}
     log = open(tmp_path / "up.log", "w+")
     proc = subprocess.Popen(FERRY + ["up", "-f", str(out / "ferry.yaml")], stdout=log, stderr=subprocess.STDOUT,
                             env=env, cwd=tmp_path)
@@ -60,10 +101,12 @@ def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress):
         assert address, f"ferry up did not come up:\n{log.read()[-3000:]}"
         assert httpx.get(f"http://127.0.0.1:{http}/ping").status_code == 200
         r = subprocess.run(FERRY + ["invoke", "credit-risk", "--body", str(out / "test_features.csv"),
-                                    "--url", f"http://127.0.0.1:{http}"], capture_output=True, text=True, timeout=60)
+                                    "--url", f"http://127.0.0.1:{http}", "--token", TOKEN],
+                           capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         n_rows = len((out / "test_features.csv").read_text().splitlines())
         assert len(r.stdout.splitlines()) == n_rows and "variant: AllTraffic" in r.stderr
+        sigv4_checks(f"http://127.0.0.1:{http}", (out / "test_features.csv").read_text(), monkeypatch)
         r = subprocess.run(FERRY + ["status", "--address", address], capture_output=True, text=True, timeout=60,
                            env=env)
         assert r.returncode == 0, r.stderr
@@ -76,7 +119,8 @@ def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress):
             assert listening.get(8404) == {"127.0.0.1"} and listening.get(9101) == {"127.0.0.1"}
             assert listening.get(http) == {"127.0.0.1"}
         r = subprocess.run(FERRY + ["invoke", "nope", "--body", str(out / "test_features.csv"),
-                                    "--url", f"http://127.0.0.1:{http}"], capture_output=True, text=True, timeout=60)
+                                    "--url", f"http://127.0.0.1:{http}", "--token", TOKEN],
+                           capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and "ValidationError" in r.stderr
     finally:
         proc.send_signal(signal.SIGINT)

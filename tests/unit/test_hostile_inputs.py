@@ -25,13 +25,13 @@ TOKEN = "hostile-token"
 LIMIT = 100_000
 
 
-def gateway(tmp_path, token: str | None = None):
+def gateway(tmp_path, token: str | None = None, server: dict | None = None, environ: dict | None = None):
     write_demo(tmp_path, n_rows=200)
     doc = demo_config()
-    doc["server"].update(max_payload_bytes=LIMIT, ground_truth_dir="gt")
+    doc["server"].update(max_payload_bytes=LIMIT, ground_truth_dir="gt", **(server or {}))
     if token:
         doc["server"]["auth_token"] = token
-    cfg = parse_config(doc, base=tmp_path, environ={})
+    cfg = parse_config(doc, base=tmp_path, environ=environ or {})
     return Gateway.func_or_class(cfg.endpoints, {m.name: m for m in cfg.models}, cfg.server, {}, None, None,
                                  feature_api_config(cfg, tmp_path), None)
 
