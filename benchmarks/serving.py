@@ -1,10 +1,12 @@
 """Serving benchmark: Ferry's default shape against hand-written Ray Serve, side by side in one Ray session.
 
-    python -m benchmarks.serving [--seconds 5] [--concurrency 1,8,32,64] [--ingress haproxy]
+    python -m benchmarks.serving [--seconds 3] [--rounds 3] [--concurrency 1,8,32,64] [--ingress haproxy]
 
 What runs, on the same cluster, behind the same ingress (HAProxy by default, Ray Serve's fastest here),
 loaded by the same native clients (wrk for HTTP, one CSV row per request; ghz for gRPC, one raw FP32 row
-per ModelInfer) over loopback:
+per ModelInfer) over loopback, every target at every concurrency in each of `--rounds` sweeps; the table shows
+the median over the sweeps, and each ratio is taken within a sweep (the two sides measured seconds apart,
+since runs on 2 shared cores vary by 20-40 %):
 
 - bare Ray Serve: one deployment that parses CSV, runs onnxruntime and answers CSV (max_ongoing_requests 64,
   Ray's strongest setting here), and a hand-written V2 ModelInfer for gRPC;
@@ -235,6 +237,9 @@ def handler_cost(demo_dir: Path, body: str, n: int = 20000) -> dict:
     captured = Gateway.func_or_class([eps["captured"]], models, cfg.server, {})
     raw = body.encode()
 
+    sink = captured.plane.endpoints["captured"].capture.sink
+    sink.max_queue = n + 1000  # every record written: none dropped for a full queue while timing
+
     async def run():
         out = {"bare_us": await _time_handler(bare, "/", raw, n) * 1e6,
                "ferry_us": await _time_handler(plain, "/endpoints/default/invocations", raw, n) * 1e6}
@@ -255,7 +260,9 @@ def handler_cost(demo_dir: Path, body: str, n: int = 20000) -> dict:
 # --- load through the ingress
 
 def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarray, concurrencies: list[int],
-                seconds: float) -> list[dict]:
+                seconds: float, rounds: int) -> list[dict]:
+    """Every target at every concurrency, `rounds` times over: each round runs the targets one after another,
+    so a reference and the Ferry shape it is compared with are measured seconds apart."""
     from ray import serve
 
     from ferry.app import application
@@ -281,27 +288,28 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
                 ("Ferry composed", "/endpoints/composed/invocations", body),
                 ("bare Ray Serve, MLP", "/bare-mlp", mlp_body), ("Ferry MLP", "/endpoints/mlp/invocations", mlp_body),
                 ("Ferry MLP, batched", "/endpoints/mlp-batched/invocations", mlp_body)]
-        for name, path, data in http:
-            url = f"http://127.0.0.1:{port}{path}"
-            wrk(url, data, "text/csv", 4, 1)  # warm up
-            for c in concurrencies:
-                r = wrk(url, data, "text/csv", c, seconds)
-                r.update(target=name, ingress=ingress, protocol="http")
-                _report(r)
-                rows.append(r)
         proto = str(Path(__file__).resolve().parents[1] / "serving" / "protos" / "inference.proto")
         raw = base64.b64encode(row.astype(np.float32).tobytes()).decode()
-        for name, app, model_name in [("bare Ray Serve gRPC", "bare-grpc", "bare"),
-                                      ("Ferry default gRPC", "ferry", "default")]:
+        call = "inference.GRPCInferenceService/ModelInfer"
+        grpc = [("bare Ray Serve gRPC", "bare-grpc", "bare"), ("Ferry default gRPC", "ferry", "default")]
+
+        def grpc_load(app: str, model_name: str, c: int, secs: float) -> dict:
             data = {"model_name": model_name, "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8]}],
                     "raw_input_contents": [raw]}
-            call = "inference.GRPCInferenceService/ModelInfer"
-            ghz(f"127.0.0.1:{grpc_port}", proto, call, data, 4, 1, {"application": app})  # warm up
+            return ghz(f"127.0.0.1:{grpc_port}", proto, call, data, c, secs, {"application": app})
+
+        for name, path, data in http:  # warm up
+            wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", 4, 1)
+        for name, app, model_name in grpc:
+            grpc_load(app, model_name, 4, 1)
+        for n in range(rounds):
             for c in concurrencies:
-                r = ghz(f"127.0.0.1:{grpc_port}", proto, call, data, c, seconds, {"application": app})
-                r.update(target=name, ingress=ingress, protocol="grpc")
-                _report(r)
-                rows.append(r)
+                for name, path, data in http:
+                    r = wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", c, seconds)
+                    rows.append(_report(r | {"target": name, "ingress": ingress, "protocol": "http", "round": n}))
+                for name, app, model_name in grpc:
+                    r = grpc_load(app, model_name, c, seconds)
+                    rows.append(_report(r | {"target": name, "ingress": ingress, "protocol": "grpc", "round": n}))
     finally:
         shutdown()
         for var in [k for k in os.environ if k.startswith("RAY_SERVE_")]:
@@ -310,32 +318,53 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
     return rows
 
 
-def _report(r: dict) -> None:
-    print(f"  {r['ingress']:8s} {r['target']:32s} c={r['concurrency']:<3d} p50={r['p50_ms']}ms p99={r['p99_ms']}ms "
-          f"rps={r['rps']:.0f} errors={r['non_2xx']}", flush=True)
+def _report(r: dict) -> dict:
+    print(f"  round {r['round']} {r['ingress']:8s} {r['target']:32s} c={r['concurrency']:<3d} p50={r['p50_ms']}ms "
+          f"p99={r['p99_ms']}ms rps={r['rps']:.0f} errors={r['non_2xx']}", flush=True)
+    return r
 
 
-def _point(rows: list[dict], target: str, c: int, ingress: str) -> dict | None:
-    return next((r for r in rows if r["target"] == target and r["concurrency"] == c and r["ingress"] == ingress), None)
+def medians(rows: list[dict]) -> list[dict]:
+    """One row per (ingress, target, concurrency): the median over rounds of req/s, p50 and p99."""
+    keys = list(dict.fromkeys((r["ingress"], r["target"], r["protocol"], r["concurrency"]) for r in rows))
+    out = []
+    for ingress, target, protocol, c in keys:
+        runs = [r for r in rows if (r["ingress"], r["target"], r["concurrency"]) == (ingress, target, c)]
+
+        def med(field: str) -> float | None:
+            values = [r[field] for r in runs if r[field] is not None]
+            return float(np.median(values)) if values else None
+        out.append({"ingress": ingress, "target": target, "protocol": protocol, "concurrency": c,
+                    "rps": med("rps"), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"), "rounds": len(runs),
+                    "non_2xx": sum(r["non_2xx"] for r in runs)})
+    return out
+
+
+def _point(rows: list[dict], target: str, c: int, ingress: str, round_: int | None = None) -> dict | None:
+    return next((r for r in rows if r["target"] == target and r["concurrency"] == c and r["ingress"] == ingress
+                 and r.get("round") == round_), None)
 
 
 def ratios(rows: list[dict], ingress: str, concurrencies: list[int]) -> dict:
-    """The targets' ratios: throughput against bare (or against the reference named), p50 at c=1."""
-    def rps(target: str, c: int) -> float:
-        p = _point(rows, target, c, ingress)
-        return p["rps"] if p else float("nan")
+    """The targets' ratios, each taken within a round (the two targets measured seconds apart), as
+    {"median", "min", "max"} over the rounds: throughput against the reference named, p50 at c=1."""
+    def value(target: str, c: int, n: int, field: str) -> float:
+        p = _point(rows, target, c, ingress, n)
+        return p[field] if p and p[field] else float("nan")
 
-    def p50(target: str, c: int) -> float:
-        p = _point(rows, target, c, ingress)
-        return p["p50_ms"] if p and p["p50_ms"] else float("nan")
-
-    out = {}
+    pairs = []
     for c in concurrencies:
-        out[f"default/bare rps c={c}"] = rps("Ferry default", c) / rps("bare Ray Serve", c)
-        out[f"composed/hand-written rps c={c}"] = rps("Ferry composed", c) / rps("hand-written composition", c)
-        out[f"MLP batched/unbatched rps c={c}"] = rps("Ferry MLP, batched", c) / rps("Ferry MLP", c)
-    out["default/bare p50 c=1"] = p50("Ferry default", 1) / p50("bare Ray Serve", 1)
-    out["gRPC/HTTP p50 c=1 (Ferry default)"] = p50("Ferry default gRPC", 1) / p50("Ferry default", 1)
+        pairs += [(f"default/bare rps c={c}", "Ferry default", "bare Ray Serve", c, "rps"),
+                  (f"composed/hand-written rps c={c}", "Ferry composed", "hand-written composition", c, "rps"),
+                  (f"MLP batched/unbatched rps c={c}", "Ferry MLP, batched", "Ferry MLP", c, "rps")]
+    pairs += [("default/bare p50 c=1", "Ferry default", "bare Ray Serve", 1, "p50_ms"),
+              ("gRPC/HTTP p50 c=1 (Ferry default)", "Ferry default gRPC", "Ferry default", 1, "p50_ms"),
+              ("Ferry gRPC/bare gRPC p50 c=1", "Ferry default gRPC", "bare Ray Serve gRPC", 1, "p50_ms")]
+    rounds = sorted({r["round"] for r in rows if r["ingress"] == ingress})
+    out = {}
+    for key, target, reference, c, field in pairs:
+        values = [value(target, c, n, field) / value(reference, c, n, field) for n in rounds]
+        out[key] = {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values))}
     return out
 
 
@@ -358,14 +387,15 @@ def markdown(rows: list[dict], direct: dict, handler: dict, ratio: dict) -> str:
               f"Per-request work in-process (no Ray, no sockets): bare handler {handler['bare_us']:.1f} us, Ferry "
               f"{handler['ferry_us']:.1f} us ({handler['ratio']:.2f}x), Ferry with capture at 100 % "
               f"{handler['ferry_capture_us']:.1f} us (capture adds {handler['capture_adds_us']:.1f} us).", "",
-              "| ratio | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in ratio.items()]
+              "| ratio | median over rounds (min-max) |", "|---|---|"]
+    lines += [f"| {k} | {v['median']:.2f} ({v['min']:.2f}-{v['max']:.2f}) |" for k, v in ratio.items()]
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="sweeps over every target; the table shows medians")
     ap.add_argument("--concurrency", default="1,8,32,64")
     ap.add_argument("--ingress", default="haproxy", help="haproxy, python or both (comma-separated)")
     args = ap.parse_args()
@@ -382,16 +412,18 @@ def main() -> None:
     handler = handler_cost(demo_dir, ",".join(f"{v:.9g}" for v in row))
     print(f"handler: {handler}", flush=True)
     concs = [int(c) for c in args.concurrency.split(",")]
-    rows, ratio = [], {}
+    runs, ratio = [], {}
     for ingress in args.ingress.split(","):
-        rows += run_ingress(ingress, demo_dir, row, mlp_row, concs, args.seconds)
-        ratio |= {f"{ingress}: {k}": v for k, v in ratios(rows, ingress, concs).items()}
+        runs += run_ingress(ingress, demo_dir, row, mlp_row, concs, args.seconds, args.rounds)
+        ratio |= {f"{ingress}: {k}": v for k, v in ratios(runs, ingress, concs).items()}
+    rows = medians(runs)
     table = markdown(rows, direct, handler, ratio)
     print(table)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "serving.json").write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "seconds_per_point": args.seconds, "direct_onnxruntime": direct, "handler_cost": handler, "load": rows,
+        "seconds_per_point": args.seconds, "rounds": args.rounds, "direct_onnxruntime": direct,
+        "handler_cost": handler, "load": rows, "runs": runs,
         "ratios": ratio, "table": table,
         "load_generator": "wrk -t1 (HTTP, one CSV row per request) and ghz (gRPC, one raw FP32 row per "
                           "ModelInfer), on the same machine, loopback",

@@ -1,15 +1,15 @@
 """The dashboards as a person sees them: a real Prometheus server scrapes the running Ferry (traffic, errors,
 capture, batching, replicas), the monitor's gauges after real executions of all four monitor types, and a
-feature-store ingest worker reading a real Kafka topic plus online reads; `ferry dashboards preview` draws every
-panel of the overview, model-monitor and feature-store dashboards from it and headless Chromium screenshots
-each page. A panel with no data fails the test.
+feature-store ingest worker reading a real Kafka topic plus online reads, asynchronous invocations, a serverless
+variant's cold start and throttling, and a rollout; `ferry dashboards preview` draws every panel of the four
+dashboards from it and headless Chromium screenshots each page. A panel with no data fails the test.
 
-The async/serverless/rollouts dashboard is left out: its metrics are declared but not recorded yet.
 Set FERRY_SCREENSHOTS=docs/images to refresh the screenshots committed under docs/.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import yaml
 from kafka import KafkaProducer
 from prometheus_client import start_http_server
 
@@ -35,7 +36,7 @@ from tests.monitor_world import NOW, all_four, build_world
 from tests.prometheus_server import prometheus_server
 
 ROOT = Path(__file__).resolve().parents[2]
-BOARDS = ["ferry-overview", "ferry-model-monitor", "ferry-feature-store"]
+BOARDS = ["ferry-overview", "ferry-model-monitor", "ferry-feature-store", "ferry-async-rollouts"]
 ROW = "35,50000,0.3,60,3,10000,1,0"
 
 
@@ -54,6 +55,35 @@ def _traffic(ferry_url: str, seconds: float) -> None:
             c.post(f"{ferry_url}/endpoints/fragile/invocations", content=json.dumps({"instances": [[1, 2, 3, 4]]}),
                    headers={"content-type": "application/json"})
             time.sleep(0.2)
+
+
+def _endpoint_kinds(ferry_url: str, demo_dir: Path, tmp_path: Path) -> None:
+    """The async/serverless/rollouts dashboard's producers: a burst on the cold serverless variant (a cold start
+    and 429 throttles), asynchronous invocations, and an all-at-once rollout of the `rolling` endpoint."""
+    inbox = demo_dir / "async-in"
+    inbox.mkdir(exist_ok=True)
+    (inbox / "preview.csv").write_text("\n".join([ROW] * 20))
+
+    async def burst(n: int) -> list[int]:
+        async with httpx.AsyncClient(timeout=180) as client:
+            answers = await asyncio.gather(*(client.post(f"{ferry_url}/endpoints/serverless/invocations", content=ROW,
+                                                         headers={"content-type": "text/csv"}) for _ in range(n)))
+        return [r.status_code for r in answers]
+
+    assert sorted(set(asyncio.run(burst(6)))) == [200, 429]
+    with httpx.Client(timeout=30) as c:
+        for i in range(6):
+            r = c.post(f"{ferry_url}/endpoints/async/async-invocations", headers={
+                "content-type": "text/csv", "x-amzn-sagemaker-inputlocation": str(inbox / "preview.csv")})
+            assert r.status_code == 202, r.text
+    green = tmp_path / "green.yaml"
+    green.write_text(yaml.safe_dump({"models": [{"name": "green-model", "path": str(demo_dir / "model.onnx")}],
+                                     "endpoints": [{"name": "rolling", "variants": [
+                                         {"name": "PreviewGreen", "model": "green-model"}]}]}))
+    r = subprocess.run([sys.executable, "-m", "ferry.cli", "rollout", "rolling", "--to", str(green), "--url", ferry_url,
+                        "--strategy", "all-at-once", "--wait-interval", "1", "--termination-wait", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
 
 
 def _monitor_executions(tmp_path: Path) -> None:
@@ -100,7 +130,7 @@ def _ingest(tmp_path: Path, bootstrap: str, topic: str):
     return produce, close
 
 
-def test_every_panel_draws_from_prometheus(ferry_url, tmp_path, kafka_bootstrap, kafka_topic):  # noqa: F811
+def test_every_panel_draws_from_prometheus(ferry_url, demo_dir, tmp_path, kafka_bootstrap, kafka_topic):  # noqa: F811
     if shutil.which("chromium") is None:
         pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package", pytrace=False)
     _monitor_executions(tmp_path)
@@ -114,6 +144,8 @@ def test_every_panel_draws_from_prometheus(ferry_url, tmp_path, kafka_bootstrap,
                                rules) as prom:
             feeder = threading.Thread(target=produce, args=(25,), daemon=True)
             feeder.start()
+            prom.wait_for(lambda: prom.value('up{job="ferry"}'), 30, "a first scrape of Ferry")
+            _endpoint_kinds(ferry_url, demo_dir, tmp_path)
             _traffic(ferry_url, 25)
             feeder.join(timeout=60)
             prom.wait_for(lambda: prom.value("sum(ferry_features_ingest_records_total)"), 30, "ingested records")
