@@ -4,8 +4,14 @@
   alone (pip's own --dry-run report says what each install would change), and Ray Serve's gRPC reflection,
   Ferry's stubs and the client still import together; `-e . 'tritonclient[all]' boto3` resolves together
   to the current tritonclient, inside the protobuf range pyproject.toml pins (items 1 and 2);
-- README.md and docs/*.md mark runnable blocks (the test that runs them against the quick start's demo
-  comes with the monitor's reader of gRPC captures, which the README's tritonclient snippet produces).
+- every fenced block of README.md and docs/*.md marked runnable runs as written, against `ferry demo`
+  started as the README's quick start says (items 5 and 6), and the demo's monitor finds the drift the
+  README promises.
+
+Runnable blocks: ```bash runnable``` and ```python runnable``` run in the clone's folder with the fresh
+venv first on PATH and must exit 0; ```bash runnable background``` starts a server that the later blocks
+use (stopped with Ctrl-C at the end; it must exit 0 too). The demo's ports (8080, 9000) are swapped for
+free ones in the blocks' text and through FERRY_* variables, so the test never collides with another Ferry.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -179,3 +186,70 @@ def test_runnable_blocks_are_found():
     blocks = [b for d in DOCS for b in runnable_blocks(d)]
     assert [b.doc for b in blocks if b.background] == ["README.md"]  # the quick start's `ferry demo`
     assert {b.doc for b in blocks} >= {"README.md", "monitor.md", "clarify.md"}
+
+
+def _script(block: Block, ports: dict[str, int], folder: Path, python: Path) -> list[str]:
+    text = block.text
+    for default, port in ports.items():
+        text = re.sub(rf"(localhost|127\.0\.0\.1):{default}\b", rf"\g<1>:{port}", text)
+    path = folder / f"{block.doc}-{block.line}.{'sh' if block.lang == 'bash' else 'py'}"
+    path.write_text(text + "\n")
+    return ["bash", "-e", "-o", "pipefail", str(path)] if block.lang == "bash" else [str(python), str(path)]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the quick start exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
+        try:
+            if httpx.get(f"{url}/v2/models/credit-risk/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise AssertionError(f"the quick start's Ferry did not answer within {timeout_s} s:\n{log.read_text()[-4000:]}")
+
+
+def test_readme_quick_start_and_every_runnable_block(venv, clone):
+    http, grpc_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{http}"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FERRY_", "VIRTUAL_ENV", "PYTHONPATH")) and k != "RAY_ADDRESS"}
+    env |= {"PATH": f"{venv / 'bin'}:{env.get('PATH', '')}", "VIRTUAL_ENV": str(venv), "FERRY_URL": url,
+            "FERRY_SERVER__HTTP_PORT": str(http), "FERRY_SERVER__GRPC_PORT": str(grpc_port)}
+    ports = {8080: http, 9000: grpc_port}
+    scripts = clone.parent / "blocks"
+    scripts.mkdir()
+    blocks = [b for d in DOCS for b in runnable_blocks(clone / d.relative_to(ROOT))]
+    servers: list[tuple[subprocess.Popen, Path]] = []
+    try:
+        for block in blocks:
+            cmd = _script(block, ports, scripts, venv / "bin" / "python")
+            if block.background:
+                log = scripts / f"{block.doc}-{block.line}.log"
+                proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+                servers.append((proc, log))
+                _wait_ready(url, proc, log, timeout_s=900)
+                continue
+            r = subprocess.run(cmd, cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+            assert r.returncode == 0, (f"{block.doc}:{block.line} failed ({r.returncode}):\n{block.text}\n"
+                                       f"--- stdout\n{r.stdout[-3000:]}\n--- stderr\n{r.stderr[-3000:]}")
+        (proc, log) = servers[0]
+        deadline = time.monotonic() + 240
+        while "monitor:" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(2)
+        found = re.search(r"monitor: .*", log.read_text())
+        assert found and "income (baseline_drift_check)" in found.group(0), log.read_text()[-3000:]
+    finally:
+        for proc, _ in servers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        codes = []
+        for proc, log in servers:
+            try:
+                codes.append(proc.wait(timeout=150))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
+    assert codes == [0] * len(servers), [log.read_text()[-3000:] for _, log in servers]
