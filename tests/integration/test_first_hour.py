@@ -127,7 +127,7 @@ def test_ferry_starts_and_answers_every_client_after_they_are_installed(venv, tm
     python, ferry = str(venv / "bin" / "python"), str(venv / "bin" / "ferry")
     _run([python, "-m", "pip", "install", "-q", *CLIENTS], 900)  # a no-op after the test above
     http, grpc_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_") and k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "RAY_"))}  # not the session Ray's
     env |= {"FERRY_SERVER__HTTP_PORT": str(http), "FERRY_SERVER__GRPC_PORT": str(grpc_port)}
     _run([ferry, "demo", "--no-serve", "--out", "demo"], 300, cwd=tmp_path, env=env)
     log = tmp_path / "up.log"
@@ -214,7 +214,7 @@ def test_readme_quick_start_and_every_runnable_block(venv, clone):
     http, grpc_port = free_port(), free_port()
     url = f"http://127.0.0.1:{http}"
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FERRY_", "VIRTUAL_ENV", "PYTHONPATH")) and k != "RAY_ADDRESS"}
+           if not k.startswith(("FERRY_", "VIRTUAL_ENV", "PYTHONPATH", "RAY_"))}  # a user's shell, not the session Ray's
     env |= {"PATH": f"{venv / 'bin'}:{env.get('PATH', '')}", "VIRTUAL_ENV": str(venv), "FERRY_URL": url,
             "FERRY_SERVER__HTTP_PORT": str(http), "FERRY_SERVER__GRPC_PORT": str(grpc_port)}
     ports = {8080: http, 9000: grpc_port}
