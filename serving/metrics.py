@@ -94,7 +94,7 @@ class _Histogram:
 
 # Exported at 0 from the start, so that rate() sees the first failures of a series (a series that appears
 # with its first increment starts from that value: Prometheus cannot tell it rose).
-INITIAL_CODES = ("200", "424", "500", "503")
+INITIAL_CODES = ("200", "424", "429", "500", "503")  # at 0 from the start: a first failure is an increase
 
 
 class _Series:

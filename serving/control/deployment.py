@@ -39,6 +39,9 @@ class Control:
         self.fingerprint = hashlib.sha256(json.dumps(serve_doc or initial, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(state_dir) / f"traffic-{self.fingerprint}.json"
         self.state = TrafficState.model_validate(initial)
+        for endpoint in self.state.endpoints:  # exported at 0 before the first rollout, so that one is an increase
+            for outcome in ("completed", "rolled_back"):
+                gauges.ROLLOUT_COUNT.labels(endpoint, outcome)
         self.reports: dict[str, tuple[float, dict]] = {}  # gateway replica -> (when, its cumulative counts)
         self._lock = asyncio.Lock()
         self._drivers: dict[str, asyncio.Task] = {}

@@ -149,6 +149,10 @@ def test_every_panel_draws_from_prometheus(ferry_url, demo_dir, tmp_path, kafka_
             _traffic(ferry_url, 25)
             feeder.join(timeout=60)
             prom.wait_for(lambda: prom.value("sum(ferry_features_ingest_records_total)"), 30, "ingested records")
+            for what, expr in [  # counters exported at 0 before their first event: that event is an increase
+                    ("the rollout", 'sum(increase(ferry_rollouts_total{endpoint="rolling",outcome="completed"}[2m]))'),
+                    ("the throttles", 'sum(increase(ferry_invocations_total{endpoint="serverless",code="429"}[2m]))')]:
+                prom.wait_for(lambda: prom.value(expr), 30, f"{what} seen as an increase")
             time.sleep(3)  # a last scrape of everything sent
             out = tmp_path / "preview"
             cmd = [sys.executable, "-m", "ferry.cli", "dashboards", "preview", "--prometheus", prom.url,
