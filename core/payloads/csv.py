@@ -46,9 +46,10 @@ class CsvCodec(Codec):
         if blocks[0].shape[0] == 1:  # one row: the common case
             return (",".join(",".join(map(_formatter(b), b[0].tolist())) for b in blocks) + "\n").encode()
         specs = [_PERCENT.get(b.dtype.str) or _PERCENT.get(b.dtype.kind) for b in blocks]
-        if all(specs) and blocks[0].shape[0]:  # numbers: one %-format of all rows at once, as _formatter would write each value
+        if all(specs) and blocks[0].shape[0]:  # numbers: one %-format of all rows, each value as _formatter writes it
             row = ",".join(spec for b, spec in zip(blocks, specs) for _ in range(b.shape[1])) + "\n"
-            values = chain.from_iterable(zip(*(b[:, j].tolist() for b in blocks for j in range(b.shape[1]))))
+            columns = [b[:, j].tolist() for b in blocks for j in range(b.shape[1])]
+            values = chain.from_iterable(zip(*columns))
             return ((row * blocks[0].shape[0]) % tuple(values)).encode()
         columns = [map(_formatter(b), b[:, j].tolist()) for b in blocks for j in range(b.shape[1])]
         return ("\n".join(map(",".join, zip(*columns))) + "\n").encode()
