@@ -3,9 +3,11 @@
 Load, paced (open loop, bounded in flight): SageMaker CSV and V2 JSON over HTTP, V2 ModelInfer over gRPC,
 feature PutRecord and GetRecord on the mounted feature store; capture at 100 % to files; the demo's
 data-quality monitoring schedule every 30 s. Per window: requests, errors, p99 by kind, and the RSS of the
-whole `ferry up` process tree (Ray included) and of the gateway replica. At the end: error rate, RSS growth
-(last third of the run against the first, after warm-up), records captured (JSONL lines on disk) against
-records sampled (every successful inference), monitoring executions.
+whole `ferry up` process tree (Ray included), of the gateway replica, and of each process role (a replica by its
+deployment, Ray's GCS, raylet, dashboard, controller, proxy, HAProxy, the `ferry up` driver) split into RssAnon
+(private heap) and RssShmem (shared memory: Ray's object store). At the end: error rate, RSS growth (last third
+of the run against the first, after warm-up) of the tree and per role, records captured (JSONL lines on disk)
+against records sampled (every successful inference), monitoring executions.
 
     python -m benchmarks.soak [--minutes 10] [--out benchmarks/results/soak.json]
 
