@@ -3,9 +3,11 @@
 Load, paced (open loop, bounded in flight): SageMaker CSV and V2 JSON over HTTP, V2 ModelInfer over gRPC,
 feature PutRecord and GetRecord on the mounted feature store; capture at 100 % to files; the demo's
 data-quality monitoring schedule every 30 s. Per window: requests, errors, p99 by kind, and the RSS of the
-whole `ferry up` process tree (Ray included) and of the gateway replica. At the end: error rate, RSS growth
-(last third of the run against the first, after warm-up), records captured (JSONL lines on disk) against
-records sampled (every successful inference), monitoring executions.
+whole `ferry up` process tree (Ray included), of the gateway replica, and of each process role (a replica by its
+deployment, Ray's GCS, raylet, dashboard, controller, proxy, HAProxy, the `ferry up` driver) split into RssAnon
+(private heap) and RssShmem (shared memory: Ray's object store). At the end: error rate, RSS growth (last third
+of the run against the first, after warm-up) of the tree and per role, records captured (JSONL lines on disk)
+against records sampled (every successful inference), monitoring executions.
 
     python -m benchmarks.soak [--minutes 10] [--out benchmarks/results/soak.json]
 
@@ -57,14 +59,72 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def rss_mb(pid: int) -> float:
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS and its parts (RssAnon: private heap; RssShmem: shared memory such as Ray's object store, counted in
+    every process that touches it) from /proc/<pid>/status; zeros for a process that is gone."""
+    out = dict.fromkeys(("VmRSS", "RssAnon", "RssShmem"), 0.0)
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
+            name, _, value = line.partition(":")
+            if name in out:
+                out[name] = int(value.split()[0]) / 1024
+    except (OSError, ValueError):
         pass
-    return 0.0
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    return memory_mb(pid)["VmRSS"]
+
+
+PROGRAMS = {"gcs_server": "ray gcs_server", "raylet": "ray raylet", "haproxy": "haproxy"}
+SCRIPTS = (("dashboard/agent.py", "ray dashboard agent"), ("dashboard/dashboard.py", "ray dashboard"),
+           ("runtime_env/agent/main.py", "ray runtime-env agent"), ("log_monitor.py", "ray log_monitor"),
+           ("autoscaler/_private/monitor.py", "ray autoscaler monitor"), ("ferry.cli", "ferry up (driver)"))
+
+
+def role(pid: int) -> str:
+    """What a process of the tree is: a Ray actor or worker by its title (ray::ServeReplica:ferry:gateway,
+    ray::ServeController, ray::ProxyActor, ray::IDLE), else Ray's daemons, HAProxy or the `ferry up` driver."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return "gone"
+    if argv[0].startswith("ray::"):
+        return actor_role(argv[0].split()[0])
+    program = Path(argv[0]).name
+    if program in PROGRAMS:
+        return PROGRAMS[program]
+    joined = " ".join(argv)
+    return next((name for needle, name in SCRIPTS if needle in joined), program or "?")
+
+
+def actor_role(title: str) -> str:
+    """A Ray worker's title without the method it is running: `ray::ServeReplica:ferry:gateway.handle_request`
+    and `ray::SERVE_REPLICA::ferry#gateway#x1:ServeReplica:ferry:gateway.__init__` are both
+    `ServeReplica:ferry:gateway`; `ray::ServeController.listen_for_change` is `ServeController`. Ferry's
+    deployment names have dots but no underscores, Ray Serve's replica methods have underscores."""
+    name = title.removeprefix("ray::")
+    if "ServeReplica:" not in name:
+        return name.split(".")[0]
+    name = name[name.index("ServeReplica:"):]
+    head, dot, method = name.rpartition(".")
+    return head if dot and ("_" in method or method == "reconfigure") else name
+
+
+def by_role(pids: list[int]) -> dict[str, dict[str, float]]:
+    """Memory summed over the processes of each role: {role: {n, rss, anon, shmem}} in MB."""
+    out: dict[str, dict[str, float]] = {}
+    for p in pids:
+        m = memory_mb(p)
+        if not m["VmRSS"]:
+            continue
+        r = out.setdefault(role(p), {"n": 0, "rss": 0.0, "anon": 0.0, "shmem": 0.0})
+        r["n"] += 1
+        r["rss"] += m["VmRSS"]
+        r["anon"] += m["RssAnon"]
+        r["shmem"] += m["RssShmem"]
+    return {k: {f: round(v, 1) for f, v in r.items()} for k, r in sorted(out.items())}
 
 
 def gateway_pid(pids: list[int]) -> int | None:
@@ -181,15 +241,48 @@ async def load(http_url: str, grpc_target: str, seconds: float, window_s: float,
                 await asyncio.sleep(window_s)
                 pids = pids_of()
                 gw = gateway_pid(pids)
-                entry = {"t_s": round(time.monotonic() - start), "rss_tree_mb": round(sum(map(rss_mb, pids)), 1),
-                         "rss_gateway_mb": round(rss_mb(gw), 1) if gw else None, **stats.roll()}
+                roles = by_role(pids)
+                entry = {"t_s": round(time.monotonic() - start),
+                         "rss_tree_mb": round(sum(r["rss"] for r in roles.values()), 1),
+                         "rss_gateway_mb": round(rss_mb(gw), 1) if gw else None, "by_role_mb": roles,
+                         **stats.roll()}
                 timeline.append(entry)
-                print(json.dumps(entry), flush=True)
+                print(json.dumps({k: v for k, v in entry.items() if k != "by_role_mb"}), flush=True)
 
         calls = {"sagemaker": sagemaker, "v2": v2, "grpc": grpc_infer, "put_record": put_record,
                  "get_record": get_record}
         await asyncio.gather(sample(), *(paced(k, RATES[k], until, calls[k], stats) for k in calls))
     return timeline
+
+
+def growth_by_role(steady: list[dict], third: int) -> dict[str, dict]:
+    """Per role: processes, RSS at the start and end of the steady run, and the growth of RSS, RssAnon and
+    RssShmem (mean of the last third minus mean of the first), largest RSS growth first."""
+    if not steady:
+        return {}
+    roles = sorted({r for e in steady for r in e["by_role_mb"]})
+
+    def mean(entries, r, field):
+        return float(np.mean([e["by_role_mb"].get(r, {}).get(field, 0.0) for e in entries]))
+
+    out = {}
+    for r in roles:
+        out[r] = {"processes": steady[-1]["by_role_mb"].get(r, {}).get("n", 0),
+                  "rss_first_last_mb": [steady[0]["by_role_mb"].get(r, {}).get("rss", 0.0),
+                                        steady[-1]["by_role_mb"].get(r, {}).get("rss", 0.0)],
+                  **{f"{f}_growth_mb": round(mean(steady[-third:], r, f) - mean(steady[:third], r, f), 1)
+                     for f in ("rss", "anon", "shmem")}}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["rss_growth_mb"]))
+
+
+def role_table(growth: dict[str, dict]) -> str:
+    lines = ["| process (role) | n | RSS first -> last MB | RSS growth | anon growth | shmem growth |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r, g in growth.items():
+        first, last = g["rss_first_last_mb"]
+        lines.append(f"| {r} | {g['processes']} | {first:.0f} -> {last:.0f} | {g['rss_growth_mb']:+.1f} | "
+                     f"{g['anon_growth_mb']:+.1f} | {g['shmem_growth_mb']:+.1f} |")
+    return "\n".join(lines)
 
 
 def feature_schema_check(folder: Path) -> None:
@@ -258,6 +351,7 @@ def main() -> None:
     gw = [e["rss_gateway_mb"] for e in steady if e["rss_gateway_mb"]]
     gw_growth = np.mean(gw[-third:]) - np.mean(gw[:third]) if len(gw) >= 2 else None
     p99 = {k: [e[k]["p99_ms"] for e in steady if k in e] for k in RATES}
+    role_growth = growth_by_role(steady, third)
     summary = {
         "minutes": args.minutes, "rates_per_s": RATES,
         "requests": dict(stats.total), "failed": dict(stats.total_failed), "errors": dict(stats.errors),
@@ -266,6 +360,7 @@ def main() -> None:
         "rss_tree_mb_first_last": [steady[0]["rss_tree_mb"], steady[-1]["rss_tree_mb"]] if steady else None,
         "rss_tree_growth_mb": None if growth is None else round(float(growth), 1),
         "rss_gateway_growth_mb": None if gw_growth is None else round(float(gw_growth), 1),
+        "growth_by_role_mb": role_growth,
         "records_sampled": sampled, "records_captured": captured,
         "monitoring_executions": len(executions),
         "monitoring_statuses": sorted({e.get("status", "?") for e in executions}),
@@ -273,7 +368,8 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1))
-    print(json.dumps({k: v for k, v in summary.items() if k != "timeline"}, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("timeline", "growth_by_role_mb")}, indent=1))
+    print(role_table(role_growth))
     if captured != sampled:
         print(f"records captured {captured} != records sampled {sampled}", file=sys.stderr)
 

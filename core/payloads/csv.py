@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,12 @@ class CsvCodec(Codec):
             blocks.append(a.reshape(1, 1) if a.ndim == 0 else a.reshape(a.shape[0], -1))
         if blocks[0].shape[0] == 1:  # one row: the common case
             return (",".join(",".join(map(_formatter(b), b[0].tolist())) for b in blocks) + "\n").encode()
+        specs = [_PERCENT.get(b.dtype.str) or _PERCENT.get(b.dtype.kind) for b in blocks]
+        if all(specs) and blocks[0].shape[0]:  # numbers: one %-format of all rows, each value as _formatter writes it
+            row = ",".join(spec for b, spec in zip(blocks, specs) for _ in range(b.shape[1])) + "\n"
+            columns = [b[:, j].tolist() for b in blocks for j in range(b.shape[1])]
+            values = chain.from_iterable(zip(*columns))
+            return ((row * blocks[0].shape[0]) % tuple(values)).encode()
         columns = [map(_formatter(b), b[:, j].tolist()) for b in blocks for j in range(b.shape[1])]
         return ("\n".join(map(",".join, zip(*columns))) + "\n").encode()
 
@@ -91,6 +98,10 @@ def _is_number(token: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+# %-specs writing a value as _formatter does (float64 by repr, other floats in 9 digits, bools as 0/1)
+_PERCENT = {"<f8": "%r", "f": "%.9g", "b": "%d", "i": "%d", "u": "%d"}
 
 
 def _formatter(a: np.ndarray):

@@ -33,7 +33,8 @@ class TransformExchange(Exchange):
         self.records = records  # without their line ends; one whole file for SplitType None
         self.input_filter, self.output_filter = filters
         self.values: list | None = None  # JSON records as parsed (JoinSource Input keeps them)
-        self.lines: list[bytes] = []  # one output record per input record (SplitType Line)
+        self.block = b""  # SplitType Line: one output record per input record, joined by line ends
+        self.count = 0  # records in block
         self.response = b""
 
     async def read(self, limit: int) -> None:
@@ -70,7 +71,11 @@ class TransformExchange(Exchange):
             raise FerryError(model_error(f"the model answered {n} rows for {len(self.records)} records"))
         join = self.job.join_source == "Input"
         if self.job.output_type == CSV:
-            lines = payloads.CSV.encode(outputs).rstrip(b"\n").split(b"\n")
+            encoded = payloads.CSV.encode(outputs).rstrip(b"\n")
+            if not join and self.output_filter.whole:  # as encoded: no need to cut it into lines
+                self.block, self.count = encoded, encoded.count(b"\n") + 1
+                return
+            lines = encoded.split(b"\n")
             if join:
                 lines = list(map(b",".join, zip(self.records, lines)))
             if not self.output_filter.whole:
@@ -85,11 +90,11 @@ class TransformExchange(Exchange):
             if not self.output_filter.whole:
                 records = list(map(self.output_filter.apply, records))
             lines = list(map(orjson.dumps, records))
-        self.lines = lines
+        self.block, self.count = b"\n".join(lines), len(lines)
 
     def captured(self) -> tuple[bytes, str, bytes, str]:
         body = b"\n".join(self.records)
-        return body, self.job.content_type, self.response or b"\n".join(self.lines), self.job.output_type
+        return body, self.job.content_type, self.response or self.block, self.job.output_type
 
 
 def csv_table(lines: list[bytes]) -> pa.Table:

@@ -45,6 +45,20 @@ def read_chunk(path: str, start: int, end: int, whole: bool) -> bytes:
         return data
 
 
+def split_lines(data: bytes) -> tuple[list[bytes], range | list[int]]:
+    """The lines of a chunk (without `\n` or `\r\n`) and the indexes of those that are records (not blank).
+    A chunk without `\r` or whitespace (the common case: numbers and commas) is split without a pass per line."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if not any(c in data for c in (b"\r", b" ", b"\t", b"\x0b", b"\x0c")):
+        if b"\n\n" not in data and not data.startswith(b"\n"):
+            return lines, range(len(lines))
+        return lines, [i for i, ln in enumerate(lines) if ln]
+    lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+    return lines, [i for i, ln in enumerate(lines) if ln.strip()]  # blank lines are not records
+
+
 def batches(sizes: np.ndarray, limit: int, single: bool) -> list[tuple[int, int]]:
     """[start, stop) record ranges of the requests: one record each, or as many as fit in `limit` bytes
     (a record alone above the limit is its own request, which the data plane refuses with the reason)."""
@@ -101,30 +115,28 @@ class TransformWorker:
             except FerryError as err:
                 return b"", 0, 0, [(None, err.error.message)]
             return ex.response, 0, 1, []
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
-        keep = [i for i, ln in enumerate(lines) if ln.strip()]  # blank lines are not records
-        records = [lines[i] for i in keep]
+        lines, keep = split_lines(data)
+        records = lines if isinstance(keep, range) else [lines[i] for i in keep]
         sizes = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
-        outputs: list[bytes] = []
+        outputs: list[bytes] = []  # each request's answers, joined by line ends
         failures: list[tuple[int | None, str]] = []
+        done = 0
         for a, b in batches(sizes, self.plane.max_payload_bytes, self.job.batch_strategy == "SingleRecord"):
-            await self._run(records, keep, a, b, outputs, failures)
+            done += await self._run(records, keep, a, b, outputs, failures)
         body = b"\n".join(outputs) + b"\n" if outputs else b""
-        return body, len(lines), len(outputs), failures
+        return body, len(lines), done, failures
 
-    async def _run(self, records, keep, a, b, outputs, failures) -> None:
+    async def _run(self, records, keep, a, b, outputs, failures) -> int:
+        """Answer records[a:b] (appended to outputs) and return how many were answered."""
         ex = TransformExchange(self.job, records[a:b], self.filters)
         try:
             await self.plane.infer(ex)
         except FerryError as err:
             if b - a == 1:
                 failures.append((keep[a], err.error.message))
-                return
+                return 0
             mid = (a + b) // 2  # halve until the failing records are alone
-            await self._run(records, keep, a, mid, outputs, failures)
-            await self._run(records, keep, mid, b, outputs, failures)
-            return
-        outputs += ex.lines
+            return (await self._run(records, keep, a, mid, outputs, failures)
+                    + await self._run(records, keep, mid, b, outputs, failures))
+        outputs.append(ex.block)
+        return ex.count

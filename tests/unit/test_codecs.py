@@ -88,3 +88,25 @@ def test_encodings_are_exact():
     assert np.float32(doc["predictions"][0]["probabilities"][1]) == out["probabilities"][0, 1]
     npy = np.load(io.BytesIO(encode(out, "application/x-npy")))
     assert npy.shape == (2, 3) and npy[1, 0] == 0
+
+
+@pytest.mark.parametrize("dtypes", [("<i8", "<f4"), ("<f8",), (">f8", "<f4"), ("<f2", "bool", "<u2"), ("<U3", "<f4")])
+def test_csv_rows_are_written_value_by_value_as_one_row_is(dtypes):
+    """Many rows are formatted in one pass; each value must read as the one-row path writes it."""
+    rng = np.random.default_rng(5)
+    outputs = {}
+    for k, dt in enumerate(dtypes):
+        if dt == "bool":
+            outputs[f"o{k}"] = rng.random(50) > 0.5
+        elif dt == "<U3":
+            outputs[f"o{k}"] = np.array(["ab", "c"] * 25)
+        elif dt[1] in "iu":
+            outputs[f"o{k}"] = rng.integers(0, 10**6, (50, 2)).astype(dt)
+        else:
+            with np.errstate(over="ignore"):
+                x = (rng.standard_normal((50, 2)) * 10.0 ** rng.integers(-40, 40, (50, 2))).astype(dt)
+            x[:3, 0] = [np.nan, np.inf, -0.0]
+            outputs[f"o{k}"] = x
+    rows = encode(outputs, "text/csv").decode().splitlines()
+    assert rows == [encode({k: v[i:i + 1] for k, v in outputs.items()}, "text/csv").decode().rstrip("\n")
+                    for i in range(50)]

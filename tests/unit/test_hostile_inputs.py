@@ -153,3 +153,30 @@ def test_model_infer_fuzz(gw, request):
         assert response.outputs
     else:
         assert ctx.code.name not in ("INTERNAL", "UNKNOWN") and len(ctx.details) <= MAX_MESSAGE, (ctx.code, ctx.details)
+
+
+def test_the_control_api_needs_its_token(tmp_path):
+    gw = gateway(tmp_path, server={"control_token": "ctl"})  # no auth token: inference is open, control is not
+    weights = b'{"weights": {"AllTraffic": 1}}'
+    for headers in ({}, {"authorization": "Bearer wrong"}):
+        [(_, r)] = http_answers(gw, [("w", "PUT", "/control/endpoints/credit-risk/weights", headers, weights)])
+        assert r.status_code == 401 and "control API" in r.text
+    [(_, r)] = http_answers(gw, [("w", "PUT", "/control/endpoints/credit-risk/weights",
+                                  {"authorization": "Bearer ctl"}, weights)])
+    assert r.status_code != 401  # past authentication (this gateway has no control plane behind it)
+
+
+def test_a_grpc_model_infer_over_its_limit_is_refused(tmp_path):
+    """gRPC messages have their own limit, server.grpc_max_message_bytes (also Ray's proxy's cap)."""
+    gw = gateway(tmp_path, server={"grpc_max_message_bytes": 4096})
+    req = pb.ModelInferRequest(model_name="credit-risk")
+    req.inputs.add(name="input", datatype="FP32", shape=[20, 8])
+    req.raw_input_contents.append(b"\0" * 20 * 32)
+    ctx = Context()
+    asyncio.run(gw.ModelInfer(req, ctx))
+    assert ctx.code is None  # 640 bytes: served
+    req.inputs[0].shape[0] = 200
+    req.raw_input_contents[0] = b"\0" * 200 * 32
+    asyncio.run(gw.ModelInfer(req, ctx))
+    assert ctx.code is not None and ctx.code.name not in ("OK", "INTERNAL", "UNKNOWN"), ctx.code
+    assert "4096-byte limit" in ctx.details, ctx.details

@@ -116,3 +116,23 @@ def _free() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_up_beyond_loopback_without_a_control_token_is_refused_before_ray_starts(tmp_path, model_bytes):
+    doc = demo_config("model.onnx", pipelines=False)
+    doc.pop("feature_groups")
+    (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "model.onnx").write_bytes(model_bytes)
+    ports = {}
+    for field in ("HTTP_PORT", "GRPC_PORT"):
+        with _listener(reuseport=False) as s:
+            ports[f"FERRY_SERVER__{field}"] = str(s.getsockname()[1])
+    r = _ferry(["up"], tmp_path, FERRY_SERVER__HOST="0.0.0.0", **ports)
+    assert r.returncode == 2, r.stderr
+    assert "exposes the control API beyond loopback" in r.stderr and "FERRY_SERVER__CONTROL_TOKEN" in r.stderr
+    assert "Traceback" not in r.stderr
+    with pytest.raises(ValueError, match="beyond loopback"):
+        ServerSpec(host="0.0.0.0").check_control_exposure()
+    ServerSpec(host="0.0.0.0", control_token="c").check_control_exposure()  # a token: allowed
+    ServerSpec(host="0.0.0.0", auth_token="t").check_control_exposure()  # the auth token stands in
+    ServerSpec().check_control_exposure()  # loopback needs none

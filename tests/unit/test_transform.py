@@ -17,7 +17,7 @@ from ferry.demo import write_demo
 from serving.spec import ModelSpec
 from serving.transform import jsonpath
 from serving.transform.spec import TransformJob
-from serving.transform.worker import TransformWorker, batches, read_chunk
+from serving.transform.worker import TransformWorker, batches, read_chunk, split_lines
 
 
 def test_jsonpath_subset():
@@ -123,3 +123,14 @@ def test_job_options_refused_with_the_reason():
                         ({"max_payload_mb": 500}, "less than or equal to 100")):
         with pytest.raises(ValidationError, match=why):
             TransformJob(model=model, input="x", output="y", **kwargs)
+
+
+@pytest.mark.parametrize("data", [b"1,2\n3,4\n", b"1,2\n3,4", b"\n1,2\n\n3,4\n\n", b"1, 2\r\n \t\n3,4\r\n", b"",
+                                  b"\r\n1\r2\n\x0b\n"])
+def test_split_lines_as_line_by_line(data):
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+    got_lines, keep = split_lines(data)
+    assert (got_lines, list(keep)) == (lines, [i for i, ln in enumerate(lines) if ln.strip()])
