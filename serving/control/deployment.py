@@ -27,6 +27,33 @@ def _error(err: FerryError) -> dict:
     return {"error": asdict(err.error)}
 
 
+def _with_input_columns(alarms: Alarms, green: dict) -> Alarms:
+    """`alarms` with the names of green's captured input columns resolved (the drift baseline's features, else
+    the first green model's feature_names metadata) and the bias alarm's settings checked; a 4xx says what is
+    missing."""
+    from core.jsonio import read_json
+    from core.onnx import feature_names
+    from serving.spec import ModelSpec
+
+    names = alarms.input_columns
+    if not names and alarms.drift_baseline:
+        try:
+            features = read_json(Path(alarms.drift_baseline) / "constraints.json").get("features", [])
+        except (OSError, ValueError) as err:
+            raise FerryError(bad_request(f"drift baseline: {str(err)[:300]}")) from None
+        names = [f["name"] for f in features] or None
+    if alarms.bias_baseline:
+        if not (Path(alarms.bias_baseline) / "analysis.json").is_file():
+            raise FerryError(bad_request(f"bias baseline {alarms.bias_baseline!r} has no analysis.json"))
+        if not alarms.bias_facets:
+            raise FerryError(bad_request("a bias alarm needs the facet(s) its baseline was computed for"))
+        names = names or feature_names(ModelSpec.model_validate(next(iter(green.values()))["model"]).path)
+        if not names:
+            raise FerryError(bad_request("a bias alarm needs the names of the captured input columns: give "
+                                         "input_columns, or a model with feature_names metadata"))
+    return alarms.model_copy(update={"input_columns": names})
+
+
 @serve.deployment(num_replicas=1)
 class Control:
     """Changes go: validate -> persist -> re-apply the application with the gateway's new user_config."""
@@ -181,9 +208,10 @@ class Control:
                                  float(options.get("linear_step", 20)))
         except ValueError as err:
             raise FerryError(bad_request(str(err)[:500])) from None
-        if alarms.drift_baseline and not self._capture_dir(endpoint):
-            raise FerryError(bad_request("a drift alarm reads green's captured traffic: enable the endpoint's "
+        if (alarms.drift_baseline or alarms.bias_baseline) and not self._capture_dir(endpoint):
+            raise FerryError(bad_request("drift and bias alarms read green's captured traffic: enable the endpoint's "
                                          "data_capture to a folder"))
+        alarms = _with_input_columns(alarms, green)
         now = time.time()
         return Rollout(endpoint=endpoint, strategy=strategy, blue={n: w for n, w in blue.items() if w > 0},
                        green={n: float(g.get("weight", 1.0)) for n, g in green.items()}, shares=steps,
@@ -256,7 +284,7 @@ class Control:
                 return reason
             if time.monotonic() - started >= seconds:
                 out = self.path.parent / "rollouts" / endpoint / f"{int(start_at)}"
-                return await asyncio.to_thread(guard.drift_alarm, r.alarms, endpoint, list(r.green),
+                return await asyncio.to_thread(guard.monitor_alarm, r.alarms, endpoint, list(r.green),
                                                self._capture_dir(endpoint), start_at, out)
 
     async def _update(self, endpoint: str, note: str, step: int | None = None, weights: dict | None = None) -> None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from ferry.demo import MODEL_FEATURES, model_matrix
-from monitor.jobs import baseline_data_quality
+from monitor.jobs import baseline_bias, baseline_data_quality
 from tests.integration.test_control import ROW, Load
 from tests.prometheus_server import prometheus_server
 
@@ -122,6 +122,55 @@ def test_a_drift_finding_on_greens_traffic_rolls_back(ferry_url, demo_dir, tmp_p
         sender.join(30)
     assert code == 1 and "data-quality violations" in out and "income" in out, out
     assert serving_variants(ferry_url) == {blue}
+
+
+def _bias_rollout(ferry_url, demo_dir, tmp_path, name: str, model: str, *options: str) -> tuple[int, str]:
+    """A rollout to `model` while the same 200 applicants are scored again and again (one request each time),
+    under a bias alarm whose baseline is blue's predictions on those applicants, facet age > 40."""
+    import threading
+
+    import onnxruntime as ort
+
+    rows = model_matrix(pd.read_csv(demo_dir / "test.csv").iloc[:200])
+    blue = ort.InferenceSession(str(demo_dir / "model.onnx")).run(None, {"input": rows})[0]
+    frame = pd.DataFrame(rows, columns=MODEL_FEATURES).assign(prediction=blue)
+    baseline_bias(frame, tmp_path / "bias", label="prediction", predicted_label="prediction",
+                  positive_label_values=[1], facets=[{"name": "age", "threshold": 40}])
+    body = "\n".join(",".join(repr(float(v)) for v in r) for r in rows)
+    done = threading.Event()
+
+    def send():
+        with httpx.Client(timeout=30) as c:
+            while not done.is_set():
+                c.post(f"{ferry_url}/endpoints/{EP}/invocations", content=body, headers={"content-type": "text/csv"})
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        return rollout(ferry_url, green_file(tmp_path, demo_dir, name, model), "--wait-interval", "4",
+                       "--termination-wait", "0",
+                       "--bias-baseline", str(tmp_path / "bias"), "--bias-facet", "age>40", *options)
+    finally:
+        done.set()
+        sender.join(30)
+
+
+def test_a_green_biased_by_age_rolls_back_by_the_bias_alarm(ferry_url, demo_dir, tmp_path):
+    blue = current(ferry_url)
+    code, out = _bias_rollout(ferry_url, demo_dir, tmp_path, "ByAge", "by-age.onnx", "--strategy", "canary",
+                              "--canary-percent", "50", "--input-columns", ",".join(MODEL_FEATURES))  # no metadata
+    assert code == 1 and "bias drift" in out and "DPPL of age" in out, out
+    assert serving_variants(ferry_url) == {blue}
+
+
+def test_a_green_as_fair_as_blue_passes_the_bias_alarm(ferry_url, demo_dir, tmp_path):
+    """The same model as blue on the same applicants: the metrics equal the baseline's, no alarm (the columns
+    are named by the model's feature_names metadata)."""
+    judged = ".ferry/control/rollouts/rolling/*/bias/analysis.json"
+    before = set(demo_dir.glob(judged))
+    code, out = _bias_rollout(ferry_url, demo_dir, tmp_path, "Fair", "model.onnx", "--strategy", "all-at-once")
+    assert code == 0, out
+    assert set(demo_dir.glob(judged)) - before, "the bias alarm never judged green's window"
 
 
 def test_a_rollout_survives_a_restart_of_the_control_plane(ferry_url, demo_dir, tmp_path):
