@@ -13,6 +13,7 @@ from pathlib import Path
 from ray import serve
 
 from core.errors import FerryError, bad_request, unavailable
+from serving import metrics_hub
 from serving.control import gauges
 from serving.control import rollout as guard
 from serving.control.report import shadow_report, variant_totals
@@ -20,7 +21,7 @@ from serving.control.state import AddedVariant, Alarms, Rollout, TrafficState
 
 log = logging.getLogger(__name__)
 GATEWAY = "gateway"
-REPORT_FRESH_S = 5.0  # a gateway replica that has not reported for this long is gone
+REPORT_FRESH_S = 5.0  # a gateway replica that has not pushed its counts to the metrics hub for this long is gone
 
 
 def _error(err: FerryError) -> dict:
@@ -66,7 +67,7 @@ class Control:
         self.fingerprint = hashlib.sha256(json.dumps(serve_doc or initial, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(state_dir) / f"traffic-{self.fingerprint}.json"
         self.state = TrafficState.model_validate(initial)
-        self.reports: dict[str, tuple[float, dict]] = {}  # gateway replica -> (when, its cumulative counts)
+        self._hub = None  # the metrics hub: the gateway replicas' counts
         self._lock = asyncio.Lock()
         self._drivers: dict[str, asyncio.Task] = {}
         saved = self._load()
@@ -153,17 +154,16 @@ class Control:
             await self._change(new)
         return {"traffic": self.state.model_dump()}
 
-    def report(self, replica: str, snapshot: dict) -> None:
-        """A gateway replica's cumulative counts (serving.metrics.ServingMetrics.snapshot)."""
-        self.reports[replica] = (time.monotonic(), snapshot)
+    async def _snapshots(self, fresh_only: bool = False) -> list[dict]:
+        """The gateway replicas' cumulative counts (serving.metrics.ServingMetrics.snapshot), as each pushed them
+        to the metrics hub with its metric families; `fresh_only`: of the replicas alive now."""
+        if self._hub is None:
+            self._hub = metrics_hub.hub_for(serve.get_replica_context().app_name)
+        return list((await self._hub.counts.remote(REPORT_FRESH_S if fresh_only else None)).values())
 
-    def _snapshots(self, fresh_only: bool = False) -> list[dict]:
-        now = time.monotonic()
-        return [s for t, s in self.reports.values() if not fresh_only or now - t < REPORT_FRESH_S]
-
-    def shadow_report(self, endpoint: str) -> dict:
+    async def shadow_report(self, endpoint: str) -> dict:
         """Each shadow of `endpoint` against production, added up over the gateway replicas."""
-        return shadow_report(endpoint, self._snapshots())
+        return shadow_report(endpoint, await self._snapshots())
 
     def rollout(self, endpoint: str) -> dict:
         r = self.state.rollouts.get(endpoint)
@@ -260,7 +260,7 @@ class Control:
         """Until every gateway replica reports the green variants (loaded by its reconfigure)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            snaps = self._snapshots(fresh_only=True)
+            snaps = await self._snapshots(fresh_only=True)
             if snaps and all(f"{endpoint}/{g}" in s.get("variants", {}) for s in snaps for g in green):
                 return
             await asyncio.sleep(0.5)
@@ -270,12 +270,12 @@ class Control:
         """Watch the alarms for `seconds`; the reason of the first that goes off, or None."""
         r = self.state.rollouts[endpoint]
         start_at, started = time.time(), time.monotonic()
-        before = variant_totals(self._snapshots())
+        before = variant_totals(await self._snapshots())
         while True:
             await asyncio.sleep(1.0)
             if time.time() > r.deadline:
                 return "the rollout ran past its max duration"
-            after = variant_totals(self._snapshots())
+            after = variant_totals(await self._snapshots())
             green = guard.window(before, after, endpoint, r.green)
             blue = guard.window(before, after, endpoint, r.blue)
             reason = (guard.built_in_alarm(r.alarms, green, blue)
