@@ -246,3 +246,10 @@ def test_readme_live_traffic_examples_run_on_the_demo(ferry_url, demo_dir, tmp_p
     assert "failed request" not in outs[-1], outs[-1]
     assert '"status":"completed"' in outs[-1].replace(" ", ""), outs[-1]
     assert httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"][AB_ENDPOINT]["weights"] == {"Challenger": 1.0}
+    import ray
+
+    status = run([sys.executable, "-m", "ferry.cli", "status", "--address", ray.get_runtime_context().gcs_address],
+                 capture_output=True, text=True, timeout=120)  # the live weights and the rollout's outcome
+    assert status.returncode == 0, status.stderr
+    assert f"rollout {AB_ENDPOINT}: canary to ['Challenger'], completed" in status.stdout, status.stdout
+    assert any(AB_ENDPOINT in ln and "Challenger" in ln for ln in status.stdout.splitlines()), status.stdout
