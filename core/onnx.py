@@ -54,6 +54,15 @@ def load_bytes(path: str) -> bytes:
         return f.read()
 
 
+def feature_names(path: str) -> list[str] | None:
+    """The comma-separated `feature_names` entry of an ONNX model's metadata (how `ferry demo` and
+    `ferry explain` name headerless columns), if it has one."""
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load_model_from_string(load_bytes(path)).metadata_props}
+    return [n.strip() for n in meta.get("feature_names", "").split(",") if n.strip()] or None
+
+
 class OnnxModel:
     """One onnxruntime session with validated, dtype-exact inference."""
 

@@ -223,13 +223,9 @@ def explain(
 
 
 def _model_feature_names(model: Path) -> Optional[list[str]]:
-    """The comma-separated `feature_names` entry of an ONNX model's metadata, if it has one."""
-    if not model.is_file():
-        return None
-    import onnx
+    from core.onnx import feature_names
 
-    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
-    return _split([meta["feature_names"]]) if meta.get("feature_names") else None
+    return feature_names(str(model)) if model.is_file() else None
 
 
 def register(app: typer.Typer) -> None:

@@ -332,10 +332,22 @@ def register(app: typer.Typer) -> None:
                 alarm: list[str] = typer.Option([], "--alarm", help="a Prometheus alert name that rolls back (repeat)"),
                 drift_baseline: Path = typer.Option(None, "--drift-baseline", help="a data-quality baseline folder: a "
                                                                                    "violation on green's inputs rolls back"),
+                bias_baseline: Path = typer.Option(None, "--bias-baseline", help=(
+                    "a bias baseline folder (`ferry baseline --type bias` of blue's predictions, the predicted label "
+                    "as the label): green's DPPL or DI farther from the ideal rolls back")),
+                bias_facet: list[str] = typer.Option([], "--bias-facet", help="the bias alarm's facet: NAME, NAME>T or "
+                                                                              "NAME=V1,V2 (repeat for several)"),
+                input_columns: str = typer.Option(None, "--input-columns", help=(
+                    "comma-separated names of the captured input columns (default: the drift baseline's, else the "
+                    "model's feature_names metadata)")),
                 wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the rollout until it ends"),
                 url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
                 token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")):
         """Blue/green: move ENDPOINT's traffic to the variants of --to, baking each step, rolling back on an alarm."""
+        from dataclasses import asdict
+
+        from ferry.cli_clarify import parse_facets
+
         new = _load(to)
         target = next((ep for ep in new.endpoints if ep.name == endpoint), None)
         if target is None:
@@ -348,7 +360,11 @@ def register(app: typer.Typer) -> None:
                 "max_duration_s": max_duration,
                 "alarms": {"max_error_rate": max_error_rate, "max_p99_s": max_p99_ms / 1e3 if max_p99_ms else None,
                            "prometheus_url": prometheus_url, "prometheus_alerts": alarm,
-                           "drift_baseline": str(drift_baseline.resolve()) if drift_baseline else None}}
+                           "drift_baseline": str(drift_baseline.resolve()) if drift_baseline else None,
+                           "bias_baseline": str(bias_baseline.resolve()) if bias_baseline else None,
+                           "bias_facets": [{k: v for k, v in asdict(f).items() if v is not None}
+                                           for f in parse_facets(bias_facet)],
+                           "input_columns": [c.strip() for c in input_columns.split(",")] if input_columns else None}}
         _run_rollout(endpoint, body, wait, url, token)
 
     @app.command()

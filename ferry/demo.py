@@ -27,6 +27,8 @@ FACET = "age_group"
 ENDPOINT = "credit-risk"
 PIPELINE_ENDPOINT = "credit-risk-pipeline"  # raw applicant JSON -> encode -> model -> decide
 LOOKUP_ENDPOINT = "credit-risk-by-id"  # applicant_id -> the applicants feature group -> model -> decide
+AB_ENDPOINT = "credit-risk-ab"  # live traffic control: variants A and B at 90/10, a shadow Challenger
+CHALLENGER = "challenger.onnx"  # a smaller model trained on the same rows: the shadow, then promoted
 STEPS_MODULE = "credit_steps"  # ferry/demo_steps.py, written beside ferry.yaml
 SCHEDULE = "credit-risk-data-quality"
 BASELINE_DIR = "baselines/data-quality"
@@ -77,13 +79,14 @@ def model_matrix(df: pd.DataFrame) -> np.ndarray:
     return model_frame(df).to_numpy(dtype=np.float32)
 
 
-def train_model(df: pd.DataFrame, seed: int = 7) -> bytes:
+def train_model(df: pd.DataFrame, seed: int = 7, n_estimators: int = 60, max_depth: int = 3) -> bytes:
     """Train a gradient-boosted classifier on the table; return it as ONNX (zipmap off)."""
     from skl2onnx import to_onnx
     from sklearn.ensemble import GradientBoostingClassifier
 
     x = model_matrix(df)
-    clf = GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=seed).fit(x, df[LABEL].to_numpy())
+    clf = GradientBoostingClassifier(n_estimators=n_estimators, max_depth=max_depth,
+                                     random_state=seed).fit(x, df[LABEL].to_numpy())
     onx = to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
     onx.graph.input[0].name = _rename(onx, onx.graph.input[0].name, "input")
     entry = onx.metadata_props.add()  # `ferry explain` names headerless columns from it
@@ -97,10 +100,12 @@ def _rename(onx, old: str, new: str) -> str:
     return new
 
 
-def demo_config(model_path: str = "model.onnx", monitoring: bool = False, pipelines: bool = True) -> dict:
+def demo_config(model_path: str = "model.onnx", monitoring: bool = False, pipelines: bool = True,
+                ab: bool = True) -> dict:
     """The demo's ferry.yaml as a dict; with `monitoring`, a data-quality schedule on the endpoint's capture
     every 30 s over the last 15 minutes, against the baseline write_demo writes; with `pipelines`, the two
-    pipeline endpoints (their step module, credit_steps.py, is written by write_demo)."""
+    pipeline endpoints (their step module, credit_steps.py, is written by write_demo); with `ab`, the endpoint
+    of the README's live traffic control examples (weights, a shadow, a rollout)."""
     doc = {
         "server": {"host": "127.0.0.1", "http_port": 8080, "grpc_port": 9000},
         "models": [{"name": "credit-gbm", "path": model_path}],
@@ -114,6 +119,9 @@ def demo_config(model_path: str = "model.onnx", monitoring: bool = False, pipeli
     }
     if pipelines:
         doc["endpoints"] += pipeline_endpoints()
+    if ab:
+        doc["models"].append({"name": "credit-gbm-challenger", "path": CHALLENGER})
+        doc["endpoints"].append(ab_endpoint())
     if monitoring:
         doc["monitoring_schedules"] = [{
             "name": SCHEDULE, "endpoint": ENDPOINT, "monitor_type": "data_quality", "interval_s": 30,
@@ -140,7 +148,16 @@ def pipeline_endpoints() -> list[dict]:
     ]
 
 
-DEMO_FILES = ("train.csv", "test.csv", "train_features.csv", "test_features.csv", "model.onnx",
+def ab_endpoint() -> dict:
+    """`credit-risk-ab`: the model as variants A and B (90/10, for `ferry weights`), every request copied to the
+    shadow `Challenger` (for `ferry shadow report`, then `ferry shadow promote`), all in the gateway replicas."""
+    return {"name": AB_ENDPOINT,
+            "variants": [{"name": "A", "model": "credit-gbm", "initial_weight": 90},
+                         {"name": "B", "model": "credit-gbm", "initial_weight": 10}],
+            "shadow_variants": [{"name": "Challenger", "model": "credit-gbm-challenger", "sampling_percentage": 100}]}
+
+
+DEMO_FILES = ("train.csv", "test.csv", "train_features.csv", "test_features.csv", "model.onnx", CHALLENGER,
               f"{BASELINE_DIR}/", f"{STEPS_MODULE}.py", "ferry.yaml")
 
 
@@ -164,6 +181,7 @@ def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
     model_frame(test).to_csv(out / "test_features.csv", index=False, header=False)
     baseline_data_quality(train_rows, out / BASELINE_DIR)
     (out / "model.onnx").write_bytes(train_model(train, seed))
+    (out / CHALLENGER).write_bytes(train_model(train, seed, n_estimators=25, max_depth=2))
     (out / f"{STEPS_MODULE}.py").write_text(Path(demo_steps.__file__).read_text())
     (out / "ferry.yaml").write_text(yaml.safe_dump(demo_config(monitoring=True), sort_keys=False))
     load_demo_features(out, df)

@@ -38,7 +38,6 @@ from serving.spec import BatchingSpec, EndpointSpec, ModelSpec, ServerSpec
 from serving.variants import ModelRunner, RemoteVariant
 
 log = logging.getLogger(__name__)
-REPORT_INTERVAL_S = 1.0
 FEATURE_ROUTES = {"FeatureGroup", "BatchGetRecord", "get-online-features", "feature-groups"}
 
 
@@ -53,10 +52,10 @@ class Gateway:
         `control` is the Control deployment's handle."""
         server.check_control_exposure()
         self.metrics = ServingMetrics()
-        self.reporter = metrics_hub.reporter_for(self.metrics.registry)  # every replica's series on /metrics
+        # every replica's series on /metrics, and its counts for the control plane's rollouts and shadow report
+        self.reporter = metrics_hub.reporter_for(self.metrics.registry, self.metrics.snapshot)
         self.control = ControlAPI(control, server.control_secret)
         self._control = control
-        self._control_task: asyncio.Task | None = None
         self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, features, self.metrics)
                                 for ep in endpoints},
                                server.max_payload_bytes, server.auth_token, self.metrics,
@@ -97,20 +96,8 @@ class Gateway:
         for ep in getattr(getattr(self, "plane", None), "endpoints", {}).values():
             ep.close()
 
-    async def _report(self) -> None:
-        """Every second, this replica's cumulative counts to the control plane (which adds the replicas up)."""
-        name = serve.get_replica_context().replica_id.unique_id
-        while True:
-            await asyncio.sleep(REPORT_INTERVAL_S)
-            try:
-                await self._control.report.remote(name, self.metrics.snapshot())
-            except Exception:  # noqa: BLE001 - the control plane restarting must not disturb serving
-                log.warning("could not report to the control plane", exc_info=True)
-
     async def __call__(self, request: Request) -> Response:
         """Every HTTP route; an unexpected exception is a 500 naming an incident id (the traceback is logged)."""
-        if self._control_task is None and self._control is not None:
-            self._control_task = asyncio.get_running_loop().create_task(self._report())
         try:
             return await self._route(request)
         except Exception:  # noqa: BLE001 - a bug: no client input may reach here (tests/unit/test_hostile_inputs.py)

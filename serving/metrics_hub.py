@@ -12,6 +12,10 @@ the processes of one node, and Ray's export renames the series and adds Ray's la
 
 A replica that stops pushing (stopped, crashed) drops out of the merge after `STALE_S`; its counters end there,
 which Prometheus's rate() handles as the end of those series.
+
+The same push carries the replica's cumulative counts per variant and shadow (ServingMetrics.snapshot): the
+control plane reads them from the hub (`counts`) to judge a rollout's bake windows and to add up the shadow
+report. A stale replica's counts are folded into one retired total, so that sums over replicas never go down.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import ray
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -51,8 +55,9 @@ def local_families(registry: CollectorRegistry) -> list[Metric]:
     return list(registry.collect()) + [f for f in REGISTRY.collect() if f.name.startswith("ferry_")]
 
 
-def reporter_for(registry: CollectorRegistry) -> "Reporter | None":
-    """A Reporter of `registry` when running in a Ray Serve replica, else None (in-process use, benchmarks)."""
+def reporter_for(registry: CollectorRegistry, counts: Callable[[], dict] | None = None) -> "Reporter | None":
+    """A Reporter of `registry` (and of `counts`, for the control plane) when running in a Ray Serve replica,
+    else None (in-process use, benchmarks)."""
     from ray import serve
     from ray.serve.exceptions import RayServeException
 
@@ -60,7 +65,7 @@ def reporter_for(registry: CollectorRegistry) -> "Reporter | None":
         ctx = serve.get_replica_context()
     except RayServeException:
         return None
-    return Reporter(ctx.app_name, ctx.replica_id.unique_id, lambda: local_families(registry))
+    return Reporter(ctx.app_name, ctx.replica_id.unique_id, lambda: local_families(registry), counts)
 
 
 class _Families:
@@ -71,22 +76,50 @@ class _Families:
         return self.families
 
 
+RETIRED = "(retired)"  # the counts of replicas that stopped pushing, added up
+
+
 class Snapshots:
-    """The latest snapshot of each replica's families; `exposition` merges the fresh ones (the hub's state)."""
+    """The latest snapshot of each replica's families and counts; `exposition` merges the fresh families,
+    `counts` gives the counts (the hub's state)."""
 
     def __init__(self):
         self.snapshots: dict[str, tuple[float, list[Metric]]] = {}
+        self.counts_of: dict[str, tuple[float, dict]] = {}
+        self.retired: dict = {}
 
-    def push(self, replica: str, families: list[Metric]) -> None:
-        self.snapshots[replica] = (time.monotonic(), families)
+    def push(self, replica: str, families: list[Metric], counts: dict | None = None) -> None:
+        now = time.monotonic()
+        self.snapshots[replica] = (now, families)
+        if counts is not None:
+            self.counts_of[replica] = (now, counts)
+
+    def _drop_stale(self) -> None:
+        from serving.control.report import add_counts
+
+        now = time.monotonic()
+        self.snapshots = {r: v for r, v in self.snapshots.items() if now - v[0] <= STALE_S}
+        for replica, (at, counts) in list(self.counts_of.items()):
+            if now - at > STALE_S:
+                add_counts(self.retired, counts)
+                del self.counts_of[replica]
 
     def exposition(self, replica: str | None = None, families: list[Metric] | None = None) -> bytes:
         """The merge in Prometheus's text format, after taking `replica`'s `families` when given."""
         if replica is not None:
             self.push(replica, families or [])
-        now = time.monotonic()
-        self.snapshots = {r: v for r, v in self.snapshots.items() if now - v[0] <= STALE_S}
+        self._drop_stale()
         return generate_latest(_Families(merge({r: fams for r, (_, fams) in self.snapshots.items()})))
+
+    def counts(self, fresh_s: float | None = None) -> dict[str, dict[str, Any]]:
+        """Each replica's latest counts, {replica: snapshot}: those that pushed within `fresh_s` seconds, else
+        all of them with the retired replicas' total under RETIRED."""
+        self._drop_stale()
+        now = time.monotonic()
+        out = {r: c for r, (at, c) in self.counts_of.items() if fresh_s is None or now - at <= fresh_s}
+        if fresh_s is None and self.retired:
+            out[RETIRED] = self.retired
+        return out
 
 
 MetricsHub = ray.remote(num_cpus=0, max_restarts=-1)(Snapshots)
@@ -103,8 +136,9 @@ class Reporter:
     (the loop is the only writer of the data plane's numbers: collecting there never races a request). Made on
     that loop (Ray Serve runs a deployment's constructor there)."""
 
-    def __init__(self, app_name: str, replica: str, families: Callable[[], list[Metric]]):
-        self.replica, self.families = replica, families
+    def __init__(self, app_name: str, replica: str, families: Callable[[], list[Metric]],
+                 counts: Callable[[], dict] | None = None):
+        self.replica, self.families, self.counts = replica, families, counts
         self.hub = hub_for(app_name)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -112,7 +146,7 @@ class Reporter:
         while True:
             await asyncio.sleep(PUSH_INTERVAL_S)
             try:
-                self.hub.push.remote(self.replica, self.families())
+                self.hub.push.remote(self.replica, self.families(), self.counts() if self.counts else None)
             except Exception:  # noqa: BLE001 - metrics must never take a replica down; the next push retries
                 log.warning("metrics push to the hub failed", exc_info=True)
 

@@ -54,3 +54,23 @@ def identity_model() -> bytes:
     vi = helper.make_tensor_value_info
     return _model([helper.make_node("Identity", ["x"], ["y"])],
                   [vi("x", TensorProto.FLOAT, ["n", "m"])], [vi("y", TensorProto.FLOAT, ["n", "m"])])
+
+
+def facet_model(width: int = 8, column: int = 0, below: float = 40.0) -> bytes:
+    """x FP32[-1, width] -> label INT64[-1] = x[:, column] < below, probabilities FP32[-1, 2]: a classifier that
+    answers by one column alone (the demo's outputs, biased by age)."""
+    vi = helper.make_tensor_value_info
+    inits = [helper.make_tensor("col", TensorProto.INT64, [], [column]),
+             helper.make_tensor("below", TensorProto.FLOAT, [], [below]),
+             helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+             helper.make_tensor("axis", TensorProto.INT64, [1], [1])]
+    nodes = [helper.make_node("Gather", ["x", "col"], ["v"], axis=1),
+             helper.make_node("Less", ["v", "below"], ["yes"]),
+             helper.make_node("Cast", ["yes"], ["label"], to=TensorProto.INT64),
+             helper.make_node("Cast", ["yes"], ["p1"], to=TensorProto.FLOAT),
+             helper.make_node("Sub", ["one", "p1"], ["p0"]),
+             helper.make_node("Unsqueeze", ["p0", "axis"], ["p0c"]),
+             helper.make_node("Unsqueeze", ["p1", "axis"], ["p1c"]),
+             helper.make_node("Concat", ["p0c", "p1c"], ["probabilities"], axis=1)]
+    return _model(nodes, [vi("x", TensorProto.FLOAT, ["n", width])],
+                  [vi("label", TensorProto.INT64, ["n"]), vi("probabilities", TensorProto.FLOAT, ["n", 2])], inits)

@@ -13,6 +13,7 @@ from pathlib import Path
 from ray import serve
 
 from core.errors import FerryError, bad_request, unavailable
+from serving import metrics_hub
 from serving.control import gauges
 from serving.control import rollout as guard
 from serving.control.report import shadow_report, variant_totals
@@ -20,11 +21,38 @@ from serving.control.state import AddedVariant, Alarms, Rollout, TrafficState
 
 log = logging.getLogger(__name__)
 GATEWAY = "gateway"
-REPORT_FRESH_S = 5.0  # a gateway replica that has not reported for this long is gone
+REPORT_FRESH_S = 5.0  # a gateway replica that has not pushed its counts to the metrics hub for this long is gone
 
 
 def _error(err: FerryError) -> dict:
     return {"error": asdict(err.error)}
+
+
+def _with_input_columns(alarms: Alarms, green: dict) -> Alarms:
+    """`alarms` with the names of green's captured input columns resolved (the drift baseline's features, else
+    the first green model's feature_names metadata) and the bias alarm's settings checked; a 4xx says what is
+    missing."""
+    from core.jsonio import read_json
+    from core.onnx import feature_names
+    from serving.spec import ModelSpec
+
+    names = alarms.input_columns
+    if not names and alarms.drift_baseline:
+        try:
+            features = read_json(Path(alarms.drift_baseline) / "constraints.json").get("features", [])
+        except (OSError, ValueError) as err:
+            raise FerryError(bad_request(f"drift baseline: {str(err)[:300]}")) from None
+        names = [f["name"] for f in features] or None
+    if alarms.bias_baseline:
+        if not (Path(alarms.bias_baseline) / "analysis.json").is_file():
+            raise FerryError(bad_request(f"bias baseline {alarms.bias_baseline!r} has no analysis.json"))
+        if not alarms.bias_facets:
+            raise FerryError(bad_request("a bias alarm needs the facet(s) its baseline was computed for"))
+        names = names or feature_names(ModelSpec.model_validate(next(iter(green.values()))["model"]).path)
+        if not names:
+            raise FerryError(bad_request("a bias alarm needs the names of the captured input columns: give "
+                                         "input_columns, or a model with feature_names metadata"))
+    return alarms.model_copy(update={"input_columns": names})
 
 
 @serve.deployment(num_replicas=1)
@@ -42,7 +70,7 @@ class Control:
         for endpoint in self.state.endpoints:  # exported at 0 before the first rollout, so that one is an increase
             for outcome in ("completed", "rolled_back"):
                 gauges.ROLLOUT_COUNT.labels(endpoint, outcome)
-        self.reports: dict[str, tuple[float, dict]] = {}  # gateway replica -> (when, its cumulative counts)
+        self._hub = None  # the metrics hub: the gateway replicas' counts
         self._lock = asyncio.Lock()
         self._drivers: dict[str, asyncio.Task] = {}
         saved = self._load()
@@ -129,17 +157,16 @@ class Control:
             await self._change(new)
         return {"traffic": self.state.model_dump()}
 
-    def report(self, replica: str, snapshot: dict) -> None:
-        """A gateway replica's cumulative counts (serving.metrics.ServingMetrics.snapshot)."""
-        self.reports[replica] = (time.monotonic(), snapshot)
+    async def _snapshots(self, fresh_only: bool = False) -> list[dict]:
+        """The gateway replicas' cumulative counts (serving.metrics.ServingMetrics.snapshot), as each pushed them
+        to the metrics hub with its metric families; `fresh_only`: of the replicas alive now."""
+        if self._hub is None:
+            self._hub = metrics_hub.hub_for(serve.get_replica_context().app_name)
+        return list((await self._hub.counts.remote(REPORT_FRESH_S if fresh_only else None)).values())
 
-    def _snapshots(self, fresh_only: bool = False) -> list[dict]:
-        now = time.monotonic()
-        return [s for t, s in self.reports.values() if not fresh_only or now - t < REPORT_FRESH_S]
-
-    def shadow_report(self, endpoint: str) -> dict:
+    async def shadow_report(self, endpoint: str) -> dict:
         """Each shadow of `endpoint` against production, added up over the gateway replicas."""
-        return shadow_report(endpoint, self._snapshots())
+        return shadow_report(endpoint, await self._snapshots())
 
     def rollout(self, endpoint: str) -> dict:
         r = self.state.rollouts.get(endpoint)
@@ -184,9 +211,10 @@ class Control:
                                  float(options.get("linear_step", 20)))
         except ValueError as err:
             raise FerryError(bad_request(str(err)[:500])) from None
-        if alarms.drift_baseline and not self._capture_dir(endpoint):
-            raise FerryError(bad_request("a drift alarm reads green's captured traffic: enable the endpoint's "
+        if (alarms.drift_baseline or alarms.bias_baseline) and not self._capture_dir(endpoint):
+            raise FerryError(bad_request("drift and bias alarms read green's captured traffic: enable the endpoint's "
                                          "data_capture to a folder"))
+        alarms = _with_input_columns(alarms, green)
         now = time.time()
         return Rollout(endpoint=endpoint, strategy=strategy, blue={n: w for n, w in blue.items() if w > 0},
                        green={n: float(g.get("weight", 1.0)) for n, g in green.items()}, shares=steps,
@@ -235,7 +263,7 @@ class Control:
         """Until every gateway replica reports the green variants (loaded by its reconfigure)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            snaps = self._snapshots(fresh_only=True)
+            snaps = await self._snapshots(fresh_only=True)
             if snaps and all(f"{endpoint}/{g}" in s.get("variants", {}) for s in snaps for g in green):
                 return
             await asyncio.sleep(0.5)
@@ -245,12 +273,12 @@ class Control:
         """Watch the alarms for `seconds`; the reason of the first that goes off, or None."""
         r = self.state.rollouts[endpoint]
         start_at, started = time.time(), time.monotonic()
-        before = variant_totals(self._snapshots())
+        before = variant_totals(await self._snapshots())
         while True:
             await asyncio.sleep(1.0)
             if time.time() > r.deadline:
                 return "the rollout ran past its max duration"
-            after = variant_totals(self._snapshots())
+            after = variant_totals(await self._snapshots())
             green = guard.window(before, after, endpoint, r.green)
             blue = guard.window(before, after, endpoint, r.blue)
             reason = (guard.built_in_alarm(r.alarms, green, blue)
@@ -259,7 +287,7 @@ class Control:
                 return reason
             if time.monotonic() - started >= seconds:
                 out = self.path.parent / "rollouts" / endpoint / f"{int(start_at)}"
-                return await asyncio.to_thread(guard.drift_alarm, r.alarms, endpoint, list(r.green),
+                return await asyncio.to_thread(guard.monitor_alarm, r.alarms, endpoint, list(r.green),
                                                self._capture_dir(endpoint), start_at, out)
 
     async def _update(self, endpoint: str, note: str, step: int | None = None, weights: dict | None = None) -> None:

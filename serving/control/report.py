@@ -1,4 +1,5 @@
-"""Adding up the gateway replicas' counts: per-variant traffic and shadow comparisons."""
+"""Adding up the gateway replicas' counts (ServingMetrics.snapshot, as the metrics hub keeps them): per-variant
+traffic and shadow comparisons."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ def _quantile(bounds: tuple, counts: list[int], q: float) -> float | None:
     return float("inf")
 
 
-def _add(into: dict, item: dict) -> None:
+def add_counts(into: dict, item: dict) -> None:
+    """Add a nested dict of counts (numbers, lists of numbers, dicts of those) into `into`."""
     for k, v in item.items():
         if isinstance(v, dict):
-            _add(into.setdefault(k, {}), v)
+            add_counts(into.setdefault(k, {}), v)
         elif isinstance(v, list):
             into[k] = [a + b for a, b in zip(into.get(k, [0] * len(v)), v)]
         else:
@@ -33,7 +35,7 @@ def variant_totals(snapshots: list[dict]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for snap in snapshots:
         for key, v in snap.get("variants", {}).items():
-            _add(out.setdefault(key, {}), v)
+            add_counts(out.setdefault(key, {}), v)
     return out
 
 
@@ -43,7 +45,7 @@ def shadow_report(endpoint: str, snapshots: list[dict]) -> dict:
         for key, st in snap.get("shadows", {}).items():
             ep, _, name = key.partition("/")
             if ep == endpoint:
-                _add(shadows.setdefault(name, {}), st)
+                add_counts(shadows.setdefault(name, {}), st)
     production: dict[str, list] = {}
     errors = total = 0
     for key, v in variant_totals(snapshots).items():

@@ -4,8 +4,8 @@ SageMaker's deployment guardrails, and more: traffic moves from blue to green by
 (all-at-once; canary: a share, then all; linear: equal steps), each step baked for `wait_interval_s` while
 the alarms are watched; any alarm rolls traffic back to blue and says why. The alarms are built-in ones on
 Ferry's own counts of the green variants (5xx/424 rate, 4xx rate above blue's, p99 latency), named alerts
-read from a Prometheus server, and the monitor's own data-quality check of green's captured inputs
-against a baseline. The driving loop lives in serving.control.deployment.Control.
+read from a Prometheus server, and the monitor's own findings on green's captured traffic: data-quality
+drift of its inputs, bias drift of its predictions, each against a baseline. The driving loop lives in serving.control.deployment.Control.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from serving.control.state import Alarms
 from serving.metrics import REQUEST_LATENCY
 
 log = logging.getLogger(__name__)
+PREDICTION_BIAS_METRICS = ("DPPL", "DI")  # Clarify's post-training metrics of predicted labels alone
 
 
 def shares(strategy: str, canary_percent: float = 10.0, linear_step: float = 20.0) -> list[float]:
@@ -96,26 +97,52 @@ def prometheus_alarm(alarms: Alarms, endpoint: str, green: list[str]) -> str | N
     return None
 
 
-def drift_alarm(alarms: Alarms, endpoint: str, green: list[str], capture_dir: str | None, since: float,
-                out_dir: Path) -> str | None:
-    """A data-quality violation on green's inputs captured since `since`, against the baseline."""
-    if not alarms.drift_baseline:
+def monitor_alarm(alarms: Alarms, endpoint: str, green: list[str], capture_dir: str | None, since: float,
+                  out_dir: Path) -> str | None:
+    """The monitor's findings on green's traffic captured since `since`: a data-quality violation of its inputs
+    against `drift_baseline`, bias drift of its predictions against `bias_baseline`."""
+    if not (alarms.drift_baseline or alarms.bias_baseline):
         return None
     if not capture_dir or "://" in capture_dir:
-        return None  # checked when the rollout starts: drift needs the endpoint's file capture
-    from core.jsonio import read_json
-    from monitor import jobs
-    from monitor.capture_reader import feature_frame, name_inputs, read_capture
+        return None  # checked when the rollout starts: these alarms need the endpoint's file capture
+    from monitor.capture_reader import name_inputs, read_capture
 
-    start = datetime.fromtimestamp(since, timezone.utc)
-    df = read_capture(Path(capture_dir) / endpoint, start=start)
+    df = read_capture(Path(capture_dir) / endpoint, start=datetime.fromtimestamp(since, timezone.utc))
     df = df[df["variant"].isin(green)] if "variant" in df else df
     if len(df) < alarms.min_requests:
         return None
-    names = [f["name"] for f in read_json(Path(alarms.drift_baseline) / "constraints.json").get("features", [])]
-    result = jobs.data_quality(name_inputs(feature_frame(df), names or None), alarms.drift_baseline, out_dir,
-                               min_window_rows=alarms.min_requests)
+    df = name_inputs(df, alarms.input_columns)
+    return _data_quality(alarms, df, out_dir) or _bias(alarms, df, out_dir / "bias")
+
+
+def _data_quality(alarms: Alarms, df, out_dir: Path) -> str | None:
+    from monitor import jobs
+    from monitor.capture_reader import feature_frame
+
+    if not alarms.drift_baseline:
+        return None
+    result = jobs.data_quality(feature_frame(df), alarms.drift_baseline, out_dir, min_window_rows=alarms.min_requests)
     if result.violations:
         features = sorted({v.get("feature_name", "?") for v in result.violations})
         return f"the monitor found data-quality violations on green's traffic: {', '.join(features)}"
+    return None
+
+
+def _bias(alarms: Alarms, df, out_dir: Path) -> str | None:
+    """The bias metrics of green's predicted labels (its first output) by facet, against the baseline's: the
+    metrics that need no ground truth, which rarely arrives within a bake window."""
+    from monitor import jobs
+    from monitor.capture_reader import feature_frame
+
+    outputs = [c for c in df.columns if isinstance(c, str) and c.startswith("prediction")]
+    if not alarms.bias_baseline or not outputs:
+        return None
+    window = feature_frame(df).assign(prediction=df[outputs[0]])
+    result = jobs.bias(window, alarms.bias_baseline, out_dir, label="prediction", predicted_label="prediction",
+                       positive_label_values=alarms.bias_positive_label_values, facets=alarms.bias_facets,
+                       methods=list(PREDICTION_BIAS_METRICS), stage="post")
+    if result.violations:
+        found = sorted({f"{v['metric_name']} of {v['facet']} {v['facet_value']}" for v in result.violations})
+        return (f"the monitor found bias drift in green's predictions (farther from the ideal than the baseline): "
+                f"{', '.join(found)}")
     return None

@@ -4,7 +4,7 @@ rollouts that change it."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +37,14 @@ class Alarms(BaseModel):
     prometheus_alerts: list[str] = Field(default_factory=list, description="alert names that roll back when firing")
     drift_baseline: str | None = Field(None, description="a data-quality baseline folder: a violation on green's "
                                                          "captured inputs rolls back")
+    bias_baseline: str | None = Field(None, description="a bias baseline folder (analysis.json of blue's predictions): "
+                                                        "green's DPPL or DI farther from the ideal rolls back")
+    bias_facets: list[dict[str, Any]] = Field(default_factory=list, description="the bias alarm's facets: "
+                                                                                "{name, values | threshold}")
+    bias_positive_label_values: list[Any] = Field(default_factory=lambda: [1], description="predicted labels that "
+                                                                                           "count as positive")
+    input_columns: list[str] | None = Field(None, description="names of green's captured input columns (default: the "
+                                                              "drift baseline's, else the model's feature_names)")
 
 
 class Rollout(BaseModel):

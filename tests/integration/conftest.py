@@ -12,7 +12,7 @@ import pandas as pd
 
 from ferry.demo import LOOKUP_ENDPOINT, MODEL_FEATURES, PIPELINE_ENDPOINT, demo_config, model_matrix, write_demo
 from monitor.jobs import baseline_data_quality
-from tests.models import fragile_model, identity_model, multi_dtype_model
+from tests.models import facet_model, fragile_model, identity_model, multi_dtype_model
 
 
 def free_port() -> int:
@@ -56,6 +56,7 @@ def demo_dir(tmp_path_factory):
     (out / "fragile.onnx").write_bytes(fragile_model())
     (out / "fragile8.onnx").write_bytes(fragile_model(8))  # the demo's width: fails in onnxruntime on one row
     (out / "big.onnx").write_bytes(identity_model())
+    (out / "by-age.onnx").write_bytes(facet_model())  # approves by age alone: biased
     return out
 
 

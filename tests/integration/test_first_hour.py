@@ -253,3 +253,17 @@ def test_readme_quick_start_and_every_runnable_block(venv, clone):
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise
     assert codes == [0] * len(servers), [log.read_text()[-3000:] for _, log in servers]
+
+
+def run_block(b: Block, ferry_url: str, demo_dir: Path, cwd: Path, timeout: float = 180) -> str:
+    """Run a runnable block as a user would from the repository's folder, against a demo served at `ferry_url`
+    whose folder is `demo_dir` (linked as ./ferry-demo); its stdout, after asserting that it succeeded."""
+    port = ferry_url.rsplit(":", 1)[1]
+    if not (cwd / "ferry-demo").exists():
+        (cwd / "ferry-demo").symlink_to(demo_dir)
+    env = {**os.environ, "FERRY_URL": ferry_url, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    script = b.text.replace("localhost:8080", f"127.0.0.1:{port}").replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script] if b.lang == "bash" else [sys.executable, "-c", script],
+                       cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{b.doc}:{b.line} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    return r.stdout

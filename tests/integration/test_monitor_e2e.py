@@ -36,7 +36,7 @@ def monitored(ray_serve, demo_dir, tmp_path_factory):
     from serving.deploy import deploy
 
     root = tmp_path_factory.mktemp("e2e-monitor")
-    doc = demo_config(pipelines=False)  # the monitored endpoint alone
+    doc = demo_config(pipelines=False, ab=False)  # the monitored endpoint alone
     doc["server"].update(http_port=ray_serve)
     doc["endpoints"][0].update(name=EP, data_capture={"enabled": True, "sampling_percentage": 100,
                                                       "destination": str(root / "capture")})

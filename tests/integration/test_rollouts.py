@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from ferry.demo import MODEL_FEATURES, model_matrix
-from monitor.jobs import baseline_data_quality
+from ferry.demo import AB_ENDPOINT, MODEL_FEATURES, model_matrix
+from monitor.jobs import baseline_bias, baseline_data_quality
 from tests.integration.test_control import ROW, Load
+from tests.integration.test_first_hour import DOCS, run_block, runnable_blocks
 from tests.prometheus_server import prometheus_server
 
 EP = "rolling"
@@ -62,17 +63,24 @@ def test_each_strategy_completes_with_no_failed_request(ferry_url, demo_dir, tmp
 
 
 def test_a_failing_green_rolls_back_by_the_built_in_alarm(ferry_url, demo_dir, tmp_path):
-    """Green fails every single-row request (ModelError): the canary share of the bake window fails, then
-    blue takes everything back."""
+    """Green fails every single-row request (ModelError): at most the canary share of one bake window's requests
+    fail (the issue's bound; the alarm trips once green has min_requests in the window), then blue takes
+    everything back. Prints the measured figure."""
+    share, bake = 0.10, 20.0
     blue = current(ferry_url)
     with Load(f"{ferry_url}/endpoints/{EP}/invocations") as load:
+        started = time.monotonic()
         code, out = rollout(ferry_url, green_file(tmp_path, demo_dir, "Broken", "fragile8.onnx"),
-                            "--strategy", "canary", "--canary-percent", "10", "--wait-interval", "20")
+                            "--strategy", "canary", "--canary-percent", f"{100 * share:g}", "--wait-interval", f"{bake:g}")
+        elapsed = time.monotonic() - started
+        failed, answered = len(load.failed), sum(load.variants.values()) + len(load.failed)
         time.sleep(1)
     assert code == 1 and "rolled back" in out and "error rate" in out, out
-    answered = sum(load.variants.values()) + len(load.failed)
-    print(f"\nbad canary (10 %): {len(load.failed)} failed of {answered} requests during the rollout")
-    assert 0 < len(load.failed) < 0.25 * answered  # bounded by the canary share
+    bound = share * answered / elapsed * bake  # the canary share of the requests of one bake window
+    print(f"\nbad canary ({100 * share:g} %, {bake:g} s bake): {failed} failed of {answered} requests in {elapsed:.1f} s "
+          f"({answered / elapsed:.0f}/s); bound {bound:.0f}")
+    assert 0 < failed <= bound, (failed, bound)
+    assert len(load.failed) == failed  # none after the rollback
     assert serving_variants(ferry_url) == {blue}
     assert "Broken" not in httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"][EP]["weights"]
 
@@ -124,6 +132,55 @@ def test_a_drift_finding_on_greens_traffic_rolls_back(ferry_url, demo_dir, tmp_p
     assert serving_variants(ferry_url) == {blue}
 
 
+def _bias_rollout(ferry_url, demo_dir, tmp_path, name: str, model: str, *options: str) -> tuple[int, str]:
+    """A rollout to `model` while the same 200 applicants are scored again and again (one request each time),
+    under a bias alarm whose baseline is blue's predictions on those applicants, facet age > 40."""
+    import threading
+
+    import onnxruntime as ort
+
+    rows = model_matrix(pd.read_csv(demo_dir / "test.csv").iloc[:200])
+    blue = ort.InferenceSession(str(demo_dir / "model.onnx")).run(None, {"input": rows})[0]
+    frame = pd.DataFrame(rows, columns=MODEL_FEATURES).assign(prediction=blue)
+    baseline_bias(frame, tmp_path / "bias", label="prediction", predicted_label="prediction",
+                  positive_label_values=[1], facets=[{"name": "age", "threshold": 40}])
+    body = "\n".join(",".join(repr(float(v)) for v in r) for r in rows)
+    done = threading.Event()
+
+    def send():
+        with httpx.Client(timeout=30) as c:
+            while not done.is_set():
+                c.post(f"{ferry_url}/endpoints/{EP}/invocations", content=body, headers={"content-type": "text/csv"})
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        return rollout(ferry_url, green_file(tmp_path, demo_dir, name, model), "--wait-interval", "4",
+                       "--termination-wait", "0",
+                       "--bias-baseline", str(tmp_path / "bias"), "--bias-facet", "age>40", *options)
+    finally:
+        done.set()
+        sender.join(30)
+
+
+def test_a_green_biased_by_age_rolls_back_by_the_bias_alarm(ferry_url, demo_dir, tmp_path):
+    blue = current(ferry_url)
+    code, out = _bias_rollout(ferry_url, demo_dir, tmp_path, "ByAge", "by-age.onnx", "--strategy", "canary",
+                              "--canary-percent", "50", "--input-columns", ",".join(MODEL_FEATURES))  # no metadata
+    assert code == 1 and "bias drift" in out and "DPPL of age" in out, out
+    assert serving_variants(ferry_url) == {blue}
+
+
+def test_a_green_as_fair_as_blue_passes_the_bias_alarm(ferry_url, demo_dir, tmp_path):
+    """The same model as blue on the same applicants: the metrics equal the baseline's, no alarm (the columns
+    are named by the model's feature_names metadata)."""
+    judged = ".ferry/control/rollouts/rolling/*/bias/analysis.json"
+    before = set(demo_dir.glob(judged))
+    code, out = _bias_rollout(ferry_url, demo_dir, tmp_path, "Fair", "model.onnx", "--strategy", "all-at-once")
+    assert code == 0, out
+    assert set(demo_dir.glob(judged)) - before, "the bias alarm never judged green's window"
+
+
 def test_a_rollout_survives_a_restart_of_the_control_plane(ferry_url, demo_dir, tmp_path):
     import ray
 
@@ -172,3 +229,27 @@ def test_a_shadow_is_promoted_through_a_rollout(ferry_url, demo_dir, tmp_path):
     unknown = run([sys.executable, "-m", "ferry.cli", "shadow", "promote", ep, "Nope", "-f", str(tmp_path / "ferry.yaml"),
                    "--url", ferry_url], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "no shadow 'Nope'" in unknown.stderr, unknown.stderr
+
+
+def test_readme_live_traffic_examples_run_on_the_demo(ferry_url, demo_dir, tmp_path):
+    """The README's runnable weights, shadow and rollout blocks, in order, against the session's demo: A and B
+    both answer after the weight change, the shadow report shows Challenger, the promotion completes with no
+    failed request and Challenger alone answers."""
+    blocks = [b for b in runnable_blocks(DOCS[0]) if AB_ENDPOINT in b.text]
+    text = "\n".join(b.text for b in blocks)
+    for example in ("ferry weights", "ferry shadow report", "ferry shadow promote"):
+        assert example in text, f"README.md lacks a runnable `{example}` on {AB_ENDPOINT}"
+    outs = [run_block(b, ferry_url, demo_dir, tmp_path) for b in blocks]
+    served = {ln.split()[-1]: int(ln.split()[0]) for ln in outs[0].splitlines() if "invoked-production-variant" in ln}
+    assert set(served) == {"A", "B"} and sum(served.values()) == 40, outs[0]
+    assert "Challenger" in outs[0] and "(production)" in outs[0], outs[0]
+    assert "failed request" not in outs[-1], outs[-1]
+    assert '"status":"completed"' in outs[-1].replace(" ", ""), outs[-1]
+    assert httpx.get(f"{ferry_url}/control/traffic").json()["endpoints"][AB_ENDPOINT]["weights"] == {"Challenger": 1.0}
+    import ray
+
+    status = run([sys.executable, "-m", "ferry.cli", "status", "--address", ray.get_runtime_context().gcs_address],
+                 capture_output=True, text=True, timeout=120)  # the live weights and the rollout's outcome
+    assert status.returncode == 0, status.stderr
+    assert f"rollout {AB_ENDPOINT}: canary to ['Challenger'], completed" in status.stdout, status.stdout
+    assert any(AB_ENDPOINT in ln and "Challenger" in ln for ln in status.stdout.splitlines()), status.stdout

@@ -7,11 +7,7 @@ back; the README's pipeline examples run."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import boto3
 import httpx
@@ -25,7 +21,7 @@ from botocore.config import Config
 from ferry.demo import LOOKUP_ENDPOINT, PIPELINE_ENDPOINT
 from ferry.demo_steps import RAW_FIELDS, Decide, encode
 from monitor.capture_reader import read_capture
-from tests.integration.test_first_hour import DOCS, runnable_blocks
+from tests.integration.test_first_hour import DOCS, run_block, runnable_blocks
 from tests.integration.test_serving_capture import captured
 
 VARIANTS = ["AllTraffic", "Deployed"]
@@ -152,15 +148,9 @@ def test_readme_pipeline_examples_run_on_the_demo(ferry_url, demo_dir, tmp_path)
     blocks = [b for b in runnable_blocks(DOCS[0]) if PIPELINE_ENDPOINT in b.text or LOOKUP_ENDPOINT in b.text]
     text = "\n".join(b.text for b in blocks)
     assert PIPELINE_ENDPOINT in text and LOOKUP_ENDPOINT in text, "README.md lacks a runnable example of each"
-    port = ferry_url.rsplit(":", 1)[1]
-    (tmp_path / "ferry-demo").symlink_to(demo_dir)
-    env = {**os.environ, "FERRY_URL": ferry_url, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     for b in blocks:
-        script = b.text.replace("localhost:8080", f"127.0.0.1:{port}").replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-        r = subprocess.run(["bash", "-euo", "pipefail", "-c", script] if b.lang == "bash" else [sys.executable, "-c", script],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, f"README.md:{b.line} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
-        answers = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+        out = run_block(b, ferry_url, demo_dir, tmp_path)
+        answers = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
         decisions = [p["decision"] for a in answers for p in a["predictions"]]
-        assert len(answers) == b.text.count("/invocations"), f"README.md:{b.line}: {r.stdout[-2000:]}"
-        assert decisions and set(decisions) <= {"approve", "review", "decline"}, r.stdout[-2000:]
+        assert len(answers) == b.text.count("/invocations"), f"README.md:{b.line}: {out[-2000:]}"
+        assert decisions and set(decisions) <= {"approve", "review", "decline"}, out[-2000:]

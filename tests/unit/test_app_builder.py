@@ -28,7 +28,7 @@ def test_render_serve_config_builds_the_ferry_application(tmp_path):
     gateway = built._bound_deployment
     assert gateway.name == "gateway"
     endpoints = gateway.init_args[0]
-    assert [ep.name for ep in endpoints] == ["credit-risk", "credit-risk-pipeline", "credit-risk-by-id"]
+    assert [ep.name for ep in endpoints] == ["credit-risk", "credit-risk-pipeline", "credit-risk-by-id", "credit-risk-ab"]
     remote = gateway.init_args[3]
     assert remote == {}  # the demo's variants and pipeline steps run inside the gateway (the default shape)
 

@@ -19,7 +19,9 @@ def test_generator_is_seeded_and_biased():
 
 def test_write_demo_makes_a_valid_deploy_file_and_loads_the_feature_store(tmp_path):
     cfg = load_config(write_demo(tmp_path, n_rows=400), environ={})
-    assert [e.name for e in cfg.endpoints] == ["credit-risk", "credit-risk-pipeline", "credit-risk-by-id"]
+    assert [e.name for e in cfg.endpoints] == ["credit-risk", "credit-risk-pipeline", "credit-risk-by-id", "credit-risk-ab"]
+    assert [s.name for s in cfg.endpoints[-1].shadow_variants] == ["Challenger"]
+    assert Path(cfg.models[-1].path) == tmp_path / "challenger.onnx" and Path(cfg.models[-1].path).is_file()
     assert cfg.feature_groups[0].name == "applicants"
     store = FeatureStore(cfg.feature_store_settings(tmp_path), cfg.feature_groups)
     try:

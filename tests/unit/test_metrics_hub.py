@@ -50,3 +50,31 @@ def test_a_replica_that_stops_pushing_drops_out(monkeypatch):
 
 def test_outside_a_serve_replica_there_is_no_reporter():
     assert metrics_hub.reporter_for(ServingMetrics().registry) is None
+
+
+def test_the_control_planes_counts_ride_the_same_push_and_never_go_down(monkeypatch):
+    """Counts (ServingMetrics.snapshot) pushed with the families; a stale replica's are folded into the retired
+    total, so that the control plane's sums over replicas keep growing; `fresh_s` gives the live replicas only."""
+    from serving.control.report import variant_totals
+
+    hub = metrics_hub.Snapshots()
+    now = [1000.0]
+    monkeypatch.setattr(metrics_hub.time, "monotonic", lambda: now[0])
+
+    def counts(requests: int) -> dict:
+        m = ServingMetrics()
+        for _ in range(requests):
+            m.succeeded("ep", "v1", "sagemaker", 0.0004, ModelResult("v1", model_seconds=0.0002))
+        return m.snapshot()
+
+    hub.push("gone", _replica(2), counts(2))
+    now[0] += metrics_hub.STALE_S / 2
+    hub.push("alive", _replica(3), counts(3))
+    hub.exposition("alive", _replica(3))  # a scrape's push keeps the counts of the last periodic push
+    assert set(hub.counts(fresh_s=5)) == {"alive"}
+    assert variant_totals(list(hub.counts().values()))["ep/v1"]["codes"]["200"] == 5
+    now[0] += metrics_hub.STALE_S / 2 + 1
+    hub.push("alive", _replica(4), counts(4))
+    assert set(hub.counts()) == {"alive", metrics_hub.RETIRED} and "gone" not in hub.exposition().decode()
+    assert variant_totals(list(hub.counts().values()))["ep/v1"]["codes"]["200"] == 6
+    assert set(hub.counts(fresh_s=5)) == {"alive"}

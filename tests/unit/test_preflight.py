@@ -69,7 +69,7 @@ def _ferry(args: list[str], cwd, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_validate_and_up_fail_early_in_one_paragraph(tmp_path, model_bytes):
-    doc = demo_config("missing.onnx", pipelines=False)
+    doc = demo_config("missing.onnx", pipelines=False, ab=False)
     doc.pop("feature_groups")
     (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(doc))
     r = _ferry(["validate"], tmp_path)
@@ -97,7 +97,7 @@ def test_an_unexpected_start_failure_is_one_paragraph_and_debug_shows_the_traceb
     def boom(*_args, **_kwargs):
         raise RuntimeError("the raylet could not start\nmore detail")
 
-    doc = demo_config(pipelines=False)
+    doc = demo_config(pipelines=False, ab=False)
     doc.pop("feature_groups")
     doc["server"].update(http_port=_free(), grpc_port=_free())
     (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(doc))
