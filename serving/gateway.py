@@ -67,7 +67,7 @@ class Gateway:
         self.features = _feature_api(features) if features else None  # featurestore-runtime routes, in-process
         self.routes = {f"/endpoints/{ep.name}/invocations": ep.name for ep in endpoints}
         self.async_doors = async_adapter.front_doors(endpoints)
-        self.async_worker = async_worker  # the AsyncWorker's handle when an endpoint is asynchronous
+        self.async_worker = async_worker  # bound here so that the AsyncWorker deployment is part of the app
         if self.default is not None:
             self.routes["/invocations"] = self.default
 
@@ -146,9 +146,8 @@ class Gateway:
             body += await asyncio.to_thread(replica_metrics.exposition, serve.get_replica_context().app_name)
             if self.monitor is not None:
                 body += await self.monitor.metrics.remote()
-            if self.async_worker is not None:
-                body += async_adapter.backlog_exposition(self.async_doors)
-                body += await self.async_worker.metrics.remote()
+            if self.async_doors:  # the workers' own series come through the metrics hub
+                body += await asyncio.to_thread(async_adapter.backlog_exposition, self.async_doors)
             if self._control is not None:
                 body += await self._control.metrics.remote()
             return Response(body, media_type="text/plain; version=0.0.4")

@@ -352,6 +352,28 @@ class DataCaptureSpec(Strict):
     destination: str = Field("./capture", description="a folder (JSONL files) or kafka://<topic>")
 
 
+class NotificationSpec(Strict):
+    """SageMaker's AsyncInferenceNotificationConfig: where a finished request is announced."""
+
+    success_topic: str | None = Field(None, description="SuccessTopic: a Kafka topic (needs the deploy file's "
+                                                        "kafka section) told of each completed request")
+    error_topic: str | None = Field(None, description="ErrorTopic: a Kafka topic told of each failed or expired "
+                                                      "request")
+    webhook_url: str | None = Field(None, description="an http(s) URL each notification is POSTed to as JSON")
+    include_inference_response: bool = Field(False, description=(
+        "IncludeInferenceResponseIn: put the result (or error) in the notification when it is at most 128 KB"))
+    webhook_attempts: int = Field(4, ge=1, le=10, description="tries per webhook notification; waits 0.5 s, "
+                                                                "then doubles, between tries")
+    timeout_s: float = Field(5.0, gt=0, le=60, description="seconds each send may take")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http(cls, v):
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http:// or https:// URL")
+        return v
+
+
 class AsyncSpec(Strict):
     """SageMaker's AsyncInferenceConfig: requests queued durably, answered at an output location."""
 
@@ -367,6 +389,8 @@ class AsyncSpec(Strict):
     lease_s: float = Field(30.0, gt=0, le=3600, description=(
         "how long a worker's claim on a request lasts unless renewed (renewed every third of it while the "
         "request runs): a request held by a killed worker is taken again this long after"))
+    notification: NotificationSpec | None = Field(None, description="success/error notifications (Kafka topics, "
+                                                                    "a webhook)")
 
 
 class ShadowVariantSpec(Strict):

@@ -6,7 +6,11 @@ A worker renews its claim's lease while a request runs, and writes the result (t
 renamed) before it finishes the request; `finish` succeeds for one claim only. A worker killed before the
 rename leaves the request claimed: after its lease it is run again. One killed between the rename and the
 finish leaves a complete result in place: the next claim finishes the request with it, without running or
-writing it again. Either way a request ends once, with one result.
+writing it again. Either way a request ends once, with one result. A finished request is then announced
+(serving.asyncq.notify) when the endpoint asks for notifications.
+
+The worker's series (the data plane's for protocol `async`, requests finished, processing seconds, requests
+in flight, notifications) reach the gateway's /metrics through the metrics hub, like every replica's.
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ import time
 
 import orjson
 from fsspec.core import url_to_fs
-from prometheus_client import CollectorRegistry, generate_latest
 from ray import serve
 
 from core.errors import FerryError, InferenceError
 from serving.adapters.async_ import MAX_PAYLOAD, AsyncExchange, failure_doc
+from serving import metrics_hub
+from serving.asyncq.notify import Notifier, message
 from serving.asyncq.sqlite import Claimed, SqliteQueue
 from serving.dataplane import DataPlane
-from serving.metrics import ASYNC_PROCESSING, ASYNC_REQUESTS
+from serving.metrics import ASYNC_IN_FLIGHT, ASYNC_NOTIFICATIONS, ASYNC_PROCESSING, ASYNC_REQUESTS, ServingMetrics
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 
 log = logging.getLogger(__name__)
@@ -40,17 +45,32 @@ class AsyncWorker:
         from serving.gateway import _endpoint
 
         self.specs = {ep.name: ep.async_inference for ep in endpoints if ep.async_inference is not None}
-        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap) for ep in endpoints
-                                if ep.name in self.specs}, server.max_payload_bytes, limits={"async": MAX_PAYLOAD})
+        metrics = ServingMetrics()
+        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, metrics=metrics)
+                                for ep in endpoints if ep.name in self.specs},
+                               server.max_payload_bytes, metrics=metrics, limits={"async": MAX_PAYLOAD})
         self.queues = {name: SqliteQueue(spec.queue_path) for name, spec in self.specs.items()}
-        self.registry = CollectorRegistry()
-        self.requests = ASYNC_REQUESTS.client(self.registry)
-        self.processing = ASYNC_PROCESSING.client(self.registry)
+        self.instrument(metrics.registry, kafka_bootstrap)
+        self.reporter = metrics_hub.reporter_for(self.registry)
         self.tasks = [asyncio.get_event_loop().create_task(self._work(name, slot))
                       for name, spec in self.specs.items() for slot in range(spec.max_concurrent_invocations)]
 
-    async def metrics(self) -> bytes:
-        return generate_latest(self.registry)
+    def instrument(self, registry, kafka_bootstrap: str | None = None) -> None:
+        """The worker's own series in `registry`, and a notifier per endpoint that asks for notifications."""
+        self.registry = registry
+        self.requests, self.processing = ASYNC_REQUESTS.client(registry), ASYNC_PROCESSING.client(registry)
+        self.in_flight, notifications = ASYNC_IN_FLIGHT.client(registry), ASYNC_NOTIFICATIONS.client(registry)
+        for name in self.specs:
+            self.in_flight.labels(name)
+        self.notifiers = {
+            name: Notifier(name, spec.notification, kafka_bootstrap,
+                           lambda channel, outcome, name=name: notifications.labels(name, channel, outcome).inc())
+            for name, spec in self.specs.items() if spec.notification is not None}
+
+    def __del__(self):
+        """Ray Serve calls this on replica shutdown: stop pushing metrics."""
+        if getattr(self, "reporter", None) is not None:
+            self.reporter.stop()
 
     async def _work(self, endpoint: str, slot: int) -> None:
         queue, lease_s = self.queues[endpoint], self.specs[endpoint].lease_s
@@ -68,12 +88,18 @@ class AsyncWorker:
     async def leased(self, endpoint: str, queue: SqliteQueue, claimed: Claimed, lease_s: float) -> None:
         """Process a claimed request, renewing its lease every third of it; stop when the claim is lost."""
         task = asyncio.ensure_future(self.process(endpoint, queue, claimed))
-        while not (await asyncio.wait({task}, timeout=lease_s / 3))[0]:
-            if not await asyncio.to_thread(queue.renew, claimed, lease_s):
-                task.cancel()
-                log.warning("async request %s: its lease was lost; it is left to the worker that took it", claimed.id)
-                return
-        task.result()
+        gauge = self.in_flight.labels(endpoint)
+        gauge.inc()
+        try:
+            while not (await asyncio.wait({task}, timeout=lease_s / 3))[0]:
+                if not await asyncio.to_thread(queue.renew, claimed, lease_s):
+                    task.cancel()
+                    log.warning("async request %s: its lease was lost; it is left to the worker that took it",
+                                claimed.id)
+                    return
+            task.result()
+        finally:
+            gauge.dec()
 
     async def process(self, endpoint: str, queue: SqliteQueue, claimed: Claimed) -> None:
         doc = orjson.loads(claimed.doc)
@@ -83,8 +109,9 @@ class AsyncWorker:
         if claimed.expires_at is not None and time.time() > claimed.expires_at:
             error = InferenceError(400, "ExpiredRequest", "DEADLINE_EXCEEDED",
                                    "the request waited longer than its RequestTTLSeconds and was not processed")
-            await asyncio.to_thread(_write, doc["failure"], failure_doc(error))
-            await self._finish(endpoint, queue, claimed, "expired", error.message, start)
+            body = failure_doc(error)
+            await asyncio.to_thread(_write, doc["failure"], body)
+            await self._finish(endpoint, queue, claimed, "expired", error.message, start, doc, body)
             return
         ex = AsyncExchange(endpoint, claimed.id, doc)
         try:
@@ -93,31 +120,39 @@ class AsyncWorker:
             error = err.error if isinstance(err, FerryError) else InferenceError(
                 424, "ModelError", "DEADLINE_EXCEEDED", f"no answer within {doc['timeout_s']} s "
                                                         "(InvocationTimeoutSeconds)")
-            await asyncio.to_thread(_write, doc["failure"], failure_doc(error))
-            await self._finish(endpoint, queue, claimed, "failed", error.message, start)
+            body = failure_doc(error)
+            await asyncio.to_thread(_write, doc["failure"], body)
+            await self._finish(endpoint, queue, claimed, "failed", error.message, start, doc, body)
             return
         await asyncio.to_thread(_write, doc["output"], ex.response)
-        await self._finish(endpoint, queue, claimed, "succeeded", None, start)
+        await self._finish(endpoint, queue, claimed, "succeeded", None, start, doc, ex.response)
 
     async def _earlier_result(self, endpoint, queue, claimed, doc, start) -> bool:
         """Finish a request taken again whose earlier attempt left a complete result in place (its worker
         died before finishing it); False when there is none and the request must run."""
+        body = None
         if await asyncio.to_thread(_exists, doc["output"]):
             state, reason = "succeeded", None
         elif await asyncio.to_thread(_exists, doc["failure"]):
-            error = orjson.loads(await asyncio.to_thread(_read, doc["failure"]))
+            body = await asyncio.to_thread(_read, doc["failure"])
+            error = orjson.loads(body)
             state = "expired" if error.get("ErrorCode") == "ExpiredRequest" else "failed"
             reason = error.get("Message")
         else:
             return False
         log.info("async request %s: finished with the result of an earlier attempt", claimed.id)
-        await self._finish(endpoint, queue, claimed, state, reason, start)
+        await self._finish(endpoint, queue, claimed, state, reason, start, doc, body)
         return True
 
-    async def _finish(self, endpoint, queue, claimed, state, reason, start) -> None:
+    async def _finish(self, endpoint, queue, claimed, state, reason, start, doc, body) -> None:
+        """Finish the request in the queue (this claim only), count it, then announce it."""
         if await asyncio.to_thread(queue.finish, claimed, state, reason):
             self.requests.labels(endpoint, state).inc()
             self.processing.labels(endpoint).observe(time.perf_counter() - start)
+            notifier = self.notifiers.get(endpoint)
+            if notifier is not None:
+                notifier.send(message(endpoint, claimed.id, doc, state, reason, claimed.accepted_at, time.time(),
+                                      body if notifier.wants_body else None))
         else:
             log.warning("async request %s: its claim was lost (lease expired); another worker finishes it", claimed.id)
 
