@@ -48,7 +48,7 @@ class Gateway:
 
     def __init__(self, endpoints: list[EndpointSpec], models: dict[str, ModelSpec], server: ServerSpec,
                  remote: dict[str, dict], kafka_bootstrap: str | None = None, monitor=None,
-                 features: dict | None = None, control=None, async_worker=None):
+                 features: dict | None = None, control=None, async_workers=None):
         """`remote` maps "<endpoint>.<variant>" of variants with their own deployment to {"handle", ...};
         `control` is the Control deployment's handle."""
         server.check_control_exposure()
@@ -66,8 +66,8 @@ class Gateway:
         self.monitor = monitor  # the MonitorRunner's handle when the deploy file has monitoring schedules
         self.features = _feature_api(features) if features else None  # featurestore-runtime routes, in-process
         self.routes = {f"/endpoints/{ep.name}/invocations": ep.name for ep in endpoints}
-        self.async_doors = async_adapter.front_doors(endpoints)
-        self.async_worker = async_worker  # bound here so that the AsyncWorker deployment is part of the app
+        self.async_doors = async_adapter.front_doors(endpoints, kafka_bootstrap)
+        self.async_workers = async_workers  # bound here so that the AsyncWorker deployments are part of the app
         if self.default is not None:
             self.routes["/invocations"] = self.default
 

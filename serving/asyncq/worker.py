@@ -34,6 +34,7 @@ from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.2
+MAX_POLL_INTERVAL_MS = (3600 + 300) * 1000  # a consumer whose slots are all busy polls again within this
 
 
 @serve.deployment
@@ -49,11 +50,16 @@ class AsyncWorker:
         self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, metrics=metrics)
                                 for ep in endpoints if ep.name in self.specs},
                                server.max_payload_bytes, metrics=metrics, limits={"async": MAX_PAYLOAD})
-        self.queues = {name: SqliteQueue(spec.queue_path) for name, spec in self.specs.items()}
+        self.queues = {name: SqliteQueue(spec.queue_path) for name, spec in self.specs.items()
+                       if spec.queue == "sqlite"}
         self.instrument(metrics.registry, kafka_bootstrap)
         self.reporter = metrics_hub.reporter_for(self.registry)
-        self.tasks = [asyncio.get_event_loop().create_task(self._work(name, slot))
-                      for name, spec in self.specs.items() for slot in range(spec.max_concurrent_invocations)]
+        loop = asyncio.get_event_loop()
+        self.sources: dict = {}
+        self.tasks = [loop.create_task(self._work(name, slot)) for name, spec in self.specs.items()
+                      if spec.queue == "sqlite" for slot in range(spec.max_concurrent_invocations)]
+        self.tasks += [loop.create_task(self._work_kafka(name, kafka_bootstrap)) for name, spec in self.specs.items()
+                       if spec.queue == "kafka"]
 
     def instrument(self, registry, kafka_bootstrap: str | None = None) -> None:
         """The worker's own series in `registry`, and a notifier per endpoint that asks for notifications."""
@@ -68,9 +74,64 @@ class AsyncWorker:
             for name, spec in self.specs.items() if spec.notification is not None}
 
     def __del__(self):
-        """Ray Serve calls this on replica shutdown: stop pushing metrics."""
+        """Ray Serve calls this on replica shutdown: stop pushing metrics, leave the Kafka groups."""
         if getattr(self, "reporter", None) is not None:
             self.reporter.stop()
+        for source in getattr(self, "sources", {}).values():
+            source.close()
+
+    async def _work_kafka(self, endpoint: str, kafka_bootstrap: str) -> None:
+        """Take an endpoint's records from Kafka (serving.asyncq.kafka), running up to
+        max_concurrent_invocations at once, committing each partition's offsets once its records are done."""
+        from serving.asyncq.kafka import KafkaSource, Ledger, topic_and_group
+
+        spec = self.specs[endpoint]
+        slots = spec.max_concurrent_invocations
+        topic, group = topic_and_group(spec, endpoint)
+        source = None
+        while source is None:
+            try:
+                source = await asyncio.to_thread(KafkaSource, kafka_bootstrap, topic, group, slots,
+                                                 MAX_POLL_INTERVAL_MS, asyncio.get_running_loop())
+            except Exception:  # noqa: BLE001 - the broker not reachable yet: try again
+                log.exception("async worker %s: cannot join the Kafka group %s", endpoint, group)
+                await asyncio.sleep(2)
+        self.sources[endpoint] = source
+        await self.consume(endpoint, source, Ledger(), slots)
+
+    async def consume(self, endpoint: str, source, ledger, slots: int, stop: asyncio.Event | None = None) -> None:
+        """The consuming loop of one Kafka source (until `stop` is set: tests)."""
+        running = source.running
+        while stop is None or not stop.is_set():
+            try:
+                if len(running) >= slots:
+                    await asyncio.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    for claimed in await asyncio.to_thread(source.poll, slots - len(running)):
+                        key = (claimed.partition, claimed.offset)
+                        running[key] = asyncio.ensure_future(self._record(endpoint, ledger, claimed, source, key))
+                await asyncio.to_thread(source.commit)
+            except Exception:  # noqa: BLE001 - the loop never dies; uncommitted records are delivered again
+                log.exception("async worker %s: Kafka loop", endpoint)
+                await asyncio.sleep(1)
+
+    async def _record(self, endpoint: str, ledger, claimed, source, key) -> None:
+        """Run one record until it is finished (an infrastructure error is retried: its offset stays
+        uncommitted meanwhile), then mark it done for the next commit."""
+        gauge = self.in_flight.labels(endpoint)
+        gauge.inc()
+        try:
+            for attempt in range(1_000_000):
+                try:
+                    await self.process(endpoint, ledger, claimed)
+                    break
+                except Exception:  # noqa: BLE001 - e.g. the output location unwritable for a while
+                    log.exception("async request %s (attempt %d)", claimed.id, attempt + 1)
+                    await asyncio.sleep(min(30, 2 ** attempt))
+            source.offsets.done(claimed.partition, claimed.offset)
+        finally:
+            gauge.dec()
+            source.running.pop(key, None)
 
     async def _work(self, endpoint: str, slot: int) -> None:
         queue, lease_s = self.queues[endpoint], self.specs[endpoint].lease_s
