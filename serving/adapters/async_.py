@@ -13,6 +13,7 @@ plane: the same decoding, model call, metrics and capture as a synchronous call 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -22,13 +23,14 @@ from fsspec.core import url_to_fs
 from starlette.responses import Response
 
 from core import payloads
-from core.errors import FerryError, InferenceError, bad_request, not_found, too_large
+from core.errors import FerryError, InferenceError, bad_request, not_found, too_large, unavailable
 from serving.adapters.http import authorized, header, headers_of, json_response
 from serving.adapters.sagemaker import error_response
 from serving.asyncq.sqlite import SqliteQueue
 from serving.dataplane import DataPlane, Exchange, ModelResult, Payload
 from serving.spec import AsyncSpec
 
+log = logging.getLogger(__name__)
 MAX_PAYLOAD = 1024 ** 3  # SageMaker's 1 GB
 LARGE_CSV = 4 * 1024 * 1024  # CSV bodies above this are parsed by pandas' C reader
 STATES = {"queued": "Queued", "running": "InProgress", "succeeded": "Completed", "failed": "Failed",
@@ -106,8 +108,14 @@ class AsyncFrontDoor:
         output, failure = self.locations(inference_id)
         doc = {"input": location, "content_type": content_type, "accept": accept, "custom_attributes": attributes,
                "output": output, "failure": failure, "timeout_s": timeout}
-        await asyncio.to_thread(self.queue.put, self.endpoint, inference_id, orjson.dumps(doc).decode(),
-                                time.time() + ttl)
+        try:
+            await asyncio.to_thread(self.queue.put, self.endpoint, inference_id, orjson.dumps(doc).decode(),
+                                    time.time() + ttl)
+        except Exception as err:  # noqa: BLE001 - the queue (Kafka broker, disk) did not take it: nothing accepted
+            log.warning("async endpoint %s: the queue did not take request %s", self.endpoint, inference_id,
+                        exc_info=True)
+            raise FerryError(unavailable(f"the request queue did not take the request ({type(err).__name__}); "
+                                         "nothing was accepted: retry")) from None
         return Response(orjson.dumps({"InferenceId": inference_id, "OutputLocation": output,
                                       "FailureLocation": failure}), status_code=202, media_type="application/json",
                         headers={"X-Amzn-SageMaker-OutputLocation": output,
