@@ -72,6 +72,14 @@ class DeployFile(Strict):
                             f"(declared models: {sorted(known) or 'none'})"
                         )
         self._pipeline_references(known)
+        for i, ep in enumerate(self.endpoints):
+            note = ep.async_inference and ep.async_inference.notification
+            if note and (note.success_topic or note.error_topic) and self.kafka is None:
+                raise ValueError(f"endpoints.{i}.async.notification: success_topic and error_topic are Kafka "
+                                 "topics: the deploy file needs a kafka section (bootstrap_servers)")
+            if ep.async_inference and ep.async_inference.queue == "kafka" and self.kafka is None:
+                raise ValueError(f"endpoints.{i}.async.queue: kafka needs the deploy file's kafka section "
+                                 "(bootstrap_servers)")
         return self
 
     def _pipeline_references(self, models: set[str]) -> None:

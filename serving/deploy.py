@@ -129,20 +129,23 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
                                                                                         server.gateway_replicas)
     used = {v.model for ep in endpoints for v in [*ep.variants, *ep.shadow_variants]} | {
         s.model for ep in endpoints for v in ep.variants for s in v.pipeline or ()}
-    async_worker = None
-    if any(ep.async_inference for ep in endpoints):
+    async_workers = []
+    for ep in endpoints:  # one worker deployment per asynchronous endpoint, scaled on its backlog
+        if ep.async_inference is None:
+            continue
+        from serving.asyncq import scaling
         from serving.asyncq.worker import AsyncWorker
 
-        async_eps = [ep for ep in endpoints if ep.async_inference]
-        async_worker = AsyncWorker.options(name="async-worker", ray_actor_options={"num_cpus": 0.25},
-                                           logging_config=QUIET).bind(
-            async_eps, {n: m for n, m in by_name.items() if n in used}, server, remote, kafka_bootstrap)
+        async_workers.append(AsyncWorker.options(
+            name=f"async-worker.{ep.name}", ray_actor_options={"num_cpus": 0.25}, logging_config=QUIET,
+            autoscaling_config=scaling.autoscaling_config(ep.name, ep.async_inference, kafka_bootstrap),
+        ).bind([ep], {n: m for n, m in by_name.items() if n in used}, server, remote, kafka_bootstrap))
     return Gateway.options(
         name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=server.gateway_max_ongoing_requests,
         ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
     ).bind(endpoints, {n: m for n, m in by_name.items() if n in used}, server, remote, kafka_bootstrap,
            monitor_deployment(schedules or []), features, control_deployment(endpoints, server, serve_doc),
-           async_worker)
+           async_workers)
 
 
 def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_doc: dict | None):

@@ -47,7 +47,7 @@ class Gateway:
 
     def __init__(self, endpoints: list[EndpointSpec], models: dict[str, ModelSpec], server: ServerSpec,
                  remote: dict[str, dict], kafka_bootstrap: str | None = None, monitor=None,
-                 features: dict | None = None, control=None, async_worker=None):
+                 features: dict | None = None, control=None, async_workers=None):
         """`remote` maps "<endpoint>.<variant>" of variants with their own deployment to {"handle", ...};
         `control` is the Control deployment's handle."""
         server.check_control_exposure()
@@ -65,8 +65,8 @@ class Gateway:
         self.monitor = monitor  # the MonitorRunner's handle when the deploy file has monitoring schedules
         self.features = _feature_api(features) if features else None  # featurestore-runtime routes, in-process
         self.routes = {f"/endpoints/{ep.name}/invocations": ep.name for ep in endpoints}
-        self.async_doors = async_adapter.front_doors(endpoints)
-        self.async_worker = async_worker  # the AsyncWorker's handle when an endpoint is asynchronous
+        self.async_doors = async_adapter.front_doors(endpoints, kafka_bootstrap)
+        self.async_workers = async_workers  # bound here so that the AsyncWorker deployments are part of the app
         if self.default is not None:
             self.routes["/invocations"] = self.default
 
@@ -133,9 +133,8 @@ class Gateway:
             body += await asyncio.to_thread(replica_metrics.exposition, serve.get_replica_context().app_name)
             if self.monitor is not None:
                 body += await self.monitor.metrics.remote()
-            if self.async_worker is not None:
-                body += async_adapter.backlog_exposition(self.async_doors)
-                body += await self.async_worker.metrics.remote()
+            if self.async_doors:  # the workers' own series come through the metrics hub
+                body += await asyncio.to_thread(async_adapter.backlog_exposition, self.async_doors)
             if self._control is not None:
                 body += await self._control.metrics.remote()
             return Response(body, media_type="text/plain; version=0.0.4")

@@ -54,6 +54,11 @@ ASYNC_REQUESTS = METRICS.counter("ferry_async_requests_total", "Asynchronous req
                                  "(succeeded, failed, expired)", ["endpoint", "outcome"])
 ASYNC_PROCESSING = METRICS.histogram("ferry_async_processing_seconds", "Time from dequeue to the result written",
                                      ["endpoint"], unit="seconds", buckets=SLOW_BUCKETS)
+ASYNC_IN_FLIGHT = METRICS.gauge("ferry_async_in_flight_requests", "Asynchronous requests an async worker replica "
+                                "is running now", ["endpoint"])
+ASYNC_NOTIFICATIONS = METRICS.counter("ferry_async_notifications_total", "Notifications of finished asynchronous "
+                                      "requests, by channel (kafka, webhook) and outcome (sent, failed: given up "
+                                      "after its tries)", ["endpoint", "channel", "outcome"])
 _SHADOW = ["endpoint", "shadow"]
 SHADOW_REQUESTS = METRICS.counter("ferry_shadow_requests_total", "Copies of live requests for a shadow variant, by "
                                   "outcome (ok, error, dropped: its queue was full)", _SHADOW + ["outcome"])

@@ -352,6 +352,49 @@ class DataCaptureSpec(Strict):
     destination: str = Field("./capture", description="a folder (JSONL files) or kafka://<topic>")
 
 
+class NotificationSpec(Strict):
+    """SageMaker's AsyncInferenceNotificationConfig: where a finished request is announced."""
+
+    success_topic: str | None = Field(None, description="SuccessTopic: a Kafka topic (needs the deploy file's "
+                                                        "kafka section) told of each completed request")
+    error_topic: str | None = Field(None, description="ErrorTopic: a Kafka topic told of each failed or expired "
+                                                      "request")
+    webhook_url: str | None = Field(None, description="an http(s) URL each notification is POSTed to as JSON")
+    include_inference_response: bool = Field(False, description=(
+        "IncludeInferenceResponseIn: put the result (or error) in the notification when it is at most 128 KB"))
+    webhook_attempts: int = Field(4, ge=1, le=10, description="tries per webhook notification; waits 0.5 s, "
+                                                                "then doubles, between tries")
+    timeout_s: float = Field(5.0, gt=0, le=60, description="seconds each send may take")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http(cls, v):
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http:// or https:// URL")
+        return v
+
+
+class AsyncScalingSpec(Strict):
+    """The endpoint's workers scaled on its backlog (SageMaker's target tracking on
+    ApproximateBacklogSizePerInstance), to zero and back (serving.asyncq.scaling)."""
+
+    min_instances: int = Field(1, ge=0, description="fewest worker replicas; 0 lets the workers scale to zero "
+                                                   "when the queue stays empty for idle_s (requests are still "
+                                                   "accepted and queued; the backlog wakes a worker)")
+    max_instances: int = Field(1, ge=1, le=100, description="most worker replicas")
+    target_backlog_per_instance: float = Field(5.0, gt=0, description=(
+        "requests waiting or running per worker replica the autoscaler aims at: replicas = ceil(backlog / this)"))
+    idle_s: float = Field(300.0, ge=0, description="how long the backlog must stay lower before replicas are "
+                                                   "removed (to zero: the queue empty this long)")
+    poll_interval_s: float = Field(1.0, gt=0, le=60, description="how often the autoscaler reads the backlog")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AsyncScalingSpec":
+        if self.min_instances > self.max_instances:
+            raise ValueError(f"min_instances ({self.min_instances}) is above max_instances ({self.max_instances})")
+        return self
+
+
 class AsyncSpec(Strict):
     """SageMaker's AsyncInferenceConfig: requests queued durably, answered at an output location."""
 
@@ -363,10 +406,21 @@ class AsyncSpec(Strict):
         "folders or URI prefixes X-Amzn-SageMaker-InputLocation may name; any other location is refused (400)"))
     max_concurrent_invocations: int = Field(4, ge=1, le=1000, description=(
         "requests a worker runs at once (ClientConfig.MaxConcurrentInvocationsPerInstance)"))
+    queue: Literal["sqlite", "kafka"] = Field("sqlite", description=(
+        "the durable queue: sqlite (embedded, one machine: queue_path) or kafka (the deploy file's kafka "
+        "section; the topic `topic`, one consumer group of the workers)"))
     queue_path: str = Field("./.ferry/async/queue.db", description="the embedded durable queue (SQLite)")
+    topic: str | None = Field(None, description="queue: kafka - the requests' topic (default ferry.async.<endpoint>; "
+                                                "created when missing)")
+    partitions: int | None = Field(None, ge=1, le=1000, description=(
+        "queue: kafka - partitions of a topic Ferry creates (default scaling.max_instances: one per worker)"))
     lease_s: float = Field(30.0, gt=0, le=3600, description=(
         "how long a worker's claim on a request lasts unless renewed (renewed every third of it while the "
         "request runs): a request held by a killed worker is taken again this long after"))
+    notification: NotificationSpec | None = Field(None, description="success/error notifications (Kafka topics, "
+                                                                    "a webhook)")
+    scaling: AsyncScalingSpec = Field(default_factory=AsyncScalingSpec, description=(
+        "worker replicas scaled on the backlog, optionally to zero"))
 
 
 class ShadowVariantSpec(Strict):

@@ -6,7 +6,11 @@ A worker renews its claim's lease while a request runs, and writes the result (t
 renamed) before it finishes the request; `finish` succeeds for one claim only. A worker killed before the
 rename leaves the request claimed: after its lease it is run again. One killed between the rename and the
 finish leaves a complete result in place: the next claim finishes the request with it, without running or
-writing it again. Either way a request ends once, with one result.
+writing it again. Either way a request ends once, with one result. A finished request is then announced
+(serving.asyncq.notify) when the endpoint asks for notifications.
+
+The worker's series (the data plane's for protocol `async`, requests finished, processing seconds, requests
+in flight, notifications) reach the gateway's /metrics through the metrics hub, like every replica's.
 """
 
 from __future__ import annotations
@@ -17,18 +21,20 @@ import time
 
 import orjson
 from fsspec.core import url_to_fs
-from prometheus_client import CollectorRegistry, generate_latest
 from ray import serve
 
 from core.errors import FerryError, InferenceError
 from serving.adapters.async_ import MAX_PAYLOAD, AsyncExchange, failure_doc
+from serving import metrics_hub
+from serving.asyncq.notify import Notifier, message
 from serving.asyncq.sqlite import Claimed, SqliteQueue
 from serving.dataplane import DataPlane
-from serving.metrics import ASYNC_PROCESSING, ASYNC_REQUESTS
+from serving.metrics import ASYNC_IN_FLIGHT, ASYNC_NOTIFICATIONS, ASYNC_PROCESSING, ASYNC_REQUESTS, ServingMetrics
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.2
+MAX_POLL_INTERVAL_MS = (3600 + 300) * 1000  # a consumer whose slots are all busy polls again within this
 
 
 @serve.deployment
@@ -40,17 +46,92 @@ class AsyncWorker:
         from serving.gateway import _endpoint
 
         self.specs = {ep.name: ep.async_inference for ep in endpoints if ep.async_inference is not None}
-        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap) for ep in endpoints
-                                if ep.name in self.specs}, server.max_payload_bytes, limits={"async": MAX_PAYLOAD})
-        self.queues = {name: SqliteQueue(spec.queue_path) for name, spec in self.specs.items()}
-        self.registry = CollectorRegistry()
-        self.requests = ASYNC_REQUESTS.client(self.registry)
-        self.processing = ASYNC_PROCESSING.client(self.registry)
-        self.tasks = [asyncio.get_event_loop().create_task(self._work(name, slot))
-                      for name, spec in self.specs.items() for slot in range(spec.max_concurrent_invocations)]
+        metrics = ServingMetrics()
+        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, metrics=metrics)
+                                for ep in endpoints if ep.name in self.specs},
+                               server.max_payload_bytes, metrics=metrics, limits={"async": MAX_PAYLOAD})
+        self.queues = {name: SqliteQueue(spec.queue_path) for name, spec in self.specs.items()
+                       if spec.queue == "sqlite"}
+        self.instrument(metrics.registry, kafka_bootstrap)
+        self.reporter = metrics_hub.reporter_for(self.registry)
+        loop = asyncio.get_event_loop()
+        self.sources: dict = {}
+        self.tasks = [loop.create_task(self._work(name, slot)) for name, spec in self.specs.items()
+                      if spec.queue == "sqlite" for slot in range(spec.max_concurrent_invocations)]
+        self.tasks += [loop.create_task(self._work_kafka(name, kafka_bootstrap)) for name, spec in self.specs.items()
+                       if spec.queue == "kafka"]
 
-    async def metrics(self) -> bytes:
-        return generate_latest(self.registry)
+    def instrument(self, registry, kafka_bootstrap: str | None = None) -> None:
+        """The worker's own series in `registry`, and a notifier per endpoint that asks for notifications."""
+        self.registry = registry
+        self.requests, self.processing = ASYNC_REQUESTS.client(registry), ASYNC_PROCESSING.client(registry)
+        self.in_flight, notifications = ASYNC_IN_FLIGHT.client(registry), ASYNC_NOTIFICATIONS.client(registry)
+        for name in self.specs:
+            self.in_flight.labels(name)
+        self.notifiers = {
+            name: Notifier(name, spec.notification, kafka_bootstrap,
+                           lambda channel, outcome, name=name: notifications.labels(name, channel, outcome).inc())
+            for name, spec in self.specs.items() if spec.notification is not None}
+
+    def __del__(self):
+        """Ray Serve calls this on replica shutdown: stop pushing metrics, leave the Kafka groups."""
+        if getattr(self, "reporter", None) is not None:
+            self.reporter.stop()
+        for source in getattr(self, "sources", {}).values():
+            source.close()
+
+    async def _work_kafka(self, endpoint: str, kafka_bootstrap: str) -> None:
+        """Take an endpoint's records from Kafka (serving.asyncq.kafka), running up to
+        max_concurrent_invocations at once, committing each partition's offsets once its records are done."""
+        from serving.asyncq.kafka import KafkaSource, Ledger, topic_and_group
+
+        spec = self.specs[endpoint]
+        slots = spec.max_concurrent_invocations
+        topic, group = topic_and_group(spec, endpoint)
+        source = None
+        while source is None:
+            try:
+                source = await asyncio.to_thread(KafkaSource, kafka_bootstrap, topic, group, slots,
+                                                 MAX_POLL_INTERVAL_MS, asyncio.get_running_loop())
+            except Exception:  # noqa: BLE001 - the broker not reachable yet: try again
+                log.exception("async worker %s: cannot join the Kafka group %s", endpoint, group)
+                await asyncio.sleep(2)
+        self.sources[endpoint] = source
+        await self.consume(endpoint, source, Ledger(), slots)
+
+    async def consume(self, endpoint: str, source, ledger, slots: int, stop: asyncio.Event | None = None) -> None:
+        """The consuming loop of one Kafka source (until `stop` is set: tests)."""
+        running = source.running
+        while stop is None or not stop.is_set():
+            try:
+                if len(running) >= slots:
+                    await asyncio.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    for claimed in await asyncio.to_thread(source.poll, slots - len(running)):
+                        key = (claimed.partition, claimed.offset)
+                        running[key] = asyncio.ensure_future(self._record(endpoint, ledger, claimed, source, key))
+                await asyncio.to_thread(source.commit)
+            except Exception:  # noqa: BLE001 - the loop never dies; uncommitted records are delivered again
+                log.exception("async worker %s: Kafka loop", endpoint)
+                await asyncio.sleep(1)
+
+    async def _record(self, endpoint: str, ledger, claimed, source, key) -> None:
+        """Run one record until it is finished (an infrastructure error is retried: its offset stays
+        uncommitted meanwhile), then mark it done for the next commit."""
+        gauge = self.in_flight.labels(endpoint)
+        gauge.inc()
+        try:
+            for attempt in range(1_000_000):
+                try:
+                    await self.process(endpoint, ledger, claimed)
+                    break
+                except Exception:  # noqa: BLE001 - e.g. the output location unwritable for a while
+                    log.exception("async request %s (attempt %d)", claimed.id, attempt + 1)
+                    await asyncio.sleep(min(30, 2 ** attempt))
+            source.offsets.done(claimed.partition, claimed.offset)
+        finally:
+            gauge.dec()
+            source.running.pop(key, None)
 
     async def _work(self, endpoint: str, slot: int) -> None:
         queue, lease_s = self.queues[endpoint], self.specs[endpoint].lease_s
@@ -68,12 +149,18 @@ class AsyncWorker:
     async def leased(self, endpoint: str, queue: SqliteQueue, claimed: Claimed, lease_s: float) -> None:
         """Process a claimed request, renewing its lease every third of it; stop when the claim is lost."""
         task = asyncio.ensure_future(self.process(endpoint, queue, claimed))
-        while not (await asyncio.wait({task}, timeout=lease_s / 3))[0]:
-            if not await asyncio.to_thread(queue.renew, claimed, lease_s):
-                task.cancel()
-                log.warning("async request %s: its lease was lost; it is left to the worker that took it", claimed.id)
-                return
-        task.result()
+        gauge = self.in_flight.labels(endpoint)
+        gauge.inc()
+        try:
+            while not (await asyncio.wait({task}, timeout=lease_s / 3))[0]:
+                if not await asyncio.to_thread(queue.renew, claimed, lease_s):
+                    task.cancel()
+                    log.warning("async request %s: its lease was lost; it is left to the worker that took it",
+                                claimed.id)
+                    return
+            task.result()
+        finally:
+            gauge.dec()
 
     async def process(self, endpoint: str, queue: SqliteQueue, claimed: Claimed) -> None:
         doc = orjson.loads(claimed.doc)
@@ -83,8 +170,9 @@ class AsyncWorker:
         if claimed.expires_at is not None and time.time() > claimed.expires_at:
             error = InferenceError(400, "ExpiredRequest", "DEADLINE_EXCEEDED",
                                    "the request waited longer than its RequestTTLSeconds and was not processed")
-            await asyncio.to_thread(_write, doc["failure"], failure_doc(error))
-            await self._finish(endpoint, queue, claimed, "expired", error.message, start)
+            body = failure_doc(error)
+            await asyncio.to_thread(_write, doc["failure"], body)
+            await self._finish(endpoint, queue, claimed, "expired", error.message, start, doc, body)
             return
         ex = AsyncExchange(endpoint, claimed.id, doc)
         try:
@@ -93,31 +181,39 @@ class AsyncWorker:
             error = err.error if isinstance(err, FerryError) else InferenceError(
                 424, "ModelError", "DEADLINE_EXCEEDED", f"no answer within {doc['timeout_s']} s "
                                                         "(InvocationTimeoutSeconds)")
-            await asyncio.to_thread(_write, doc["failure"], failure_doc(error))
-            await self._finish(endpoint, queue, claimed, "failed", error.message, start)
+            body = failure_doc(error)
+            await asyncio.to_thread(_write, doc["failure"], body)
+            await self._finish(endpoint, queue, claimed, "failed", error.message, start, doc, body)
             return
         await asyncio.to_thread(_write, doc["output"], ex.response)
-        await self._finish(endpoint, queue, claimed, "succeeded", None, start)
+        await self._finish(endpoint, queue, claimed, "succeeded", None, start, doc, ex.response)
 
     async def _earlier_result(self, endpoint, queue, claimed, doc, start) -> bool:
         """Finish a request taken again whose earlier attempt left a complete result in place (its worker
         died before finishing it); False when there is none and the request must run."""
+        body = None
         if await asyncio.to_thread(_exists, doc["output"]):
             state, reason = "succeeded", None
         elif await asyncio.to_thread(_exists, doc["failure"]):
-            error = orjson.loads(await asyncio.to_thread(_read, doc["failure"]))
+            body = await asyncio.to_thread(_read, doc["failure"])
+            error = orjson.loads(body)
             state = "expired" if error.get("ErrorCode") == "ExpiredRequest" else "failed"
             reason = error.get("Message")
         else:
             return False
         log.info("async request %s: finished with the result of an earlier attempt", claimed.id)
-        await self._finish(endpoint, queue, claimed, state, reason, start)
+        await self._finish(endpoint, queue, claimed, state, reason, start, doc, body)
         return True
 
-    async def _finish(self, endpoint, queue, claimed, state, reason, start) -> None:
+    async def _finish(self, endpoint, queue, claimed, state, reason, start, doc, body) -> None:
+        """Finish the request in the queue (this claim only), count it, then announce it."""
         if await asyncio.to_thread(queue.finish, claimed, state, reason):
             self.requests.labels(endpoint, state).inc()
             self.processing.labels(endpoint).observe(time.perf_counter() - start)
+            notifier = self.notifiers.get(endpoint)
+            if notifier is not None:
+                notifier.send(message(endpoint, claimed.id, doc, state, reason, claimed.accepted_at, time.time(),
+                                      body if notifier.wants_body else None))
         else:
             log.warning("async request %s: its claim was lost (lease expired); another worker finishes it", claimed.id)
 

@@ -99,6 +99,17 @@ def ferry_url(ray_serve, demo_dir):
         {"name": "async", "variants": [{"model": "credit-gbm"}], "async": {
             "output_path": "async-out", "input_prefixes": ["async-in"], "queue_path": "async-queue.db",
             "max_concurrent_invocations": 2}},
+        # docs/endpoints.md's example additions to the demo (its runnable blocks call them)
+        {"name": "credit-risk-serverless", "variants": [{"model": "credit-gbm", "serverless": {
+            "memory_mb": 512, "max_concurrency": 4, "idle_timeout_s": 60}}]},
+        {"name": "credit-risk-async", "variants": [{"model": "credit-gbm"}], "async": {
+            "output_path": "./async-out", "input_prefixes": ["./async-in"],
+            "scaling": {"min_instances": 0, "max_instances": 2, "idle_s": 60}}},
+        {"name": "async-zero", "variants": [{"model": "credit-gbm"}], "async": {
+            "output_path": "async-zero-out", "input_prefixes": ["async-in"], "queue_path": "async-queue.db",
+            "max_concurrent_invocations": 1, "scaling": {"min_instances": 0, "max_instances": 2,
+                                                         "target_backlog_per_instance": 2, "idle_s": 2,
+                                                         "poll_interval_s": 0.25}}},
         {"name": "rolling", "variants": [{"name": "Blue", "model": "credit-gbm"}],
          "data_capture": {"enabled": True, "sampling_percentage": 100, "destination": str(demo_dir / "rolling-capture")}},
         {"name": "shadowed", "variants": [{"model": "credit-gbm"}], "shadow_variants": [

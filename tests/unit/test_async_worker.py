@@ -18,8 +18,7 @@ from serving.asyncq.sqlite import SqliteQueue
 from serving.asyncq.worker import AsyncWorker
 from serving.dataplane import DataPlane
 from serving.endpoint import Endpoint
-from serving.metrics import ASYNC_PROCESSING, ASYNC_REQUESTS
-from serving.spec import ModelSpec
+from serving.spec import AsyncSpec, ModelSpec
 from serving.variants import ModelRunner
 
 
@@ -30,12 +29,13 @@ def demo(tmp_path_factory):
     return d
 
 
-def worker(demo) -> AsyncWorker:
-    w = object.__new__(AsyncWorker.func_or_class)  # the deployment's class, without its polling tasks
+def worker(demo, notification: dict | None = None, kafka_bootstrap: str | None = None) -> AsyncWorker:
+    """The deployment's class without Ray and its polling tasks, working endpoint `ep`."""
+    w = object.__new__(AsyncWorker.func_or_class)
     runner = ModelRunner(ModelSpec(name="m", path=str(demo / "model.onnx")), "AllTraffic")
     w.plane = DataPlane({"ep": Endpoint("ep", {"AllTraffic": runner}, {"AllTraffic": 1.0})}, 1 << 20)
-    w.registry = CollectorRegistry()
-    w.requests, w.processing = ASYNC_REQUESTS.client(w.registry), ASYNC_PROCESSING.client(w.registry)
+    w.specs = {"ep": AsyncSpec(output_path="out", notification=notification)}
+    w.instrument(CollectorRegistry(), kafka_bootstrap)
     return w
 
 

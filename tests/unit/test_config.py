@@ -20,6 +20,14 @@ def test_demo_config_is_valid_and_defaults_are_safe(tmp_path):
     (lambda d: d["endpoints"][0]["variants"][0].update(autoscaling={"min_replicas": 3, "max_replicas": 1}),
      "endpoints.0.variants.0.autoscaling"),
     (lambda d: d["endpoints"][0].update(variants=[]), "endpoints.0.variants"),
+    (lambda d: d["endpoints"][0].update({"async": {"output_path": "o", "notification": {"success_topic": "t"}}}),
+     "endpoints.0.async.notification: success_topic and error_topic are Kafka topics"),
+    (lambda d: d["endpoints"][0].update({"async": {"output_path": "o", "notification": {"webhook_url": "ftp://x"}}}),
+     "endpoints.0.async.notification.webhook_url"),
+    (lambda d: d["endpoints"][0].update({"async": {"output_path": "o", "queue": "kafka"}}),
+     "endpoints.0.async.queue: kafka needs the deploy file's kafka section"),
+    (lambda d: d["endpoints"][0].update({"async": {"output_path": "o", "scaling": {"min_instances": 3}}}),
+     "min_instances (3) is above max_instances (1)"),
 ])
 def test_invalid_files_name_the_field(mutate, where, tmp_path):
     doc = demo_config()

@@ -1,0 +1,132 @@
+"""The Kafka queue of asynchronous requests on the real broker, with the worker's code (without Ray): 12
+accepted requests (10 to answer, a rejected payload, an expired one) on a fresh topic; a first worker takes
+5 of them, writes their results and dies before committing (as kill -9 would leave it); a second worker of the
+same group gets all 12 again, finishes the 5 with the results in place - not run, not rewritten - and runs
+the other 7. Lost 0, completed twice 0; the group's lag (the autoscaler's backlog) goes from 12 to 0, and
+the status route reads the locations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+import pytest
+from kafka.admin import KafkaAdminClient
+
+from serving.adapters.async_ import AsyncFrontDoor
+from serving.asyncq import scaling
+from serving.asyncq.kafka import KafkaQueue, KafkaSource, Ledger, consumer_lag, topic_and_group
+from serving.spec import AsyncSpec
+from tests.integration.services import kafka_bootstrap  # noqa: F401 - fixture
+from tests.unit.test_async_worker import put, worker
+
+
+@pytest.fixture
+def spec(kafka_bootstrap, tmp_path):  # noqa: F811
+    s = AsyncSpec(output_path=str(tmp_path / "out"), failure_path=str(tmp_path / "err"), queue="kafka", topic=f"ferry.test.async-q-{uuid.uuid4().hex[:8]}",
+                  partitions=2, max_concurrent_invocations=2)
+    yield s
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.delete_topics([s.topic])
+    finally:
+        admin.close()
+
+
+class DiesBeforeCommitting(KafkaSource):
+    """A worker's source that hands out `limit` records, never commits, then is killed."""
+
+    limit = 5
+    given = 0
+
+    def poll(self, free):
+        if self.given >= self.limit:
+            return []
+        out = super().poll(min(free, self.limit - self.given))
+        self.given += len(out)
+        return out
+
+    def commit(self):
+        pass
+
+
+def invocations(w) -> float:
+    """Requests the worker's data plane ran (any outcome)."""
+    return sum(s.value for m in w.plane.metrics.registry.collect() for s in m.samples
+               if s.name == "ferry_invocations_total")
+
+
+async def consume_until(w, source, done) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.create_task(w.consume("ep", source, Ledger(), 2, stop))
+    for _ in range(600):
+        if await asyncio.to_thread(done):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("not done within 60 s")
+    stop.set()
+    await loop
+
+
+def test_a_worker_dying_before_its_commits_loses_nothing_and_completes_nothing_twice(demo_dir, tmp_path, spec,
+                                                                                   kafka_bootstrap):  # noqa: F811
+    topic, group = topic_and_group(spec, "ep")
+    queue = KafkaQueue(kafka_bootstrap, topic, group, spec.partitions)
+    rows = np.loadtxt(demo_dir / "test_features.csv", delimiter=",", max_rows=30)
+    labels = ort.InferenceSession(str(demo_dir / "model.onnx")).run(None, {"input": rows.astype(np.float32)})[0]
+    body = b"\n".join((demo_dir / "test_features.csv").read_bytes().splitlines()[:30])
+    docs = {f"r{i}": put(queue, tmp_path, f"r{i}", body) for i in range(10)}
+    docs["bad"] = put(queue, tmp_path, "bad", b"1,2,3\n")
+    docs["old"] = put(queue, tmp_path, "old", b"1,2,3,4,5,6,7,8\n", ttl_s=-1)
+    assert consumer_lag(kafka_bootstrap, topic, group) == 12
+    ref = scaling.queue_ref(spec, "ep", kafka_bootstrap)
+    assert scaling.read_backlog(ref, "ep") == 12
+
+    def written() -> list[str]:
+        return [r for r, d in docs.items() if os.path.exists(d["output"]) or os.path.exists(d["failure"])]
+
+    async def first_worker():
+        w = worker(demo_dir)
+        w.specs["ep"] = spec
+        source = DiesBeforeCommitting(kafka_bootstrap, topic, group, 2, 60_000, asyncio.get_running_loop())
+        await consume_until(w, source, lambda: len(written()) >= 5 and not source.running)
+        source.close(commit=False)  # killed: nothing committed
+        return w
+
+    asyncio.run(first_worker())
+    first = written()
+    assert len(first) == 5 and consumer_lag(kafka_bootstrap, topic, group) == 12
+    stamps = {r: os.stat(docs[r]["output"] if os.path.exists(docs[r]["output"]) else docs[r]["failure"]).st_mtime_ns
+              for r in first}
+
+    async def second_worker():
+        w = worker(demo_dir)
+        w.specs["ep"] = spec
+        source = KafkaSource(kafka_bootstrap, topic, group, 2, 60_000, asyncio.get_running_loop())
+        await consume_until(w, source, lambda: consumer_lag(kafka_bootstrap, topic, group) == 0)
+        source.close()
+        return w
+
+    w = asyncio.run(second_worker())
+    assert sorted(written()) == sorted(docs)  # lost 0
+    for r in first:  # finished with the earlier attempt's result: not run again, not rewritten
+        path = docs[r]["output"] if os.path.exists(docs[r]["output"]) else docs[r]["failure"]
+        assert os.stat(path).st_mtime_ns == stamps[r]
+    ran_first = len([r for r in first if r != "old"])  # an expired request never reaches the model
+    assert invocations(w) == 11 - ran_first  # the second worker ran only the others: completed twice 0
+    for i in range(10):
+        assert [int(ln.split(",")[0]) for ln in open(docs[f"r{i}"]["output"]).read().splitlines()] == labels.tolist()
+    assert orjson.loads(open(docs["bad"]["failure"], "rb").read())["ErrorCode"] == "ValidationError"
+    assert orjson.loads(open(docs["old"]["failure"], "rb").read())["ErrorCode"] == "ExpiredRequest"
+    for outcome, n in (("succeeded", 10), ("failed", 1), ("expired", 1)):
+        assert w.registry.get_sample_value("ferry_async_requests_total", {"endpoint": "ep", "outcome": outcome}) == n
+
+    door = AsyncFrontDoor("ep", spec, queue)
+    states = {r: orjson.loads(door.status_from_locations(r).body)["Status"] for r in ("r0", "bad", "old", "nobody")}
+    assert states == {"r0": "Completed", "bad": "Failed", "old": "Expired", "nobody": "Pending"}
+    queue.close()
