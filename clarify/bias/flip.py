@@ -4,11 +4,13 @@ smclarify fits sklearn's ``KNeighborsClassifier`` (k = 5, or 1 when a has at mos
 features) on a's rows and predictions and asks it about d's rows, once per facet value. Ferry finds the same
 neighbours with scipy's cKDTree:
 
-- all rows are put once in a spatial order (a KD-tree's leaf order); each facet value's tree (over its a) is
-  built on rows in that order (about 2x faster to build), in a background thread while the previous value's
-  queries run;
+- all rows are put once in a spatial order (a KD-tree's leaf order; on large inputs the two halves of a median
+  split are ordered by two threads at once); each facet value's tree (over its a) is built on rows in that
+  order (about 2x faster to build), two trees at a time (cKDTree builds release the GIL) while the first
+  values' queries run;
 - each facet value's rows are queried in that order, on every core, so consecutive queries walk the same
-  nodes (3-4x faster than in row order).
+  nodes (3-4x faster than in row order), for their k + 1 nearest in one pass: the vote is the k nearest's
+  majority unless the (k+1)-th distance ties the k-th, and only those rows look further.
 
 The k nearest rows are unique except where distances tie at the k-th place; there sklearn's own tree decides
 which tied row counts, so a row whose tie group (rows within 1e-9 relative of the k-th distance) cannot change
