@@ -119,7 +119,7 @@ def _free() -> int:
 
 
 def test_up_beyond_loopback_without_a_control_token_is_refused_before_ray_starts(tmp_path, model_bytes):
-    doc = demo_config("model.onnx", pipelines=False)
+    doc = demo_config("model.onnx", pipelines=False, ab=False)
     doc.pop("feature_groups")
     (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(doc))
     (tmp_path / "model.onnx").write_bytes(model_bytes)
