@@ -14,7 +14,7 @@ from tests.integration.test_first_hour import ROOT, runnable_blocks
 def test_the_serverless_and_async_examples_run_on_the_demo(ferry_url, demo_dir, tmp_path):
     blocks = [b for b in runnable_blocks(ROOT / "docs" / "endpoints.md")
               if "credit-risk-serverless" in b.text or "credit-risk-async" in b.text]
-    assert [b.lang for b in blocks] == ["bash", "python"]
+    assert [(b.lang, b.own_endpoints) for b in blocks] == [("bash", True), ("python", True)]
     port = ferry_url.rsplit(":", 1)[1]
     (tmp_path / "ferry-demo").symlink_to(demo_dir)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}

@@ -162,11 +162,13 @@ class Block:
     line: int
     lang: str
     background: bool
+    own_endpoints: bool  # needs endpoints its page adds to the demo's deploy file (run by that page's test)
     text: str
 
 
 def runnable_blocks(path: Path) -> list[Block]:
-    """The fenced blocks of a markdown file whose info string is `<bash|python> runnable [background]`."""
+    """The fenced blocks of a markdown file whose info string is `<bash|python> runnable [background]
+    [own-endpoints]`."""
     blocks, lines, i = [], path.read_text().splitlines(), 0
     while i < len(lines):
         m = FENCE.match(lines[i])
@@ -177,7 +179,8 @@ def runnable_blocks(path: Path) -> list[Block]:
         words = m.group(2).split()
         if words[:1] == ["runnable"]:
             assert m.group(1) in ("bash", "python"), f"{path.name}:{i + 1}: runnable blocks are bash or python"
-            blocks.append(Block(path.name, i + 1, m.group(1), "background" in words[1:], "\n".join(lines[i + 1:end])))
+            blocks.append(Block(path.name, i + 1, m.group(1), "background" in words[1:], "own-endpoints" in words[1:],
+                                "\n".join(lines[i + 1:end])))
         i = end + 1
     return blocks
 
@@ -220,7 +223,7 @@ def test_readme_quick_start_and_every_runnable_block(venv, clone):
     ports = {8080: http, 9000: grpc_port}
     scripts = clone.parent / "blocks"
     scripts.mkdir()
-    blocks = [b for d in DOCS for b in runnable_blocks(clone / d.relative_to(ROOT))]
+    blocks = [b for d in DOCS for b in runnable_blocks(clone / d.relative_to(ROOT)) if not b.own_endpoints]
     servers: list[tuple[subprocess.Popen, Path]] = []
     try:
         for block in blocks:
