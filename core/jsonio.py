@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,13 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write obj to path (parent folders made), in the reports' dialect."""
+    """Write obj to path (parent folders made), in the reports' dialect. Atomic: written beside it under a
+    temporary name, then renamed, so a reader (the executions route, a concurrent listing) never sees half a file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(dumps(obj) + "\n")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(dumps(obj) + "\n")
+    os.replace(tmp, p)
     return p
 
 
