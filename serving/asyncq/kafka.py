@@ -37,6 +37,9 @@ import orjson
 log = logging.getLogger(__name__)
 
 
+SESSION_TIMEOUT_MS = 10_000  # a worker killed (kill -9) holds its partitions this long: then they move on
+
+
 def topic_and_group(spec, endpoint: str) -> tuple[str, str]:
     topic = spec.topic or f"ferry.async.{endpoint}"
     return topic, f"{topic}.workers"
@@ -322,7 +325,8 @@ class KafkaSource:
         self.closing = False
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                       auto_offset_reset="earliest", max_poll_records=slots,
-                                      max_poll_interval_ms=max_poll_interval_ms, client_id="ferry-async-worker")
+                                      max_poll_interval_ms=max_poll_interval_ms, client_id="ferry-async-worker",
+                                      session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=3000)
         self.consumer.subscribe([topic], listener=_handover_listener(self))
 
     def poll(self, free: int) -> list[KafkaClaim]:
