@@ -6,9 +6,10 @@ the other 7. Lost 0, completed twice 0; the group's lag (the autoscaler's backlo
 the status route says Pending for a queued request, reads the locations once finished and refuses an
 unknown id; the oldest request's age is exported.
 
-A rebalance while records run: worker A runs 8 records, held in the model until worker B joins the group;
-A finishes them and commits before its partitions move, so B starts after them and runs none again
-(each request run and finished once)."""
+A rebalance while records run: worker A runs 9 records (8 requests, one of them put twice), held in the
+model until worker B joins the group; A finishes them and commits before its partitions move, so B starts
+after them and runs none again; the repeated id runs after the first and finds its result (each request
+run once)."""
 
 from __future__ import annotations
 
@@ -154,6 +155,7 @@ def test_a_rebalance_hands_partitions_over_only_after_their_running_records(demo
     queue = KafkaQueue(kafka_bootstrap, topic, group, spec.partitions)
     body = b"\n".join((demo_dir / "test_features.csv").read_bytes().splitlines()[:20])
     docs = {f"r{i}": put(queue, tmp_path, f"r{i}", body) for i in range(8)}
+    put(queue, tmp_path, "r0", body)  # a client that retried: the same inference id twice on the topic
     queue.close()
 
     async def run():
@@ -173,11 +175,11 @@ def test_a_rebalance_hands_partitions_over_only_after_their_running_records(demo
         a.plane.infer = held_until_the_rebalance
         loop_a = asyncio.create_task(a.consume("ep", source_a, Ledger(), 16, stop))
         for _ in range(300):
-            if source_a.offsets.busy({tp for tp in source_a.offsets.pending}) == 8:
+            if source_a.offsets.busy({tp for tp in source_a.offsets.pending}) == 9:
                 break
             await asyncio.sleep(0.1)
         else:
-            raise AssertionError("worker A did not take the 8 records")
+            raise AssertionError("worker A did not take the 9 records")
         source_b = await asyncio.to_thread(KafkaSource, kafka_bootstrap, topic, group, 16, 60_000)
         loop_b = asyncio.create_task(b.consume("ep", source_b, Ledger(), 16, stop))
         for _ in range(600):
@@ -198,4 +200,5 @@ def test_a_rebalance_hands_partitions_over_only_after_their_running_records(demo
     assert all(os.path.exists(d["output"]) for d in docs.values())
     finished = [w.registry.get_sample_value("ferry_async_requests_total", {"endpoint": "ep", "outcome": "succeeded"})
                 or 0 for w in (a, b)]
-    assert (invocations(a), invocations(b)) == (8, 0) and finished == [8, 0]  # run once, finished once
+    # each request run once (the second r0 waited for the first and found its result), by A only
+    assert (invocations(a), invocations(b)) == (8, 0) and finished == [9, 0]
