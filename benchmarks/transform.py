@@ -8,9 +8,12 @@ Each size is one CSV file of the demo's model rows (8 features, no header; the d
   label and probabilities as CSV (`%.9g`);
 - Ray Data by hand: `read_csv` -> `map_batches` over an actor pool of onnxruntime sessions (one per CPU,
   one thread each) -> `write_csv`;
-- Ferry: `run_transform` (MultiRecord, 6 MB requests, through the data plane), one actor per core.
-Ray is started once before the timings (its start-up is not counted; actor start-up is, for both Ray
-jobs). Writes benchmarks/results/transform.json and transform.md.
+- Ferry: `run_transform` (MultiRecord, 6 MB requests, through the data plane), one session per core: on an
+  actor pool made for the job (`compute="actors"`), then on Ray Data tasks (`compute="tasks"`, the default:
+  each Ray worker process keeps the job's session), then the same tasks job again - the next job on a Ray
+  whose worker processes already ran one (they have imported Ray Data and Ferry and hold the session).
+A fresh Ray is started for each size before the timings (its start-up is not counted; actor and worker
+start-up are, for every Ray job). The plain loop runs first and again last: the two show the noise. Writes benchmarks/results/transform.json and transform.md.
 """
 
 from __future__ import annotations
@@ -92,27 +95,34 @@ def main() -> None:
     write_demo(demo)
     model = str(demo / "model.onnx")
     cpus = os.cpu_count() or 1
-    # one logical CPU more than the cores: the hand-written job's read and write tasks run beside its actors
-    ray.init(num_cpus=cpus + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    DataContext.get_current().enable_progress_bars = False
     results = []
     try:
         for rows in args.rows:
             src = work / f"rows-{rows}.csv"
             make_input(demo, rows, src)
+            # a fresh Ray per size, started before the timings; one logical CPU more than the cores: the
+            # hand-written job's read and write tasks run beside its actors
+            ray.init(num_cpus=cpus + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            DataContext.get_current().enable_progress_bars = False
             runs = {}
             t = time.perf_counter()
             runs["plain onnxruntime loop"] = (plain(model, src, work / f"plain-{rows}.csv"), time.perf_counter() - t)
+            for label, compute in (("Ferry run_transform (actors)", "actors"), ("Ferry run_transform (tasks)", "tasks"),
+                                   ("Ferry run_transform (tasks, next job: warm workers)", "tasks")):
+                out = work / f"ferry-{rows}-{compute}"
+                shutil.rmtree(out, ignore_errors=True)
+                t = time.perf_counter()
+                record = run_transform(TransformJob(model=ModelSpec(name="credit-gbm", path=model), input=str(src),
+                                                    output=str(out), max_concurrent_transforms=cpus, compute=compute))
+                runs[label] = (record["rows"]["done"], time.perf_counter() - t)
             dst = work / f"raydata-{rows}"
             shutil.rmtree(dst, ignore_errors=True)
             t = time.perf_counter()
             runs["Ray Data by hand"] = (ray_data(model, src, dst, cpus), time.perf_counter() - t)
-            out = work / f"ferry-{rows}"
-            shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
-            record = run_transform(TransformJob(model=ModelSpec(name="credit-gbm", path=model), input=str(src),
-                                                output=str(out), max_concurrent_transforms=cpus))
-            runs["Ferry run_transform"] = (record["rows"]["done"], time.perf_counter() - t)
+            runs["plain onnxruntime loop, again"] = (plain(model, src, work / f"plain-{rows}.csv"),
+                                                     time.perf_counter() - t)
+            ray.shutdown()
             base = runs["plain onnxruntime loop"][1]
             for name, (done, seconds) in runs.items():
                 assert done == rows, f"{name} answered {done} of {rows} rows"

@@ -58,6 +58,8 @@ def transform(ctx: typer.Context,
               assemble_with: str = typer.Option("Line", "--assemble-with", help="Line | None"),
               max_concurrent: int = typer.Option(None, "--max-concurrent-transforms", help="onnxruntime sessions at "
                                                                                            "once (default: Ray's CPUs)"),
+              compute: str = typer.Option("tasks", "--compute", help="tasks (each Ray worker keeps the session) | "
+                                                                      "actors (an actor pool for the job)"),
               address: str = typer.Option(None, "--address", help="a Ray cluster's address (default: a local Ray)")):
     """Run a batch transform job: one <input>.out per input file, and a job record, under --output.
 
@@ -74,7 +76,7 @@ def transform(ctx: typer.Context,
                            content_type=content_type, accept=accept, split_type=split_type,
                            batch_strategy=batch_strategy, max_payload_mb=max_payload_mb, input_filter=input_filter,
                            output_filter=output_filter, join_source=join_source, assemble_with=assemble_with,
-                           max_concurrent_transforms=max_concurrent)
+                           max_concurrent_transforms=max_concurrent, compute=compute)
     except ValidationError as err:
         _fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'job'}: {e['msg']}" for e in err.errors()), 2)
     logging.getLogger("ray").setLevel(logging.WARNING)

@@ -141,10 +141,13 @@ class AsyncFrontDoor:
 
 
     def status_from_locations(self, inference_id: str) -> Response:
-        """A request's status on the Kafka queue, which keeps none per request: Completed or Failed / Expired
-        once its output or failure is in place, Pending before (queued or running; an unknown id too)."""
+        """A request's status on the Kafka queue: Completed, Failed or Expired once its output or failure is in
+        place, Pending while the queue holds it (queued or running: a record past the workers' committed
+        offsets), 404 otherwise. The queue is asked first: a request finishes (result in place) before its
+        offset is committed, so one that leaves the queue between the two looks is found at its location."""
         if not 1 <= len(inference_id) <= 64 or "/" in inference_id:
             raise FerryError(not_found(f"no asynchronous request {inference_id[:80]!r} on endpoint {self.endpoint}"))
+        accepted_at = self.queue.pending(inference_id)
         output, failure = self.locations(inference_id)
         state, reason = "Pending", None
         if _exists(output):
@@ -154,8 +157,10 @@ class AsyncFrontDoor:
             error = orjson.loads(fs.cat_file(path))
             state = "Expired" if error.get("ErrorCode") == "ExpiredRequest" else "Failed"
             reason = error.get("Message")
+        elif accepted_at is None:
+            raise FerryError(not_found(f"no asynchronous request {inference_id[:80]!r} on endpoint {self.endpoint}"))
         return json_response({"InferenceId": inference_id, "Status": state, "OutputLocation": output,
-                              "FailureLocation": failure, "FailureReason": reason})
+                              "FailureLocation": failure, "FailureReason": reason, "AcceptedAt": accepted_at})
 
 
 def _exists(location: str) -> bool:
@@ -273,6 +278,5 @@ def backlog_exposition(doors: dict[str, AsyncFrontDoor]) -> bytes:
     for name, door in doors.items():
         n, age = door.queue.backlog(name)
         backlog.labels(name).set(n)
-        if age == age:  # NaN: the Kafka queue does not know its oldest request's age
-            oldest.labels(name).set(age)
+        oldest.labels(name).set(age)
     return generate_latest(registry)

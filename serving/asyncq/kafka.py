@@ -1,21 +1,26 @@
 """The Kafka queue of asynchronous requests (`async.queue: kafka`, with the deploy file's kafka section).
 
 The gateway puts each accepted request on the endpoint's topic (`async.topic`, default
-`ferry.async.<endpoint>`, created with `async.partitions` partitions, default the most worker replicas) and
-answers 202 only once the broker has acknowledged it (acks=all): an accepted request is durable.
+`ferry.async.<endpoint>`, created with `async.partitions` partitions, default the most worker replicas),
+keyed by its inference id, and answers 202 only once the broker has acknowledged it (acks=all): an accepted
+request is durable.
 
 The endpoint's workers form one consumer group (`<topic>.workers`) and commit a record's offset only after
 its result (or error) is in place and the request is finished; offsets are committed in order per partition,
 so a record still running holds back the commit of the records after it. After a restart (or a worker
-killed, or partitions moved to another replica) the records past the committed offsets are delivered again:
-none is lost. A record delivered again whose result is already in place is finished with it, without
-running or writing it again (the rule of the SQLite queue): none is completed twice. One limit: when a
-rebalance moves a partition while one of its records is running, the new owner may run that record too
-(the result is still written whole, by rename); rebalances happen when worker replicas come and go.
+killed) the records past the committed offsets are delivered again: none is lost. A record delivered again
+whose result is already in place is finished with it, without running or writing it again (the rule of the
+SQLite queue): none is completed twice. A rebalance (worker replicas coming and going) hands a partition
+over only once the records of it that its owner is running are finished and committed (`Handover`, a
+rebalance listener): the new owner starts after them and never runs one of them again.
 
-The status route cannot ask Kafka about one request: it reads the output and failure locations (Completed,
-Failed, Expired) and says Pending otherwise. The backlog (for autoscaling and ferry_async_backlog_requests)
-is the consumer group's lag: records not yet committed, waiting or running.
+What is pending is read from Kafka itself (`PendingView`): the records of the topic past the group's
+committed offsets. The status route says Completed / Failed / Expired once the output or failure is in
+place, Pending for a request among those records (queued or running), and 404 for an id the queue does not
+hold (unknown, or finished and its result removed). The backlog (ferry_async_backlog_requests, and the
+autoscaler's) is the group's lag; the age of the oldest request (ferry_async_oldest_request_age_seconds,
+SageMaker's ApproximateAgeOfOldestRequest) is that of the record at a committed offset: the oldest not
+finished.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import orjson
 
 log = logging.getLogger(__name__)
+
+
+SESSION_TIMEOUT_MS = 10_000  # a worker killed (kill -9) holds its partitions this long: then they move on
 
 
 def topic_and_group(spec, endpoint: str) -> tuple[str, str]:
@@ -74,9 +83,80 @@ def consumer_lag(bootstrap: str, topic: str, group: str) -> int:
         return lag
 
 
+class PendingView:
+    """The requests of a topic accepted and not yet finished: the records past the workers' committed offsets,
+    read by a consumer that is assigned the partitions (it never joins the group, never commits). Each
+    `refresh` catches up with the commits and with the end of the topic, keeping only the records past the
+    committed offsets (memory follows the backlog, not the history)."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str):
+        from kafka import KafkaConsumer
+
+        self.topic = topic
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                      client_id="ferry-async-status")
+        self.tps: list = []
+        self.records: dict = {}  # TopicPartition -> deque of (offset, inference id, accepted at)
+        self.ids: dict[str, tuple] = {}  # inference id -> (TopicPartition, offset, accepted at) of its last record
+        self.lock = threading.Lock()
+
+    def refresh(self, timeout_s: float = 10.0) -> tuple[int, float | None]:
+        """Catch up; (records not committed, accepted time of the oldest of them or None)."""
+        from kafka import TopicPartition
+
+        with self.lock:
+            tps = [TopicPartition(self.topic, p) for p in sorted(self.consumer.partitions_for_topic(self.topic) or ())]
+            if tps != self.tps:  # first call, or partitions added: start over from the committed offsets
+                self.consumer.assign(tps)
+                self.tps, self.records, self.ids = tps, {tp: deque() for tp in tps}, {}
+                fresh = set(tps)
+            else:
+                fresh = set()
+            if not tps:
+                return 0, None
+            ends = self.consumer.end_offsets(tps)
+            starts = None
+            committed = {}
+            for tp in tps:
+                c = self.consumer.committed(tp)
+                if c is None:
+                    starts = starts or self.consumer.beginning_offsets(tps)
+                    c = starts[tp]
+                committed[tp] = c
+                q = self.records[tp]
+                while q and q[0][0] < c:  # finished: forget it
+                    off, rid, _ = q.popleft()
+                    if self.ids.get(rid, (None, None))[:2] == (tp, off):
+                        del self.ids[rid]
+                if tp in fresh or self.consumer.position(tp) < c:
+                    self.consumer.seek(tp, c)
+            deadline = time.monotonic() + timeout_s
+            while any(self.consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+                for tp, batch in self.consumer.poll(timeout_ms=200, max_records=10_000).items():
+                    for r in batch:
+                        if r.offset < committed[tp] or r.key is None:
+                            continue
+                        rid = r.key.decode(errors="replace")
+                        self.records[tp].append((r.offset, rid, r.timestamp / 1000))
+                        self.ids[rid] = (tp, r.offset, r.timestamp / 1000)
+            backlog = sum(max(0, ends[tp] - committed[tp]) for tp in tps)
+            heads = [q[0][2] for q in self.records.values() if q]
+            return backlog, (min(heads) if heads and backlog else None)
+
+    def pending(self, inference_id: str) -> float | None:
+        """When a request still pending (queued or running) was accepted; None when the queue does not hold it."""
+        self.refresh()
+        with self.lock:
+            found = self.ids.get(inference_id)
+        return None if found is None else found[2]
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
 class KafkaQueue:
-    """The gateway's side: put (acknowledged by the broker before the 202), status from the locations, backlog
-    as the group's lag."""
+    """The gateway's side: put (acknowledged by the broker before the 202); what is pending, the backlog and
+    the oldest request's age from the topic and the group's commits (`PendingView`)."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, partitions: int):
         from kafka import KafkaProducer
@@ -85,6 +165,15 @@ class KafkaQueue:
         ensure_topic(bootstrap, topic, partitions)
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, retries=5,
                                       client_id="ferry-async-gateway")
+        self._view: PendingView | None = None
+        self._view_lock = threading.Lock()
+
+    @property
+    def view(self) -> PendingView:
+        with self._view_lock:
+            if self._view is None:
+                self._view = PendingView(self.bootstrap, self.topic, self.group)
+            return self._view
 
     def put(self, endpoint: str, inference_id: str, doc: str, expires_at: float | None) -> bool:
         record = {"id": inference_id, "endpoint": endpoint, "doc": doc, "accepted_at": time.time(),
@@ -92,14 +181,19 @@ class KafkaQueue:
         self.producer.send(self.topic, key=inference_id.encode(), value=orjson.dumps(record)).get(timeout=30)
         return True
 
-    def status(self, inference_id: str) -> dict | None:
-        return None  # the front door reads the locations instead
+    def pending(self, inference_id: str) -> float | None:
+        """When a pending request was accepted; None when the queue does not hold it (see PendingView)."""
+        return self.view.pending(inference_id)
 
     def backlog(self, endpoint: str) -> tuple[int, float]:
-        return consumer_lag(self.bootstrap, self.topic, self.group), float("nan")
+        """(records not committed by the workers, age in seconds of the oldest of them, 0 when none)."""
+        n, oldest = self.view.refresh()
+        return n, (max(0.0, time.time() - oldest) if oldest is not None else 0.0)
 
     def close(self) -> None:
         self.producer.close()
+        if self._view is not None:
+            self._view.close()
 
 
 @dataclass
@@ -125,14 +219,29 @@ class Ledger:
 
 @dataclass
 class Offsets:
-    """Per partition, the offsets delivered and not yet committed, and which of them are done."""
+    """Per partition, the offsets delivered and not yet committed, and which of them are done; and the records
+    being worked on (their task has not ended)."""
 
     pending: dict = field(default_factory=dict)  # TopicPartition -> {offset: done}
-    lock: threading.Lock = field(default_factory=threading.Lock)  # the worker's loop and the consumer's thread
+    active: set = field(default_factory=set)  # (TopicPartition, offset) of the records being worked on
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the worker's loop and the consumer's threads
 
     def add(self, tp, offset: int) -> None:
         with self.lock:
             self.pending.setdefault(tp, {})[offset] = False
+
+    def start(self, tp, offset: int) -> None:
+        with self.lock:
+            self.active.add((tp, offset))
+
+    def end(self, tp, offset: int) -> None:
+        with self.lock:
+            self.active.discard((tp, offset))
+
+    def busy(self, tps) -> int:
+        """Records of partitions `tps` being worked on."""
+        with self.lock:
+            return sum(1 for tp, _ in self.active if tp in tps)
 
     def done(self, tp, offset: int) -> None:
         with self.lock:
@@ -163,24 +272,65 @@ class Offsets:
         return out
 
 
+def _handover_listener(source: "KafkaSource"):
+    """The rebalance listener of a worker's consumer (kafka-python's async listener: it runs on the consumer's
+    IO loop, so it can wait without stopping the heartbeats). Before partitions go, it waits for the records
+    of them that this worker is running - each bounded by its InvocationTimeoutSeconds; a record waiting to
+    retry an infrastructure error gives up at once - then commits their offsets: the new owner starts after
+    them, and no record is run by two workers. A consumer evicted from the group (partitions lost) cannot
+    commit: it only forgets them."""
+    from kafka import AsyncConsumerRebalanceListener
+
+    class Handover(AsyncConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked):
+            revoked = set(revoked)
+            source.revoking |= revoked
+            try:
+                waited = time.monotonic()
+                while not source.closing and source.offsets.busy(revoked):
+                    await source.consumer._net.sleep(0.05)  # the consumer's IO loop's own sleep (kafka-python 3)
+                offsets = source.offsets.committable(revoked)
+                if offsets:
+                    await source.consumer.commit_async(offsets)
+                if time.monotonic() - waited > 0.1:
+                    log.info("async queue %s: partitions handed over after %.1f s of finishing their records",
+                             source.topic, time.monotonic() - waited)
+            finally:
+                source.offsets.drop(revoked)
+                source.revoking -= revoked
+
+        async def on_partitions_assigned(self, assigned):
+            pass
+
+        async def on_partitions_lost(self, lost):
+            source.offsets.drop(lost)
+
+    return Handover()
+
+
 class KafkaSource:
     """A worker replica's consumer of an endpoint's topic. All consumer calls are made one at a time (from the
-    worker's loop through a thread). Offsets are committed for the partitions the consumer still owns; those
-    taken away by a rebalance are dropped from its books (their uncommitted records go to the new owner)."""
+    worker's loop through a thread). Offsets are committed for the partitions the consumer still owns; a
+    partition leaves only after the records of it that are running are finished and committed (the rebalance
+    listener above)."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, slots: int, max_poll_interval_ms: int,
                  loop: asyncio.AbstractEventLoop | None = None):
         from kafka import KafkaConsumer
 
+        self.topic = topic
         self.offsets = Offsets()
         self.running: dict = {}  # (tp, offset) -> asyncio.Task
+        self.revoking: set = set()  # partitions being handed over
+        self.closing = False
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                       auto_offset_reset="earliest", max_poll_records=slots,
-                                      max_poll_interval_ms=max_poll_interval_ms, client_id="ferry-async-worker")
-        self.consumer.subscribe([topic])
+                                      max_poll_interval_ms=max_poll_interval_ms, client_id="ferry-async-worker",
+                                      session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=3000)
+        self.consumer.subscribe([topic], listener=_handover_listener(self))
 
     def poll(self, free: int) -> list[KafkaClaim]:
-        """Up to `free` records (waiting up to half a second), each recorded as pending."""
+        """Up to `free` records (waiting up to half a second), each recorded as pending and being worked on."""
         batches = self.consumer.poll(timeout_ms=500, max_records=max(1, free))
         out = []
         for tp, records in batches.items():
@@ -190,6 +340,7 @@ class KafkaSource:
                     rec = orjson.loads(r.value)
                     out.append(KafkaClaim(rec["id"], rec["doc"], f"{tp.partition}:{r.offset}", rec["accepted_at"],
                                           rec.get("expires_at"), partition=tp, offset=r.offset))
+                    self.offsets.start(tp, r.offset)
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     log.error("async queue %s: record %d/%d is not a Ferry request; skipped", tp.topic,
                               tp.partition, r.offset)
@@ -205,10 +356,14 @@ class KafkaSource:
             self.consumer.commit(offsets)
 
     def close(self, commit: bool = True) -> None:
-        """Leave the group (committing what is finished, unless a test simulates a crash)."""
+        """Leave the group (committing what is finished, unless a test simulates a crash), without waiting
+        for the records still running: they are delivered again to the next owner."""
+        self.closing = True
         if commit:
             try:
                 self.commit()
             except Exception:  # noqa: BLE001 - uncommitted records are delivered again: nothing is lost
                 log.warning("async queue: final commit failed", exc_info=True)
+        else:
+            self.offsets.drop(list(self.offsets.pending))  # a crash commits nothing, not even in the listener
         self.consumer.close(autocommit=False)

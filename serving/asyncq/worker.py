@@ -100,8 +100,10 @@ class AsyncWorker:
         await self.consume(endpoint, source, Ledger(), slots)
 
     async def consume(self, endpoint: str, source, ledger, slots: int, stop: asyncio.Event | None = None) -> None:
-        """The consuming loop of one Kafka source (until `stop` is set: tests)."""
+        """The consuming loop of one Kafka source (until `stop` is set: tests). Two records of one inference id
+        (a client that retried its put) run one after the other: the second finds the first one's result."""
         running = source.running
+        by_id: dict[str, asyncio.Future] = {}
         while stop is None or not stop.is_set():
             try:
                 if len(running) >= slots:
@@ -109,29 +111,41 @@ class AsyncWorker:
                 else:
                     for claimed in await asyncio.to_thread(source.poll, slots - len(running)):
                         key = (claimed.partition, claimed.offset)
-                        running[key] = asyncio.ensure_future(self._record(endpoint, ledger, claimed, source, key))
+                        task = asyncio.ensure_future(self._record(endpoint, ledger, claimed, source, key,
+                                                                  by_id.get(claimed.id)))
+                        running[key] = by_id[claimed.id] = task
+                        task.add_done_callback(lambda t, rid=claimed.id: by_id.pop(rid, None) if by_id.get(rid)
+                                               is t else None)
                 await asyncio.to_thread(source.commit)
             except Exception:  # noqa: BLE001 - the loop never dies; uncommitted records are delivered again
                 log.exception("async worker %s: Kafka loop", endpoint)
                 await asyncio.sleep(1)
 
-    async def _record(self, endpoint: str, ledger, claimed, source, key) -> None:
+    async def _record(self, endpoint: str, ledger, claimed, source, key, after: asyncio.Future | None = None) -> None:
         """Run one record until it is finished (an infrastructure error is retried: its offset stays
-        uncommitted meanwhile), then mark it done for the next commit."""
+        uncommitted meanwhile, unless its partition is being handed over: then it is left to the next owner),
+        then mark it done for the next commit."""
         gauge = self.in_flight.labels(endpoint)
         gauge.inc()
         try:
+            if after is not None:
+                await asyncio.wait([after])
             for attempt in range(1_000_000):
                 try:
                     await self.process(endpoint, ledger, claimed)
                     break
                 except Exception:  # noqa: BLE001 - e.g. the output location unwritable for a while
                     log.exception("async request %s (attempt %d)", claimed.id, attempt + 1)
-                    await asyncio.sleep(min(30, 2 ** attempt))
+                    wait_until = time.monotonic() + min(30, 2 ** attempt)
+                    while time.monotonic() < wait_until:
+                        if claimed.partition in source.revoking:
+                            return  # handed over: the next owner tries it
+                        await asyncio.sleep(0.1)
             source.offsets.done(claimed.partition, claimed.offset)
         finally:
             gauge.dec()
             source.running.pop(key, None)
+            source.offsets.end(claimed.partition, claimed.offset)
 
     async def _work(self, endpoint: str, slot: int) -> None:
         queue, lease_s = self.queues[endpoint], self.specs[endpoint].lease_s

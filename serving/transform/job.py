@@ -4,7 +4,10 @@
                                         output="out/"))
 
 The input (a file, a folder or an fsspec prefix) is cut into chunks of whole lines; Ray Data maps them
-over an actor pool of onnxruntime sessions (serving.transform.worker) with the order kept, and this
+over onnxruntime sessions (serving.transform.worker) with the order kept - on tasks by default, each Ray
+worker process keeping the job's session for its next tasks and for the next job (a job pays no actor
+start-up, and on a Ray that ran one before, no import or session either), or on an actor pool made for the
+job (`compute="actors"`) - and this
 process writes each file's answers to `<output>/<input relative path>.out` as they arrive. The job record,
 `<output>/transform-job.json`, is rewritten after each file: status, rows done and failed, seconds, each
 file's output and fingerprint. A rerun of the same job skips the files recorded as completed whose input
@@ -26,7 +29,7 @@ from serving.transform.spec import TransformJob
 
 log = logging.getLogger(__name__)
 RECORD = "transform-job.json"
-RUN_ONLY = {"model", "name", "input", "output", "max_concurrent_transforms", "chunk_mb"}  # not in what a file's output is
+RUN_ONLY = {"model", "name", "input", "output", "max_concurrent_transforms", "chunk_mb", "compute"}  # not in what a file's output is
 FIRST_FAILURES = 100  # failures quoted in the record; all of them are in the .failed.jsonl files
 
 
@@ -147,9 +150,19 @@ def _run(job: TransformJob, files: list[dict], record: dict, fs, root: str, addr
         ctx.enable_progress_bars = False
         chunks = _chunks(job, files)
         actors = job.max_concurrent_transforms or max(1, int(ray.available_resources().get("CPU", 1)))
-        ds = ray.data.from_items(chunks, override_num_blocks=len(chunks)).map_batches(
-            TransformWorker, fn_constructor_args=(job.model_dump_json(),), batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=min(actors, len(chunks))), num_cpus=1)
+        items = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+        # what a worker needs (not where the job reads and writes: the next job of the same model and options
+        # finds the session a worker process kept)
+        worker_job = job.model_copy(update={"input": "", "output": ""}).model_dump_json()
+        if job.compute == "tasks":  # no actor to start; a Ray worker process keeps the session for its next tasks
+            from serving.transform.worker import transform_chunks
+
+            ds = items.map_batches(transform_chunks, fn_kwargs={"job_json": worker_job}, batch_size=1,
+                                   compute=ray.data.TaskPoolStrategy(size=min(actors, len(chunks))), num_cpus=1)
+        else:
+            ds = items.map_batches(
+                TransformWorker, fn_constructor_args=(worker_job,), batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=min(actors, len(chunks))), num_cpus=1)
         left = {i: sum(1 for c in chunks if c["file"] == i) for i in range(len(files))}
         with _Progress(progress, sum(f["size"] for f in files)) as bar:
             writer = _Writer(fs, root, files, record)

@@ -38,6 +38,10 @@ class TransformJob(Strict):
     max_concurrent_transforms: int | None = Field(None, ge=1, description=(
         "onnxruntime sessions working at once (Ray Data actors); default: the Ray cluster's CPUs"))
     chunk_mb: float = Field(8, gt=0, description="input read per Ray Data task (a file is split at line ends)")
+    compute: Literal["tasks", "actors"] = Field("tasks", description=(
+        "how Ray Data runs the onnxruntime sessions: tasks (each Ray worker process keeps the job's session for "
+        "its next tasks, and for the next job of the same model and options: no actor to start) or actors (an "
+        "actor pool made for the job, one session per actor)"))
 
     @model_validator(mode="after")
     def _consistent(self) -> "TransformJob":

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from core.errors import FerryError
-from serving.adapters.transform import TransformExchange
+from serving.adapters.transform import Lines, TransformExchange
 from serving.dataplane import DataPlane
 from serving.endpoint import Endpoint
 from serving.transform import jsonpath
@@ -57,6 +57,22 @@ def split_lines(data: bytes) -> tuple[list[bytes], range | list[int]]:
         return lines, [i for i, ln in enumerate(lines) if ln]
     lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
     return lines, [i for i, ln in enumerate(lines) if ln.strip()]  # blank lines are not records
+
+
+def plain_lines(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """(starts, ends) offsets of the lines of a chunk whose lines are all records - no blank line, no `\r`
+    or whitespace (the common case: numbers and commas) - found without a Python object per line; None
+    otherwise (split_lines handles it)."""
+    if not data or data.startswith(b"\n") or b"\n\n" in data or any(
+            c in data for c in (b"\r", b" ", b"\t", b"\x0b", b"\x0c")):
+        return None
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    if not data.endswith(b"\n"):  # the file's last line, without a line end
+        ends = np.append(ends, len(data))
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    return starts, ends
 
 
 def batches(sizes: np.ndarray, limit: int, single: bool) -> list[tuple[int, int]]:
@@ -115,20 +131,34 @@ class TransformWorker:
             except FerryError as err:
                 return b"", 0, 0, [(None, err.error.message)]
             return ex.response, 0, 1, []
-        lines, keep = split_lines(data)
-        records = lines if isinstance(keep, range) else [lines[i] for i in keep]
-        sizes = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
+        plain = plain_lines(data)
+        if plain is not None:  # the records are the lines: requests are cut out of the chunk by offsets
+            starts, ends = plain
+            keep = range(len(starts))
+            sizes = ends - starts
+
+            def records(a: int, b: int) -> Lines:
+                return Lines(data[starts[a]:ends[b - 1]], b - a)
+            n_lines = len(starts)
+        else:
+            lines, keep = split_lines(data)
+            listed = lines if isinstance(keep, range) else [lines[i] for i in keep]
+            sizes = np.fromiter(map(len, listed), dtype=np.int64, count=len(listed))
+
+            def records(a: int, b: int) -> list[bytes]:
+                return listed[a:b]
+            n_lines = len(lines)
         outputs: list[bytes] = []  # each request's answers, joined by line ends
         failures: list[tuple[int | None, str]] = []
         done = 0
         for a, b in batches(sizes, self.plane.max_payload_bytes, self.job.batch_strategy == "SingleRecord"):
             done += await self._run(records, keep, a, b, outputs, failures)
         body = b"\n".join(outputs) + b"\n" if outputs else b""
-        return body, len(lines), done, failures
+        return body, n_lines, done, failures
 
     async def _run(self, records, keep, a, b, outputs, failures) -> int:
-        """Answer records[a:b] (appended to outputs) and return how many were answered."""
-        ex = TransformExchange(self.job, records[a:b], self.filters)
+        """Answer records a..b (appended to outputs) and return how many were answered."""
+        ex = TransformExchange(self.job, records(a, b), self.filters)
         try:
             await self.plane.infer(ex)
         except FerryError as err:
@@ -140,3 +170,16 @@ class TransformWorker:
                     + await self._run(records, keep, mid, b, outputs, failures))
         outputs.append(ex.block)
         return ex.count
+
+
+_CACHED: dict[str, TransformWorker] = {}  # per worker process: the last job's worker (Ray reuses task processes)
+
+
+def transform_chunks(batch: dict[str, np.ndarray], job_json: str) -> dict[str, np.ndarray]:
+    """`map_batches` function for Ray Data tasks: the process's worker for this job (made by its first task,
+    reused by the next ones and by the next job of the same model and options), one chunk per call."""
+    worker = _CACHED.get(job_json)
+    if worker is None:
+        _CACHED.clear()  # one job's session per process: a long-lived Ray does not collect models
+        worker = _CACHED[job_json] = TransformWorker(job_json)
+    return worker(batch)

@@ -3,12 +3,19 @@ accepted requests (10 to answer, a rejected payload, an expired one) on a fresh 
 5 of them, writes their results and dies before committing (as kill -9 would leave it); a second worker of the
 same group gets all 12 again, finishes the 5 with the results in place - not run, not rewritten - and runs
 the other 7. Lost 0, completed twice 0; the group's lag (the autoscaler's backlog) goes from 12 to 0, and
-the status route reads the locations."""
+the status route says Pending for a queued request, reads the locations once finished and refuses an
+unknown id; the oldest request's age is exported.
+
+A rebalance while records run: worker A runs 9 records (8 requests, one of them put twice), held in the
+model until worker B joins the group; A finishes them and commits before its partitions move, so B starts
+after them and runs none again; the repeated id runs after the first and finds its result (each request
+run once)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 
 import numpy as np
@@ -17,6 +24,7 @@ import orjson
 import pytest
 from kafka.admin import KafkaAdminClient
 
+from core.errors import FerryError
 from serving.adapters.async_ import AsyncFrontDoor
 from serving.asyncq import scaling
 from serving.asyncq.kafka import KafkaQueue, KafkaSource, Ledger, consumer_lag, topic_and_group
@@ -84,6 +92,11 @@ def test_a_worker_dying_before_its_commits_loses_nothing_and_completes_nothing_t
     docs["bad"] = put(queue, tmp_path, "bad", b"1,2,3\n")
     docs["old"] = put(queue, tmp_path, "old", b"1,2,3,4,5,6,7,8\n", ttl_s=-1)
     assert consumer_lag(kafka_bootstrap, topic, group) == 12
+    door = AsyncFrontDoor("ep", spec, queue)  # before any worker: every request Pending, the oldest aged
+    pending = orjson.loads(door.status_from_locations("r3").body)
+    assert pending["Status"] == "Pending" and pending["AcceptedAt"] <= time.time()
+    n, age = queue.backlog("ep")
+    assert n == 12 and age >= time.time() - pending["AcceptedAt"] - 1 and age > 0
     ref = scaling.queue_ref(spec, "ep", kafka_bootstrap)
     assert scaling.read_backlog(ref, "ep") == 12
 
@@ -127,6 +140,65 @@ def test_a_worker_dying_before_its_commits_loses_nothing_and_completes_nothing_t
         assert w.registry.get_sample_value("ferry_async_requests_total", {"endpoint": "ep", "outcome": outcome}) == n
 
     door = AsyncFrontDoor("ep", spec, queue)
-    states = {r: orjson.loads(door.status_from_locations(r).body)["Status"] for r in ("r0", "bad", "old", "nobody")}
-    assert states == {"r0": "Completed", "bad": "Failed", "old": "Expired", "nobody": "Pending"}
+    states = {r: orjson.loads(door.status_from_locations(r).body)["Status"] for r in ("r0", "bad", "old")}
+    assert states == {"r0": "Completed", "bad": "Failed", "old": "Expired"}
+    with pytest.raises(FerryError) as unknown:  # an id the queue never held is not Pending
+        door.status_from_locations("nobody")
+    assert unknown.value.error.status == 404
+    assert queue.backlog("ep") == (0, 0.0)
     queue.close()
+
+
+def test_a_rebalance_hands_partitions_over_only_after_their_running_records(demo_dir, tmp_path, spec,
+                                                                          kafka_bootstrap):  # noqa: F811
+    topic, group = topic_and_group(spec, "ep")
+    queue = KafkaQueue(kafka_bootstrap, topic, group, spec.partitions)
+    body = b"\n".join((demo_dir / "test_features.csv").read_bytes().splitlines()[:20])
+    docs = {f"r{i}": put(queue, tmp_path, f"r{i}", body) for i in range(8)}
+    put(queue, tmp_path, "r0", body)  # a client that retried: the same inference id twice on the topic
+    queue.close()
+
+    async def run():
+        stop = asyncio.Event()
+        a, b = worker(demo_dir), worker(demo_dir)
+        a.specs["ep"] = b.specs["ep"] = spec
+        source_a = await asyncio.to_thread(KafkaSource, kafka_bootstrap, topic, group, 16, 60_000)
+        infer = a.plane.infer
+
+        async def held_until_the_rebalance(ex):  # A's records are in the model when B joins
+            for _ in range(400):
+                if source_a.revoking:
+                    break
+                await asyncio.sleep(0.05)
+            return await infer(ex)
+
+        a.plane.infer = held_until_the_rebalance
+        loop_a = asyncio.create_task(a.consume("ep", source_a, Ledger(), 16, stop))
+        for _ in range(300):
+            if source_a.offsets.busy({tp for tp in source_a.offsets.pending}) == 9:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("worker A did not take the 9 records")
+        source_b = await asyncio.to_thread(KafkaSource, kafka_bootstrap, topic, group, 16, 60_000)
+        loop_b = asyncio.create_task(b.consume("ep", source_b, Ledger(), 16, stop))
+        for _ in range(600):
+            if (await asyncio.to_thread(consumer_lag, kafka_bootstrap, topic, group) == 0
+                    and source_b.consumer.assignment()):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the records were not all committed within 60 s")
+        await asyncio.sleep(1)  # B polls its partition: nothing is delivered again
+        stop.set()
+        await asyncio.gather(loop_a, loop_b)
+        for source in (source_a, source_b):
+            source.close()
+        return a, b
+
+    a, b = asyncio.run(run())
+    assert all(os.path.exists(d["output"]) for d in docs.values())
+    finished = [w.registry.get_sample_value("ferry_async_requests_total", {"endpoint": "ep", "outcome": "succeeded"})
+                or 0 for w in (a, b)]
+    # each request run once (the second r0 waited for the first and found its result), by A only
+    assert (invocations(a), invocations(b)) == (8, 0) and finished == [9, 0]

@@ -1,9 +1,10 @@
 """kill -9 of `ferry up` with asynchronous requests queued, then a restart: every accepted request ends
-exactly once (lost 0, completed twice 0).
+exactly once (lost 0, completed twice 0), on both queues at once - one endpoint on the SQLite queue, one on
+a Kafka topic (the real broker), in the same `ferry up`.
 
 `ferry up` runs as a user runs it, with its own Ray (none of the session Ray's RAY_* settings), in its own
-process group; the whole group is SIGKILLed right after the last 202. After the kill, the queue file says
-which requests were still waiting or running; every result already in place is noted (inode and mtime).
+process group; the whole group is SIGKILLed right after the last 202. After the kill, the queue file and
+the Kafka group's lag say that requests were still waiting or running; every result already in place is noted (inode and mtime).
 After the restart every request is Completed with one result at its OutputLocation, equal to onnxruntime,
 nothing at its FailureLocation, and no result written before the kill was written again."""
 
@@ -16,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +26,11 @@ import numpy as np
 import onnxruntime as ort
 import yaml
 
+from kafka.admin import KafkaAdminClient
+
+from serving.asyncq.kafka import consumer_lag
 from tests.integration.conftest import free_port
+from tests.integration.services import kafka_bootstrap  # noqa: F401 - fixture
 
 FERRY = [sys.executable, "-m", "ferry.cli"]
 N = 24
@@ -57,7 +63,8 @@ def session_processes(sid: int) -> list[int]:
     return alive
 
 
-def test_kill_9_with_requests_queued_then_restart_loses_none_and_completes_none_twice(tmp_path, demo_dir):
+def test_kill_9_with_requests_queued_then_restart_loses_none_and_completes_none_twice(tmp_path, demo_dir,
+                                                                                      kafka_bootstrap):  # noqa: F811
     rows = np.loadtxt(demo_dir / "test_features.csv", delimiter=",")
     rows = np.resize(rows, (ROWS, rows.shape[1]))
     (tmp_path / "in").mkdir()
@@ -66,65 +73,87 @@ def test_kill_9_with_requests_queued_then_restart_loses_none_and_completes_none_
     expected = ort.InferenceSession(str(demo_dir / "model.onnx")).run(
         None, {"input": np.loadtxt(src, delimiter=",").astype(np.float32)})[0]
     http = free_port()
+    topic = f"ferry.test.async-restart-{uuid.uuid4().hex[:8]}"
+    queued = {"output_path": "out", "failure_path": "failed", "input_prefixes": ["in"], "queue_path": "queue.db",
+              "max_concurrent_invocations": 1, "lease_s": 2}
+    kqueued = {"output_path": "kout", "failure_path": "kfailed", "input_prefixes": ["in"], "queue": "kafka",
+               "topic": topic, "max_concurrent_invocations": 1}
     deploy_file = tmp_path / "ferry.yaml"
     deploy_file.write_text(yaml.safe_dump({
         "server": {"http_port": http, "grpc_port": free_port(), "ingress": "python"},
+        "kafka": {"bootstrap_servers": kafka_bootstrap},
         "models": [{"name": "credit-gbm", "path": str(demo_dir / "model.onnx")}],
-        "endpoints": [{"name": "queued", "variants": [{"model": "credit-gbm"}], "async": {
-            "output_path": "out", "failure_path": "failed", "input_prefixes": ["in"], "queue_path": "queue.db",
-            "max_concurrent_invocations": 1, "lease_s": 2}}]}))
+        "endpoints": [{"name": "queued", "variants": [{"model": "credit-gbm"}], "async": queued},
+                      {"name": "kqueued", "variants": [{"model": "credit-gbm"}], "async": kqueued}]}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a user's shell: its own Ray
     log = tmp_path / "up.log"
-    url = f"http://127.0.0.1:{http}/endpoints/queued/async-invocations"
+    urls = {ep: f"http://127.0.0.1:{http}/endpoints/{ep}/async-invocations" for ep in ("queued", "kqueued")}
+    outs = {"queued": tmp_path / "out", "kqueued": tmp_path / "kout"}
     proc = start(deploy_file, log, env)
     try:
         with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda i: client.post(url, headers={
+            answers = list(pool.map(lambda a: client.post(urls[a[0]], headers={
                 "X-Amzn-SageMaker-InputLocation": str(src), "X-Amzn-SageMaker-Content-Type": "text/csv",
-                "X-Amzn-SageMaker-Inference-Id": f"r{i}"}), range(N)))
-        assert [r.status_code for r in answers] == [202] * N, [r.text for r in answers if r.status_code != 202]
+                "X-Amzn-SageMaker-Inference-Id": f"r{a[1]}"}), [(ep, i) for i in range(N) for ep in urls]))
+        assert [r.status_code for r in answers] == [202] * 2 * N, [r.text for r in answers if r.status_code != 202]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while session_processes(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not session_processes(proc.pid), "processes of the killed ferry up are still alive"
-
-    db = sqlite3.connect(tmp_path / "queue.db")
-    states = dict(db.execute("SELECT id, state FROM requests").fetchall())
-    db.close()
-    assert len(states) == N  # every 202 was on disk
-    waiting = [i for i, s in states.items() if s in ("queued", "running")]
-    assert waiting, f"every request was done before the kill: nothing tested ({states})"
-    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "out").glob("*.out")}
-
-    with open(log, "a") as f:
-        f.write("--- restart ---\n")
-    proc = start(deploy_file, log, env)
     try:
-        deadline = time.monotonic() + 90
-        with httpx.Client(timeout=30) as client:
-            for i in range(N):
-                while (doc := client.get(f"{url}/r{i}").json())["Status"] in ("Queued", "InProgress"):
-                    assert time.monotonic() < deadline, f"r{i} still {doc['Status']} after the restart"
-                    time.sleep(0.2)
-                assert doc["Status"] == "Completed", doc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        deadline = time.monotonic() + 30
+        while session_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not session_processes(proc.pid), "processes of the killed ferry up are still alive"
 
-    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert outputs == sorted(f"r{i}.out" for i in range(N))  # one result each, no temporary file left
-    assert not (tmp_path / "failed").exists() or not list((tmp_path / "failed").iterdir())
-    for name, stamp in before.items():  # a result written before the kill is never written again
-        p = tmp_path / "out" / name
-        assert (p.stat().st_ino, p.stat().st_mtime_ns) == stamp, f"{name} was written a second time"
-    for name in outputs:
-        labels = [int(ln.split(",")[0]) for ln in (tmp_path / "out" / name).read_text().splitlines()]
-        assert labels == expected.tolist(), name
-    print(f"kill -9 with {len(waiting)} of {N} requests waiting: lost 0, completed twice 0")
+        db = sqlite3.connect(tmp_path / "queue.db")
+        states = dict(db.execute("SELECT id, state FROM requests").fetchall())
+        db.close()
+        assert len(states) == N  # every 202 was on disk
+        waiting = [i for i, s in states.items() if s in ("queued", "running")]
+        assert waiting, f"every request was done before the kill: nothing tested ({states})"
+        lag = consumer_lag(kafka_bootstrap, topic, f"{topic}.workers")
+        assert lag > 0, "every Kafka request was committed before the kill: nothing tested"
+        before = {(ep, p.name): (p.stat().st_ino, p.stat().st_mtime_ns)
+                  for ep, d in outs.items() for p in d.glob("*.out")}
+
+        with open(log, "a") as f:
+            f.write("--- restart ---\n")
+        proc = start(deploy_file, log, env)
+        try:
+            deadline = time.monotonic() + 90
+            with httpx.Client(timeout=30) as client:
+                for ep, url in urls.items():
+                    for i in range(N):
+                        while (doc := client.get(f"{url}/r{i}").json()).get("Status") in ("Queued", "InProgress",
+                                                                                          "Pending"):
+                            assert time.monotonic() < deadline, f"{ep} r{i} still {doc['Status']} after the restart"
+                            time.sleep(0.2)
+                        assert doc.get("Status") == "Completed", (ep, doc)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
+
+        for ep, out in outs.items():
+            outputs = sorted(p.name for p in out.iterdir())
+            assert outputs == sorted(f"r{i}.out" for i in range(N)), ep  # one result each, no temporary file left
+            failed = tmp_path / ("failed" if ep == "queued" else "kfailed")
+            assert not failed.exists() or not list(failed.iterdir()), ep
+            for name in outputs:
+                labels = [int(ln.split(",")[0]) for ln in (out / name).read_text().splitlines()]
+                assert labels == expected.tolist(), (ep, name)
+        for (ep, name), stamp in before.items():  # a result written before the kill is never written again
+            p = outs[ep] / name
+            assert (p.stat().st_ino, p.stat().st_mtime_ns) == stamp, f"{ep} {name} was written a second time"
+        assert consumer_lag(kafka_bootstrap, topic, f"{topic}.workers") == 0  # every Kafka record committed
+        print(f"kill -9 with {len(waiting)} of {N} SQLite and {lag} of {N} Kafka requests waiting: lost 0, "
+              "completed twice 0")
+    finally:
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            admin.delete_topics([topic])
+        finally:
+            admin.close()

@@ -72,11 +72,12 @@ def test_folder_with_filters_join_a_bad_record_and_a_rerun(ray_serve, demo_dir, 
                  labels[3000:][keep], probs[3000:, 1][keep])
     assert job_status(str(out))["files"]["a.csv"]["status"] == "Completed"
 
-    # fixed, then rerun: a.csv was finished and is skipped (its output untouched), b.csv is done again
+    # fixed, then rerun on an actor pool (the first run was on tasks, the default; how it runs is not an
+    # option of the job's outputs): a.csv was finished and is skipped (its output untouched), b.csv is done again
     b[1233] = csv_lines(rows[4233:4234], 4233)[0]
     (src / "sub" / "b.csv").write_text("\n".join(b) + "\n")
     before = (out / "a.csv.out").stat().st_mtime_ns
-    record = run_transform(job)
+    record = run_transform(job.model_copy(update={"compute": "actors"}))
     assert record["status"] == "Completed" and record["rows"] == {"done": 5000, "failed": 0}
     assert (out / "a.csv.out").stat().st_mtime_ns == before
     assert not (out / "sub" / "b.csv.failed.jsonl").exists()
