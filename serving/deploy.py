@@ -82,6 +82,7 @@ def ray_env(server: ServerSpec, ingress_kind: str | None = None, haproxy_binary:
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_HAPROXY_BINARY_PATH": haproxy_binary,
         "FERRY_HAPROXY_BIND_HOST": server.haproxy_admin_host,
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": f"{server.drain_seconds:g}",
         "RAY_SERVE_HAPROXY_STATS_PORT": str(server.haproxy_stats_port),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(server.haproxy_metrics_port),
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(server.fallback_http_port),

@@ -85,6 +85,10 @@ class ServerSpec(Strict):
                             "installed; ~10x the Python proxy on small machines) or its Python proxy")
     haproxy_admin_host: str = Field("127.0.0.1", description="where HAProxy's stats page and Prometheus exporter "
                                                              "listen (Ray binds them to every interface)")
+    drain_seconds: float = Field(5.0, ge=0, description=(
+        "how long a stopping replica behind HAProxy stays reachable while HAProxy takes it out of rotation (then "
+        "it refuses new connections, which HAProxy retries elsewhere, and finishes what it holds); Ray Serve's "
+        "default of 30 s is for external load balancers such as a cloud ALB"))
     haproxy_stats_port: int = Field(8404, ge=1, le=65535)
     haproxy_metrics_port: int = Field(9101, ge=1, le=65535)
     fallback_http_port: int = Field(8500, ge=1, le=65535, description="Ray Serve's fallback proxy behind HAProxy")

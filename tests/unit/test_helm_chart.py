@@ -145,8 +145,8 @@ IMAGE_STATE_DIR = "/tmp/ferry"
 
 @pytest.mark.parametrize("server", [
     {}, {"ingress": "python"}, {"throughput_optimized": False}, {"grpc_max_message_bytes": 1048576},
-    {"haproxy_stats_port": 18404, "replica_port_base": 40000},
-], ids=["defaults", "python", "no-throughput-flags", "grpc-size", "ports"])
+    {"haproxy_stats_port": 18404, "replica_port_base": 40000}, {"drain_seconds": 0}, {"drain_seconds": 30},
+], ids=["defaults", "python", "no-throughput-flags", "grpc-size", "ports", "no-drain", "drain-30"])
 def test_ray_containers_get_the_environment_ferry_up_sets(server):
     """What `ferry up` puts in Ray's environment (serving/deploy.py start_ray) is on the chart's Ray containers:
     if this fails, start_ray changed; give the chart's ferry.rayEnvMap (templates/_ray.tpl) the same change."""

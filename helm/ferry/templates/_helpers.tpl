@@ -38,6 +38,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $out $k (dig $k $v $s) -}}
 {{- end -}}
 {{- $_ := set $out "throughput_optimized" (dig "throughput_optimized" true $s) -}}
+{{- $_ := set $out "drain_seconds" (dig "drain_seconds" 5.0 $s) -}}
 {{- toJson $out -}}
 {{- end -}}
 

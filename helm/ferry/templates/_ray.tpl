@@ -18,6 +18,7 @@
 {{- $_ := set $env "RAY_SERVE_ENABLE_HA_PROXY" "1" -}}
 {{- $_ := set $env "RAY_SERVE_HAPROXY_BINARY_PATH" .Values.ray.haproxyBinary -}}
 {{- $_ := set $env "FERRY_HAPROXY_BIND_HOST" $s.haproxy_admin_host -}}
+{{- $_ := set $env "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S" (float64 $s.drain_seconds | toString) -}}
 {{- $_ := set $env "RAY_SERVE_HAPROXY_STATS_PORT" (int64 $s.haproxy_stats_port | toString) -}}
 {{- $_ := set $env "RAY_SERVE_HAPROXY_METRICS_PORT" (int64 $s.haproxy_metrics_port | toString) -}}
 {{- $_ := set $env "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" (int64 $s.fallback_http_port | toString) -}}
