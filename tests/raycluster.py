@@ -53,16 +53,16 @@ def _pids_naming(marker: str) -> list[int]:
     return out
 
 
-def stop_process_group(proc: subprocess.Popen, marker: str | None = None) -> None:
-    """End a process started in its own session: its group (SIGTERM, then SIGKILL), then any process whose
-    command line holds `marker` (a temp dir of ours: Ray's daemons leave the group)."""
+def stop_process_group(proc: subprocess.Popen, marker: str | None = None, grace_s: float = 20) -> None:
+    """End a process started in its own session: its group (SIGTERM, then SIGKILL after `grace_s`), then any
+    process whose command line holds `marker` (a temp dir of ours: Ray's daemons leave the group)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             break
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=grace_s)
             break
         except subprocess.TimeoutExpired:
             continue
@@ -90,7 +90,8 @@ class RayNode:
         raise RuntimeError(f"no raylet of the node in {self.temp_dir}")
 
     def stop(self) -> None:
-        stop_process_group(self.proc, str(self.temp_dir))
+        # a throwaway node: 5 s for `ray start --block` to end its daemons, then they are killed
+        stop_process_group(self.proc, str(self.temp_dir), grace_s=5)
 
 
 @dataclass

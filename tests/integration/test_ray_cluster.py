@@ -1,11 +1,11 @@
-"""Ferry on a Ray cluster of two nodes, as a user runs it: `ray start` a head and a worker (each 2 logical CPUs,
+"""Ferry on a Ray cluster of two nodes, as a user runs it: `ray start` a head and a worker (each 4 logical CPUs,
 its own ports and temp dir, on this machine), `ferry up --address` joins them, `ferry transform --address` runs a
 job on them.
 
 The gateway's two replicas land on both nodes (Ray Serve spreads a deployment's replicas), and the replica on
 the worker node answers with the model's own predictions (the nodes run with Ray Serve's local-node preference
-off, as docs/scaling.md says to do behind one proxy). The transform's actors (1 CPU each) cannot all fit on
-one node, so its job runs across both. Then the worker node's raylet is killed under load: the endpoint keeps
+off, as docs/scaling.md says to do behind one proxy). The transform's four actors (1 CPU each) cannot all fit
+on one node, so its job runs across both. Then the worker node's raylet is killed under load: the endpoint keeps
 serving, Serve replaces the lost replica on the head, and the requests that failed meanwhile are counted and
 printed. Every process the test starts is stopped at the end (never the session's Ray)."""
 
@@ -47,8 +47,8 @@ def cluster():
     ray = RayCluster(root / "r", extra_env={"RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0"})
     up = None
     try:
-        ray.add_node(num_cpus=2)
-        ray.add_node(num_cpus=2)
+        ray.add_node(num_cpus=4)
+        ray.add_node(num_cpus=4)
         nodes = ray.wait_for_nodes(2)
         head = next(n["node_id"] for n in nodes if n["is_head_node"])
         worker = next(n["node_id"] for n in nodes if not n["is_head_node"])
@@ -95,8 +95,11 @@ def _invoke(client: httpx.Client, c, i: int) -> str:
     if r.status_code != 200:
         return f"HTTP {r.status_code}"
     got = np.array([[float(v) for v in line.split(",")] for line in r.text.strip().splitlines()])
-    ok = got.shape == (ROWS_PER_REQUEST, 3) and np.allclose(got, c.expected[idx], rtol=1e-6)
-    return "ok" if ok else f"wrong: rows {idx}: {r.text!r}"
+    # labels exact; probabilities to float32's precision (onnxruntime's sums differ in the last bit with the
+    # batch's size: 4 rows here, all the rows for the reference)
+    ok = (got.shape == (ROWS_PER_REQUEST, 3) and (got[:, 0] == c.expected[idx, 0]).all()
+          and np.allclose(got, c.expected[idx], rtol=0, atol=1e-6))
+    return "ok" if ok else f"wrong: rows {idx}: shape {got.shape}, headers {dict(r.headers)}: {r.text!r}"
 
 
 def _served_by_replica(url: str) -> dict[str, float]:
@@ -128,7 +131,7 @@ def test_gateway_replicas_spread_and_the_worker_node_replica_answers_correctly(c
                 break
     served = _served_by_replica(c.url)
     assert served.get(on_worker, 0) > 0, f"after {sent} requests, served by replica: {served}; worker: {on_worker}"
-    assert results.count("ok") == sent, {x: results.count(x) for x in set(results)}
+    assert results.count("ok") == sent, "\n".join(x for x in results if x != "ok")
 
 
 def test_transform_runs_its_job_across_both_nodes(cluster):
@@ -140,13 +143,21 @@ def test_transform_runs_its_job_across_both_nodes(cluster):
         (inp / f"part-{k}.csv").write_text("\n".join(lines[k::4]) + "\n")
     r = subprocess.run(FERRY + ["transform", "--model", str(c.demo / "model.onnx"), "--input", str(inp),
                                 "--output", str(out), "--address", c.ray.address],
-                       env=c.env, capture_output=True, text=True, timeout=180)
+                       # a job this short ends on the head's actors before the worker's are up: Ray Data's
+                       # setting (docs/scaling.md) makes the pool start whole
+                       env=c.env | {"RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "120"}, capture_output=True,
+                       text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     for k in range(4):
         got = np.loadtxt(out / f"part-{k}.csv.out", delimiter=",", ndmin=2)
-        np.testing.assert_allclose(got, c.expected[k::4], rtol=1e-6)
-    workers = c.ray.state("actors", class_name="_MapWorker")
-    assert {a["node_id"] for a in workers if a["node_id"]} == {c.head, c.worker}, workers
+        np.testing.assert_array_equal(got[:, 0], c.expected[k::4, 0])
+        np.testing.assert_allclose(got, c.expected[k::4], rtol=0, atol=1e-6)
+    # Ray Data names its pool's actor class MapWorker(<operator>)
+    workers = [a for a in c.ray.state("actors") if a["class_name"].startswith("MapWorker(")]
+    placed = {a["node_id"] for a in workers if a["node_id"]}
+    where = [(a["node_id"] and ("head" if a["node_id"] == c.head else "worker"), a["state"], a.get("num_restarts"))
+             for a in workers]
+    assert placed == {c.head, c.worker}, where
 
 
 def test_killing_the_worker_node_leaves_the_endpoint_serving(cluster, capsys):
