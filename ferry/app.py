@@ -29,7 +29,10 @@ def build(args: dict):
     doc = args.get("config") or {}
     base = Path(args.get("base_dir") or ".").resolve()
     cfg = parse_config(doc, base=base, environ=os.environ)
-    return application(cfg, base, serve_doc=serve_config(doc, args.get("base_dir") or ".", cfg))
+    # The overrides it was deployed with (`ferry up --address`) are in this process's environment (the
+    # application's runtime_env): the control plane re-applies the very document that was deployed.
+    env = {k: os.environ[k] for k in args.get("env_vars") or () if k in os.environ}
+    return application(cfg, base, serve_doc=serve_config(doc, args.get("base_dir") or ".", cfg, env=env))
 
 
 def application(cfg: DeployFile, base_dir: Path, serve_doc: dict | None = None):
@@ -51,20 +54,24 @@ def feature_api_config(cfg: DeployFile, base_dir: Path) -> dict | None:
             "groups": [g.model_dump(mode="json", by_alias=True) for g in cfg.feature_groups]}
 
 
-def serve_config(doc: dict, base_dir: str, cfg: DeployFile) -> dict:
+def serve_config(doc: dict, base_dir: str, cfg: DeployFile, env: dict[str, str] | None = None) -> dict:
     """The Ray Serve config document (ServeDeploySchema) that deploys ferry.yaml `doc` through `build`.
 
     `cfg` is the validated form of `doc`: it gives the ports; `doc` itself travels as the builder's args so
-    that the cluster applies its own FERRY_* overrides and path base."""
+    that the cluster applies its own FERRY_* overrides and path base. `env` (FERRY_* overrides of the process
+    that deploys) goes along as the application's runtime_env env_vars, over the cluster's own, and their names
+    in the builder's args (the builder gives the control plane this same document)."""
     from serving.deploy import APP_NAME, GRPC_SERVICER
 
     s = cfg.server
+    app = {"name": APP_NAME, "route_prefix": "/", "import_path": IMPORT_PATH,
+           "args": {"config": doc, "base_dir": base_dir}}
+    if env:
+        app["runtime_env"] = {"env_vars": dict(env)}
+        app["args"]["env_vars"] = sorted(env)
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": s.host, "port": s.http_port},
         "grpc_options": {"port": s.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]},
-        "applications": [{
-            "name": APP_NAME, "route_prefix": "/", "import_path": IMPORT_PATH,
-            "args": {"config": doc, "base_dir": base_dir},
-        }],
+        "applications": [app],
     }

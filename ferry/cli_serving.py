@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ferry.app import serve_config
-from ferry.config import ConfigError, DeployFile, load_config, parse_config
+from ferry.config import ConfigError, DeployFile, load_config, override_vars, parse_config
 
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: a URL is never split, terminal or not
 RAY_TOKEN = Path.home() / ".ray" / "auth_token"
@@ -71,7 +71,10 @@ def serve_until_interrupted(cfg: DeployFile, address: str | None, file: Path, ve
         _fail(str(err), 2)
     try:
         deploy.start_ray(cfg.server, address, verbose=verbose)
-        deploy.deploy_config(serve_config(yaml.safe_load(file.read_text()) or {}, str(file.resolve().parent), cfg))
+        # On a cluster it joins, the builder runs in the cluster's processes: this shell's overrides go along.
+        env = override_vars() if address else None
+        deploy.deploy_config(serve_config(yaml.safe_load(file.read_text()) or {}, str(file.resolve().parent), cfg,
+                                          env=env))
     except KeyboardInterrupt:
         console.print("interrupted; shutting down")
         _quiet_shutdown(deploy, started_ray=address is None)

@@ -159,17 +159,20 @@ class ConfigError(ValueError):
     """A deploy file that cannot be used; the message names the field and the reason."""
 
 
+def override_vars(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The FERRY_<SECTION>__... variables of `environ` (default: this process's) that override the file."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items()
+            if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower().split("__")[0] in DeployFile.model_fields}
+
+
 def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Overlay FERRY_A__B__0__C=value variables onto the parsed file (returns a new dict)."""
-    environ = os.environ if environ is None else environ
+    overrides = override_vars(environ)
     out = copy.deepcopy(data)
-    for key in sorted(environ):
-        if not key.startswith(ENV_PREFIX):
-            continue
+    for key in sorted(overrides):
         path = key[len(ENV_PREFIX):].lower().split("__")
-        if path[0] not in DeployFile.model_fields:
-            continue
-        raw = environ[key]
+        raw = overrides[key]
         try:
             value = raw if raw == "" or is_secret(path[-1]) else yaml.safe_load(raw)
         except yaml.YAMLError:
