@@ -15,7 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from serving.spec import EndpointSpec, ModelSpec, Placement, ServerSpec
+from serving.spec import (SHADOW_IN_PROCESS_MAX_US, EndpointSpec, ModelSpec, Placement, ServerSpec,
+                          ShadowVariantSpec)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,46 @@ def in_process(v: Placement) -> bool:
         return v.in_process
     return (v.replicas == 1 and v.autoscaling is None and "num_cpus" not in v.model_fields_set
             and v.max_queued_requests == -1)
+
+
+def model_row_us(model: ModelSpec, runs: int = 30) -> float | None:
+    """Median microseconds of one single-row call of `model` (zeros of each input's dtype), or None when it
+    cannot be timed that way (non-numeric inputs, a model that refuses zeros)."""
+    import time
+
+    import numpy as np
+
+    from core.onnx import OnnxModel
+
+    try:
+        m = OnnxModel(model.path, model.input_names, model.output_names, model.intra_op_threads,
+                      model.inter_op_threads)
+        feed = {t.name: np.zeros([1] + [d if d > 0 else 1 for d in t.shape[1:]], dtype=t.dtype) for t in m.inputs}
+        if any(a.dtype.kind not in "biuf" for a in feed.values()):
+            return None
+        m.run(feed)
+        took = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            m.run(feed)
+            took.append(time.perf_counter() - start)
+        return sorted(took)[len(took) // 2] * 1e6
+    except Exception:  # noqa: BLE001 - a model that cannot be timed keeps the in-process default
+        log.info("model %s could not be timed; its shadow runs in the gateway", model.name, exc_info=True)
+        return None
+
+
+def shadow_in_process(s: ShadowVariantSpec, model: ModelSpec) -> bool:
+    """Whether a shadow runs in the gateway: as asked; else not when it needs its own replicas, CPUs or queue
+    limit, nor when its model is slower than SHADOW_IN_PROCESS_MAX_US per row (its copies would hold the
+    gateway's event loop, delaying the callers: benchmarks/shadow.py)."""
+    if s.in_process is not None or not in_process(s):
+        return in_process(s)
+    took = model_row_us(model)
+    placed = took is None or took <= SHADOW_IN_PROCESS_MAX_US
+    log.info("shadow %s: its model takes %s us per row: %s", s.name, f"{took:.0f}" if took else "?",
+             "in the gateway" if placed else "its own deployment")
+    return placed
 
 
 def haproxy_available() -> bool:
@@ -127,6 +168,16 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
             if v.serverless:
                 remote[f"{ep.name}.{v.name}"]["concurrency"] = serverless.gateway_share(v.serverless,
                                                                                         server.gateway_replicas)
+        for s in ep.shadow_variants:
+            if shadow_in_process(s, by_name[s.model]):
+                continue
+            remote[f"{ep.name}.{s.name}"] = {
+                "handle": ModelServer.options(
+                    name=f"{ep.name}.{s.name}", max_queued_requests=s.max_queued_requests, logging_config=QUIET,
+                    max_ongoing_requests=s.max_ongoing_requests, ray_actor_options={"num_cpus": s.num_cpus},
+                    **_replicas(s),
+                ).bind(by_name[s.model], s.name),
+                "scales_to_zero": s.autoscaling is not None and s.autoscaling.min_replicas == 0}
     used = {v.model for ep in endpoints for v in [*ep.variants, *ep.shadow_variants]} | {
         s.model for ep in endpoints for v in ep.variants for s in v.pipeline or ()}
     async_workers = []

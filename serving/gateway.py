@@ -253,8 +253,12 @@ def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str
     if spec.data_capture.enabled:
         capture = EndpointCapture(spec.data_capture, make_sink(spec.data_capture, spec.name, kafka_bootstrap))
     metrics = metrics or ServingMetrics()
-    shadows = [Shadow(spec.name, s, ModelRunner(models[s.model], s.name), metrics.shadow(spec.name, s.name), capture)
-               for s in spec.shadow_variants]
+    shadows = []
+    for s in spec.shadow_variants:  # in the gateway, or on its own deployment (serving/deploy.py decides)
+        target = remote.get(f"{spec.name}.{s.name}")
+        runner = (RemoteVariant(target["handle"], s.name, scales_to_zero=target["scales_to_zero"]) if target
+                  else ModelRunner(models[s.model], s.name))
+        shadows.append(Shadow(spec.name, s, runner, metrics.shadow(spec.name, s.name), capture))
     return Endpoint(spec.name, runners, {v.name: v.initial_weight for v in spec.variants}, capture, shadows)
 
 

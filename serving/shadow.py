@@ -1,8 +1,12 @@
 """Shadow variants: a sampled copy of live traffic runs on each, compared with production, never returned.
 
-The request path only samples and appends the copy to the shadow's bounded queue (a full queue drops the
-copy, counted); a worker task of the gateway's event loop runs the queue afterwards, so a slow or failing
-shadow neither slows nor fails the caller. Each answer is compared with production's: the share of rows
+The request path only samples the copy and hands it on, bounded (past the bound the copy is dropped, counted),
+so a slow or failing shadow never fails the caller. A shadow in the gateway has a queue that a worker task of
+the gateway's event loop runs between requests: free for a fast model, but a slow one holds the loop while it
+runs (a 1 ms model at 100 % adds up to 1 ms to a caller that keeps the replica busy). A shadow on its own
+deployment (`<endpoint>.<shadow>`) is sent each copy through its DeploymentHandle without waiting, at most
+`max_queued` copies in flight: the gateway pays the handle call, the model runs in the shadow's replica
+(benchmarks/shadow.py measures both). Each answer is compared with production's: the share of rows
 whose label agrees (classification: the first integer, boolean or string output) and the absolute
 difference of the first floating-point output (regression). With data capture on, the shadow's answer is
 captured too, under the shadow's name and the production request's inference id.
@@ -56,13 +60,23 @@ class Shadow:
         self.max_queued = spec.max_queued
         self.stats = stats
         self.capture = capture  # the endpoint's EndpointCapture, or None
+        self.deployment = getattr(runner, "deployment", None)  # its own deployment's name, or None (in gateway)
         self._queue: deque = deque()
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
+        self._in_flight: set[asyncio.Task] = set()
 
     def offer(self, payload, output_names, production, exchange) -> None:
         """Queue a copy of a request that production answered (sampled; dropped and counted when full)."""
         if self.rate < 1.0 and random.random() >= self.rate:
+            return
+        if self.deployment is not None:  # fire and forget to the shadow's replicas, bounded
+            if len(self._in_flight) >= self.max_queued:
+                self.stats.dropped += 1
+                return
+            task = asyncio.get_running_loop().create_task(self._guarded(payload, output_names, production, exchange))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
             return
         if len(self._queue) >= self.max_queued:
             self.stats.dropped += 1
@@ -85,6 +99,18 @@ class Shadow:
                     self.stats.errors += 1
                     log.exception("shadow %s/%s failed", self.endpoint, self.name)
                 await asyncio.sleep(0)  # let requests in between copies
+
+    @property
+    def pending(self) -> int:
+        """Copies queued or in flight."""
+        return len(self._queue) + len(self._in_flight)
+
+    async def _guarded(self, payload, names, production, exchange) -> None:
+        try:
+            await self._one(payload, names, production, exchange)
+        except Exception:  # noqa: BLE001 - a shadow must never affect production
+            self.stats.errors += 1
+            log.exception("shadow %s/%s failed", self.endpoint, self.name)
 
     async def _one(self, payload, names, production, exchange) -> None:
         start = time.perf_counter()

@@ -423,14 +423,24 @@ class AsyncSpec(Strict):
         "worker replicas scaled on the backlog, optionally to zero"))
 
 
-class ShadowVariantSpec(Strict):
-    """A shadow variant: a sampled copy of live traffic runs on it, its answers are compared, never returned."""
+SHADOW_IN_PROCESS_MAX_US = 250.0  # a shadow model slower than this per row gets its own deployment (auto)
+
+
+class ShadowVariantSpec(Placement):
+    """A shadow variant: a sampled copy of live traffic runs on it, its answers are compared, never returned.
+
+    Where it runs: inside the gateway replicas (its copies run on the gateway's event loop between requests:
+    free for a fast model) or as its own deployment `<endpoint>.<shadow>`, sent each copy without waiting
+    (the gateway only pays the DeploymentHandle call). `in_process` unset: its own deployment when replicas,
+    autoscaling, num_cpus or max_queued_requests is set, or when its model takes longer than
+    SHADOW_IN_PROCESS_MAX_US per row (timed once when the application is built); else in the gateway."""
 
     name: str
     model: str
     sampling_percentage: float = Field(100.0, ge=0, le=100, description="share of requests copied to the shadow")
-    max_queued: int = Field(100, ge=1, description="copies waiting for the shadow; past it, copies are dropped "
-                                                   "(counted) so a slow shadow never slows the endpoint")
+    max_queued: int = Field(100, ge=1, description="copies waiting for (in the gateway) or in flight to (its own "
+                                                   "deployment) the shadow; past it, copies are dropped (counted) "
+                                                   "so a slow shadow never slows the endpoint")
 
     _v_name = field_validator("name")(_check_name)
 
