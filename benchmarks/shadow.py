@@ -4,8 +4,10 @@ a shadow in the gateway, and with a shadow on its own deployment, side by side i
     python -m benchmarks.shadow [--seconds 3] [--rounds 3] [--concurrency 1,8] [--ingress haproxy]
 
 Ferry on real Ray Serve (the default ingress, HAProxy when installed), loaded by wrk over loopback, one CSV row
-per request; each endpoint serves one model, without a shadow, with a shadow of the same model sampled at 100 %
-in the gateway (`in_process: true`), and with it on its own deployment (`in_process: false`). Two models: the
+per request; each endpoint serves one model, without a shadow, and with a shadow of the same model sampled at 100 %
+run three ways: on the gateway's event loop (`in_process: true, thread: false`), on a thread of the gateway
+(`thread: true`: batches of copies, one onnxruntime call each) and on its own deployment (`in_process: false`:
+batches of copies, one DeploymentHandle call each). Two models: the
 demo's gradient-boosted trees (tens of microseconds) and benchmarks.serving's wide MLP (about 1 ms). Each
 round runs every endpoint at every concurrency one after another (the cases compared are measured seconds
 apart); the table shows the median over the rounds, with the share of copies the shadow dropped (its bound of
@@ -33,9 +35,10 @@ import numpy as np
 from benchmarks.loadgen import require_wrk, wrk
 from benchmarks.serving import MLP_WIDTH, RESULTS, wide_mlp
 
-CASES = {"gbm": ("credit-gbm", None), "gbm+gateway-shadow": ("credit-gbm", True),
-         "gbm+deployed-shadow": ("credit-gbm", False),
-         "mlp": ("mlp", None), "mlp+gateway-shadow": ("mlp", True), "mlp+deployed-shadow": ("mlp", False)}
+PLACES = {"loop": {"in_process": True, "thread": False}, "thread": {"in_process": True, "thread": True},
+          "deployment": {"in_process": False}}
+CASES = {f"{model}{'+' + place if place else ''}": (path, place)
+         for model, path in (("gbm", "credit-gbm"), ("mlp", "mlp")) for place in (None, *PLACES)}
 
 
 def _name(case: str) -> str:
@@ -50,7 +53,7 @@ def _doc(demo_dir: Path, port: int, grpc_port: int, ingress: str) -> dict:
     doc["models"].append({"name": "mlp", "path": str(demo_dir / "mlp.onnx")})
     doc["endpoints"] = [
         {"name": _name(case), "variants": [{"model": model}],
-         **({"shadow_variants": [{"name": "S", "model": model, "sampling_percentage": 100, "in_process": where}]}
+         **({"shadow_variants": [{"name": "S", "model": model, "sampling_percentage": 100, **PLACES[where]}]}
             if where is not None else {})}
         for case, (model, where) in CASES.items()]
     doc.pop("feature_groups", None)

@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -50,9 +51,15 @@ def compare(production: dict[str, np.ndarray], shadow: dict[str, np.ndarray], st
 
 
 class Shadow:
-    """One shadow variant of an endpoint."""
+    """One shadow variant of an endpoint: its queue of copies and the worker task that runs them."""
 
-    def __init__(self, endpoint: str, spec: ShadowVariantSpec, runner, stats: ShadowStats, capture=None):
+    BATCH = 64  # copies per call in a thread or to the shadow's deployment
+    GATHER_S = 0.005  # how long a batch waits for more copies (a shadow's answer is never awaited by a caller)
+
+    def __init__(self, endpoint: str, spec: ShadowVariantSpec, runner, stats: ShadowStats, capture=None,
+                 thread: bool = False):
+        """`runner`: a ModelRunner in the gateway, or a RemoteVariant (the shadow's own deployment); `thread`:
+        a ModelRunner runs the copies on a thread of its own rather than on the event loop."""
         self.endpoint = endpoint
         self.name = spec.name
         self.runner = runner
@@ -61,24 +68,27 @@ class Shadow:
         self.stats = stats
         self.capture = capture  # the endpoint's EndpointCapture, or None
         self.deployment = getattr(runner, "deployment", None)  # its own deployment's name, or None (in gateway)
+        self.mode = "deployment" if self.deployment else "thread" if thread else "event loop"
         self._queue: deque = deque()
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
-        self._in_flight: set[asyncio.Task] = set()
+        self._busy = 0  # copies taken from the queue, not yet answered
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"shadow-{self.name}") if thread else None
+
+    @property
+    def runs(self) -> str:
+        return self.deployment or ("in gateway (thread)" if self._pool else "in gateway")
+
+    @property
+    def pending(self) -> int:
+        """Copies queued or being run."""
+        return len(self._queue) + self._busy
 
     def offer(self, payload, output_names, production, exchange) -> None:
         """Queue a copy of a request that production answered (sampled; dropped and counted when full)."""
         if self.rate < 1.0 and random.random() >= self.rate:
             return
-        if self.deployment is not None:  # fire and forget to the shadow's replicas, bounded
-            if len(self._in_flight) >= self.max_queued:
-                self.stats.dropped += 1
-                return
-            task = asyncio.get_running_loop().create_task(self._guarded(payload, output_names, production, exchange))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-            return
-        if len(self._queue) >= self.max_queued:
+        if len(self._queue) + self._busy >= self.max_queued:
             self.stats.dropped += 1
             return
         self._queue.append((payload, output_names, production, exchange))
@@ -92,37 +102,41 @@ class Shadow:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                payload, names, production, exchange = self._queue.popleft()
+                if self.mode == "event loop":  # one copy at a time, requests let in between copies
+                    batch = [self._queue.popleft()]
+                else:  # a batch per thread hand-off or handle call: its cost shared by the copies
+                    if len(self._queue) < self.BATCH:
+                        await asyncio.sleep(self.GATHER_S)
+                    batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
+                self._busy = len(batch)
                 try:
-                    await self._one(payload, names, production, exchange)
+                    await self._batch(batch)
                 except Exception:  # noqa: BLE001 - a shadow must never affect production
-                    self.stats.errors += 1
+                    self.stats.errors += len(batch)
                     log.exception("shadow %s/%s failed", self.endpoint, self.name)
-                await asyncio.sleep(0)  # let requests in between copies
+                finally:
+                    self._busy = 0
+                await asyncio.sleep(0)
 
-    @property
-    def pending(self) -> int:
-        """Copies queued or in flight."""
-        return len(self._queue) + len(self._in_flight)
-
-    async def _guarded(self, payload, names, production, exchange) -> None:
-        try:
-            await self._one(payload, names, production, exchange)
-        except Exception:  # noqa: BLE001 - a shadow must never affect production
-            self.stats.errors += 1
-            log.exception("shadow %s/%s failed", self.endpoint, self.name)
-
-    async def _one(self, payload, names, production, exchange) -> None:
+    async def _batch(self, batch: list[tuple]) -> None:
+        requests = [(payload, names) for payload, names, _, _ in batch]
         start = time.perf_counter()
-        result = await self.runner.infer(payload, names)
-        self.stats.latency.observe(time.perf_counter() - start)
-        if result.error is not None:
-            self.stats.errors += 1
-            return
-        self.stats.ok += 1
-        compare(production.outputs, result.outputs, self.stats)
-        if self.capture is not None:
-            self.capture.put_shadow(exchange, self.name, result.outputs)
+        if self.mode == "event loop":
+            results = [await self.runner.infer(*requests[0])]
+        elif self.mode == "thread":
+            results = await asyncio.get_running_loop().run_in_executor(self._pool, self.runner.infer_many, requests)
+        else:
+            results = await self.runner.infer_many(requests)
+        took = time.perf_counter() - start
+        for (_, _, production, exchange), result in zip(batch, results):
+            self.stats.latency.observe(took)
+            if result.error is not None:
+                self.stats.errors += 1
+                continue
+            self.stats.ok += 1
+            compare(production.outputs, result.outputs, self.stats)
+            if self.capture is not None:
+                self.capture.put_shadow(exchange, self.name, result.outputs)
 
 
 def shadow_record(fmt: RecordFormat, exchange, shadow: str, outputs: dict, at: float) -> dict:

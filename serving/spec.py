@@ -441,6 +441,9 @@ class ShadowVariantSpec(Placement):
     max_queued: int = Field(100, ge=1, description="copies waiting for (in the gateway) or in flight to (its own "
                                                    "deployment) the shadow; past it, copies are dropped (counted) "
                                                    "so a slow shadow never slows the endpoint")
+    thread: bool | None = Field(None, description=(
+        "a shadow in the gateway: run its copies on a thread of their own instead of the gateway's event loop "
+        "(default: for models slower than the threshold, as `in_process` is decided)"))
 
     _v_name = field_validator("name")(_check_name)
 
