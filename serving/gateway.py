@@ -86,8 +86,12 @@ class Gateway:
                 if variant in ep.runners:
                     continue
                 if added.variant is not None:  # any variant of a deploy file; its deployments are applications
-                    ep.runners[variant] = await asyncio.to_thread(green.runner, name, variant, added, self._features,
-                                                                  self._gateway_replicas)
+                    try:  # checked by the control plane first; never fail the update of production's traffic
+                        ep.runners[variant] = await asyncio.to_thread(green.runner, name, variant, added,
+                                                                      self._features, self._gateway_replicas)
+                    except Exception:  # noqa: BLE001 - the rollout waits for it, then rolls back
+                        log.exception("green variant %s/%s could not be built", name, variant)
+                        continue
                 else:
                     spec = ModelSpec.model_validate(added.model)
                     batching = BatchingSpec.model_validate(added.batching) if added.batching else None

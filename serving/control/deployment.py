@@ -208,6 +208,14 @@ class Control:
         if clash:
             raise FerryError(bad_request(f"green variant name(s) {clash} are in use by blue; name them differently"))
         for name, g in green.items():
+            if g.variant is not None:  # what runs in the gateways must build here, not fail there
+                try:
+                    await asyncio.to_thread(green_.runner, endpoint, name, g, self.features, 1)
+                except FerryError as err:
+                    raise FerryError(bad_request(f"green variant {name!r}: {err.error.message[:300]}")) from None
+                except Exception as err:  # noqa: BLE001 - a step that cannot import or start is the caller's to fix
+                    raise FerryError(bad_request(f"green variant {name!r} cannot be built: {type(err).__name__}: "
+                                                 f"{str(err)[:300]}")) from None
             for model in [g.model] if g.model is not None else g.models.values():
                 try:  # a model that cannot load must fail here, not in the gateways
                     await asyncio.to_thread(OnnxModel, ModelSpec.model_validate(model).path)
