@@ -14,9 +14,10 @@ apart); the table shows the median over the rounds, with the share of copies the
 100 copies) and the copies it answered, read from the control API's shadow report. Writes
 benchmarks/results/shadow.json.
 
-A shadow in the gateway runs its copies on the gateway's event loop between requests: a caller who keeps the
-replica busy waits behind them. A shadow on its own deployment costs the gateway one DeploymentHandle call per
-copy instead. Ferry picks the second by default for models slower than serving.spec.SHADOW_IN_PROCESS_MAX_US.
+On the event loop, a copy holds the loop for one model call between requests: a caller who keeps the replica
+busy waits behind it, and under load the shadow gets few turns and drops most copies. On a thread, batches of
+copies run beside the loop (onnxruntime releases the GIL); on its own deployment, the gateway pays one
+DeploymentHandle call per batch and the model runs in the shadow's replica. The thread is Ferry's default.
 """
 
 from __future__ import annotations

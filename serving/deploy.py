@@ -15,8 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from serving.spec import (SHADOW_IN_PROCESS_MAX_US, EndpointSpec, ModelSpec, Placement, ServerSpec,
-                          ShadowVariantSpec, StepSpec, VariantSpec)
+from serving.spec import EndpointSpec, ModelSpec, Placement, ServerSpec, StepSpec, VariantSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,46 +42,6 @@ def in_process(v: Placement) -> bool:
         return v.in_process
     return (v.replicas == 1 and v.autoscaling is None and "num_cpus" not in v.model_fields_set
             and v.max_queued_requests == -1)
-
-
-def model_row_us(model: ModelSpec, runs: int = 30) -> float | None:
-    """Median microseconds of one single-row call of `model` (zeros of each input's dtype), or None when it
-    cannot be timed that way (non-numeric inputs, a model that refuses zeros)."""
-    import time
-
-    import numpy as np
-
-    from core.onnx import OnnxModel
-
-    try:
-        m = OnnxModel(model.path, model.input_names, model.output_names, model.intra_op_threads,
-                      model.inter_op_threads)
-        feed = {t.name: np.zeros([1] + [d if d > 0 else 1 for d in t.shape[1:]], dtype=t.dtype) for t in m.inputs}
-        if any(a.dtype.kind not in "biuf" for a in feed.values()):
-            return None
-        m.run(feed)
-        took = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            m.run(feed)
-            took.append(time.perf_counter() - start)
-        return sorted(took)[len(took) // 2] * 1e6
-    except Exception:  # noqa: BLE001 - a model that cannot be timed keeps the in-process default
-        log.info("model %s could not be timed; its shadow runs in the gateway", model.name, exc_info=True)
-        return None
-
-
-def shadow_in_process(s: ShadowVariantSpec, model: ModelSpec) -> bool:
-    """Whether a shadow runs in the gateway: as asked; else not when it needs its own replicas, CPUs or queue
-    limit, nor when its model is slower than SHADOW_IN_PROCESS_MAX_US per row (its copies would hold the
-    gateway's event loop, delaying the callers: benchmarks/shadow.py)."""
-    if s.in_process is not None or not in_process(s):
-        return in_process(s)
-    took = model_row_us(model)
-    placed = took is None or took <= SHADOW_IN_PROCESS_MAX_US
-    log.info("shadow %s: its model takes %s us per row: %s", s.name, f"{took:.0f}" if took else "?",
-             "in the gateway" if placed else "its own deployment")
-    return placed
 
 
 def haproxy_available() -> bool:
@@ -155,7 +114,7 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
             if v.pipeline is None and not in_process(v):
                 remote[f"{ep.name}.{v.name}"] = variant_deployment(ep.name, v, by_name[v.model])
         for s in ep.shadow_variants:
-            if shadow_in_process(s, by_name[s.model]):
+            if in_process(s):  # on the gateway's thread for shadows (benchmarks/shadow.py)
                 continue
             remote[f"{ep.name}.{s.name}"] = {
                 "handle": ModelServer.options(

@@ -279,7 +279,7 @@ def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str
         runner = (RemoteVariant(target["handle"], s.name, scales_to_zero=target["scales_to_zero"]) if target
                   else ModelRunner(models[s.model], s.name))
         shadows.append(Shadow(spec.name, s, runner, metrics.shadow(spec.name, s.name), capture,
-                              thread=target is None and bool(s.thread)))
+                              thread=target is None and s.thread))
     return Endpoint(spec.name, runners, {v.name: v.initial_weight for v in spec.variants}, capture, shadows)
 
 
