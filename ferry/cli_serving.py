@@ -353,9 +353,10 @@ def register(app: typer.Typer) -> None:
         if target is None:
             _fail(f"{to} declares no endpoint {endpoint!r}", 2)
         models = {m.name: m.model_dump(mode="json") for m in new.models}
-        green = {v.name: {"variant": v.model_dump(mode="json", exclude_unset=True, exclude={"initial_weight"}), "weight": v.initial_weight,
+        green = {v.name: {"variant": v.model_dump(mode="json", exclude_unset=True, exclude={"initial_weight"}),
+                          "weight": v.initial_weight,
                           "models": {n: models[n] for n in {v.model, *(s.model for s in v.pipeline or ())} if n}}
-                 for v in target.variants}
+                 for v in target.variants}  # any variant: a pipeline, its own deployment (serving.control.green)
         body = {"green": green, "strategy": strategy, "canary_percent": canary_percent, "linear_step": linear_step,
                 "wait_interval_s": wait_interval, "termination_wait_s": termination_wait,
                 "max_duration_s": max_duration,

@@ -124,7 +124,7 @@ class Control:
         doc = json.loads(json.dumps(self.serve_doc))
         traffic = self.state.model_dump(include={"version", "endpoints"})
         doc["applications"][0]["deployments"] = [{"name": GATEWAY, "user_config": traffic}]
-        doc["applications"][1:] = green.applications(self.state.endpoints, self.features)  # green's deployments
+        doc["applications"][1:] = green_.applications(self.state.endpoints, self.features)  # green's deployments
         schema = ServeDeploySchema.model_validate({"applications": doc["applications"]})
         await asyncio.to_thread(_get_global_client().deploy_apps, schema)
         for endpoint, t in self.state.endpoints.items():
