@@ -112,8 +112,8 @@ def test_shadows_are_compared_with_production_and_never_fail_the_caller(ferry_ur
     captured like the one in the gateway."""
     url = f"{ferry_url}/endpoints/shadowed/invocations"
     with httpx.Client(timeout=30) as c:
-        answers = [c.post(url, content=ROW, headers={"content-type": "text/csv", "x-amzn-sagemaker-inference-id": f"s{i}"})
-                   for i in range(200)]
+        answers = [c.post(url, content=ROW, headers={"content-type": "text/csv",
+                                                     "x-amzn-sagemaker-inference-id": f"s{i}"}) for i in range(200)]
     assert {r.status_code for r in answers} == {200}
     assert {r.headers["x-amzn-invoked-production-variant"] for r in answers} == {"AllTraffic"}
     unshadowed = httpx.post(f"{ferry_url}/endpoints/credit-risk/invocations", content=ROW, timeout=30,
