@@ -303,7 +303,9 @@ def register(app: typer.Typer) -> None:
                        url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
                        token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")):
         """Make shadow NAME of ENDPOINT its production variant through a guarded rollout (the shadow keeps
-        its copies until the deploy file drops it)."""
+        its copies until the deploy file drops it); it keeps its placement (in the gateway, or its own deployment)."""
+        from serving.spec import Placement
+
         cfg = _load(file)
         ep = next((e for e in cfg.endpoints if e.name == endpoint), None)
         if ep is None:
@@ -312,7 +314,9 @@ def register(app: typer.Typer) -> None:
         if spec is None:
             _fail(f"endpoint {endpoint!r} has no shadow {name!r} (shadows: {[s.name for s in ep.shadow_variants]})", 2)
         model = next(m for m in cfg.models if m.name == spec.model)
-        body = {"green": {name: {"model": model.model_dump(), "weight": 1.0, "batching": None}}, "strategy": strategy,
+        placed = spec.model_dump(mode="json", exclude_unset=True, include=set(Placement.model_fields))
+        variant = {"variant": {"model": model.name, **placed}, "models": {model.name: model.model_dump(mode="json")}}
+        body = {"green": {name: {**variant, "weight": 1.0}}, "strategy": strategy,
                 "canary_percent": canary_percent, "linear_step": linear_step, "wait_interval_s": wait_interval,
                 "termination_wait_s": termination_wait, "max_duration_s": max_duration,
                 "alarms": {"max_error_rate": max_error_rate}}
@@ -355,9 +359,11 @@ def register(app: typer.Typer) -> None:
         target = next((ep for ep in new.endpoints if ep.name == endpoint), None)
         if target is None:
             _fail(f"{to} declares no endpoint {endpoint!r}", 2)
-        models = {m.name: m for m in new.models}
-        green = {v.name: {"model": models[v.model].model_dump(), "weight": v.initial_weight,
-                          "batching": v.batching.model_dump() if v.batching else None} for v in target.variants}
+        models = {m.name: m.model_dump(mode="json") for m in new.models}
+        green = {v.name: {"variant": v.model_dump(mode="json", exclude_unset=True, exclude={"initial_weight"}),
+                          "weight": v.initial_weight,
+                          "models": {n: models[n] for n in {v.model, *(s.model for s in v.pipeline or ())} if n}}
+                 for v in target.variants}  # any variant: a pipeline, its own deployment (serving.control.green)
         body = {"green": green, "strategy": strategy, "canary_percent": canary_percent, "linear_step": linear_step,
                 "wait_interval_s": wait_interval, "termination_wait_s": termination_wait,
                 "max_duration_s": max_duration,

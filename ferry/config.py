@@ -125,7 +125,8 @@ class DeployFile(Strict):
             ep.data_capture.destination = _local(base, ep.data_capture.destination)
             for v in ep.variants:
                 for step in v.pipeline or ():
-                    step.path = _local(base, step.path)
+                    if step.python:  # only a python step has a path (set on another, it would not validate again)
+                        step.path = _local(base, step.path)
             if ep.async_inference is not None:
                 a = ep.async_inference
                 a.output_path, a.queue_path = _local(base, a.output_path), _local(base, a.queue_path)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from serving.spec import EndpointSpec, ModelSpec, Placement, ServerSpec
+from serving.spec import EndpointSpec, ModelSpec, Placement, ServerSpec, StepSpec, VariantSpec
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,6 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
     """The `ferry` application: the gateway ingress bound to the variants that have their own deployment, the
     monitor (with schedules) and the control plane (`serve_doc`: the config document deploying this
     application, which the control plane re-applies with live traffic state)."""
-    from serving import serverless
     from serving.gateway import Gateway
     from serving.model_server import ModelServer
 
@@ -113,21 +112,18 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
     remote = step_deployments(endpoints, by_name, features)
     for ep in endpoints:
         for v in ep.variants:
-            if in_process(v):
+            if v.pipeline is None and not in_process(v):
+                remote[f"{ep.name}.{v.name}"] = variant_deployment(ep.name, v, by_name[v.model])
+        for s in ep.shadow_variants:
+            if in_process(s):  # on the gateway's thread for shadows (benchmarks/shadow.py)
                 continue
-            sizing = (serverless.deployment_options(v.serverless, v.num_cpus) if v.serverless else
-                      {"max_ongoing_requests": v.max_ongoing_requests, "ray_actor_options": {"num_cpus": v.num_cpus},
-                       **_replicas(v)})
-            remote[f"{ep.name}.{v.name}"] = {
+            remote[f"{ep.name}.{s.name}"] = {
                 "handle": ModelServer.options(
-                    name=f"{ep.name}.{v.name}", max_queued_requests=v.max_queued_requests, logging_config=QUIET,
-                    **sizing,
-                ).bind(by_name[v.model], v.name),
-                "scales_to_zero": (v.autoscaling is not None and v.autoscaling.min_replicas == 0
-                                   or v.serverless is not None and v.serverless.provisioned_concurrency == 0)}
-            if v.serverless:
-                remote[f"{ep.name}.{v.name}"]["concurrency"] = serverless.gateway_share(v.serverless,
-                                                                                        server.gateway_replicas)
+                    name=f"{ep.name}.{s.name}", max_queued_requests=s.max_queued_requests, logging_config=QUIET,
+                    max_ongoing_requests=s.max_ongoing_requests, ray_actor_options={"num_cpus": s.num_cpus},
+                    **_replicas(s),
+                ).bind(by_name[s.model], s.name),
+                "scales_to_zero": s.autoscaling is not None and s.autoscaling.min_replicas == 0}
     used = {v.model for ep in endpoints for v in [*ep.variants, *ep.shadow_variants]} | {
         s.model for ep in endpoints for v in ep.variants for s in v.pipeline or ()}
     async_workers = []
@@ -145,11 +141,12 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
         name="gateway", num_replicas=server.gateway_replicas, max_ongoing_requests=server.gateway_max_ongoing_requests,
         ray_actor_options={"num_cpus": server.gateway_num_cpus}, logging_config=QUIET,
     ).bind(endpoints, {n: m for n, m in by_name.items() if n in used}, server, remote, kafka_bootstrap,
-           monitor_deployment(schedules or []), features, control_deployment(endpoints, server, serve_doc),
+           monitor_deployment(schedules or []), features, control_deployment(endpoints, server, serve_doc, features),
            async_workers)
 
 
-def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_doc: dict | None):
+def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_doc: dict | None,
+                       features: dict | None = None):
     """The bound Control deployment, starting from the deploy file's weights."""
     from serving.control.deployment import Control
     from serving.control.state import TrafficState
@@ -157,28 +154,47 @@ def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_
     initial = TrafficState(endpoints={ep.name: {"weights": {v.name: v.initial_weight for v in ep.variants}}
                                       for ep in endpoints})
     return Control.options(name="control", ray_actor_options={"num_cpus": 0.05}, logging_config=QUIET).bind(
-        serve_doc, initial.model_dump(), server.state_dir)
+        serve_doc, initial.model_dump(), server.state_dir, features)
+
+
+def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec) -> dict:
+    """The bound ModelServer `<endpoint>.<variant>` of a variant on its own replicas: {"handle", "scales_to_zero"}."""
+    from serving import serverless
+    from serving.model_server import ModelServer
+
+    sizing = (serverless.deployment_options(v.serverless, v.num_cpus) if v.serverless else
+              {"max_ongoing_requests": v.max_ongoing_requests, "ray_actor_options": {"num_cpus": v.num_cpus},
+               **_replicas(v)})
+    return {"handle": ModelServer.options(name=f"{endpoint}.{v.name}", max_queued_requests=v.max_queued_requests,
+                                          logging_config=QUIET, **sizing).bind(model, v.name),
+            "scales_to_zero": (v.autoscaling is not None and v.autoscaling.min_replicas == 0
+                               or v.serverless is not None and v.serverless.provisioned_concurrency == 0)}
+
+
+def step_deployment(endpoint: str, variant: str, s: StepSpec, models: dict[str, ModelSpec],
+                    features: dict | None) -> dict:
+    """The bound StepServer `<endpoint>.<variant>.<step>` of a step on its own replicas."""
+    from serving.step_server import StepServer
+
+    return {"handle": StepServer.options(
+                name=f"{endpoint}.{variant}.{s.name}", max_ongoing_requests=s.max_ongoing_requests,
+                max_queued_requests=s.max_queued_requests, ray_actor_options={"num_cpus": s.num_cpus},
+                logging_config=QUIET, **_replicas(s),
+            ).bind(s, {s.model: models[s.model]} if s.model else {}, features if s.feature_lookup else None),
+            "scales_to_zero": s.autoscaling is not None and s.autoscaling.min_replicas == 0}
+
+
+def own_deployments(endpoint: str, v: VariantSpec) -> list[str]:
+    """The names of the deployments a variant's model or steps run on (none when all run in the gateway)."""
+    if v.pipeline is not None:
+        return [f"{endpoint}.{v.name}.{s.name}" for s in v.pipeline if not in_process(s)]
+    return [] if in_process(v) else [f"{endpoint}.{v.name}"]
 
 
 def step_deployments(endpoints: list[EndpointSpec], models: dict[str, ModelSpec], features: dict | None) -> dict:
     """A bound StepServer `<endpoint>.<variant>.<step>` for each pipeline step that runs on its own replicas."""
-    from serving.step_server import StepServer
-
-    remote = {}
-    for ep in endpoints:
-        for v in ep.variants:
-            for s in v.pipeline or ():
-                if in_process(s):
-                    continue
-                name = f"{ep.name}.{v.name}.{s.name}"
-                remote[name] = {
-                    "handle": StepServer.options(
-                        name=name, max_ongoing_requests=s.max_ongoing_requests,
-                        max_queued_requests=s.max_queued_requests, ray_actor_options={"num_cpus": s.num_cpus},
-                        logging_config=QUIET, **_replicas(s),
-                    ).bind(s, {s.model: models[s.model]} if s.model else {}, features if s.feature_lookup else None),
-                    "scales_to_zero": s.autoscaling is not None and s.autoscaling.min_replicas == 0}
-    return remote
+    return {f"{ep.name}.{v.name}.{s.name}": step_deployment(ep.name, v.name, s, models, features)
+            for ep in endpoints for v in ep.variants for s in v.pipeline or () if not in_process(s)}
 
 
 def _replicas(v: Placement) -> dict:

@@ -124,7 +124,8 @@ class Endpoint:
                  "runs": getattr(self.runners[n], "deployment", None) or "in gateway",
                  **({"steps": self.runners[n].placements()} if hasattr(self.runners[n], "placements") else {})}
                 for n in self.picker.names] + [
-            {"variant": s.name, "weight": f"shadow {100 * s.rate:g} %", "runs": "in gateway"} for s in self.shadows]
+            {"variant": s.name, "weight": f"shadow {100 * s.rate:g} %", "runs": s.runs}
+            for s in self.shadows]
 
     def close(self) -> None:
         if self.capture is not None:

@@ -26,15 +26,17 @@ from serving.adapters import sagemaker, v2rest
 from serving.adapters.control import ControlAPI
 from serving.adapters.http import authorized, headers_of, json_response, read_body
 from serving.capture.factory import make_sink
+from serving.control import green
 from serving.control.state import TrafficState
 from serving.dataplane import PROTOCOLS, DataPlane
 from serving.endpoint import Endpoint, EndpointCapture
 from serving.metrics import ServingMetrics
 from serving.pipeline import PipelineRunner
+from serving import serverless
 from serving.serverless import ServerlessVariant
 from serving.shadow import Shadow
 from serving.sigv4 import SigV4Verifier
-from serving.spec import BatchingSpec, EndpointSpec, ModelSpec, ServerSpec
+from serving.spec import BatchingSpec, EndpointSpec, ModelSpec, ServerSpec, VariantSpec
 from serving.variants import ModelRunner, RemoteVariant
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,9 @@ class Gateway:
         self.reporter = metrics_hub.reporter_for(self.metrics.registry, self.metrics.snapshot)
         self.control = ControlAPI(control, server.control_secret)
         self._control = control
-        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, features, self.metrics)
+        self._features, self._gateway_replicas = features, server.gateway_replicas  # for green variants
+        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, features, self.metrics,
+                                                   server.gateway_replicas)
                                 for ep in endpoints},
                                server.max_payload_bytes, server.auth_token, self.metrics,
                                limits={"grpc": server.grpc_max_message_bytes}, sigv4_verifier=_sigv4(server))
@@ -79,11 +83,20 @@ class Gateway:
             if ep is None:
                 continue
             for variant, added in t.added.items():
-                if variant not in ep.runners:
+                if variant in ep.runners:
+                    continue
+                if added.variant is not None:  # any variant of a deploy file; its deployments are applications
+                    try:  # checked by the control plane first; never fail the update of production's traffic
+                        ep.runners[variant] = await asyncio.to_thread(green.runner, name, variant, added,
+                                                                      self._features, self._gateway_replicas)
+                    except Exception:  # noqa: BLE001 - the rollout waits for it, then rolls back
+                        log.exception("green variant %s/%s could not be built", name, variant)
+                        continue
+                else:
                     spec = ModelSpec.model_validate(added.model)
                     batching = BatchingSpec.model_validate(added.batching) if added.batching else None
                     ep.runners[variant] = await asyncio.to_thread(ModelRunner, spec, variant, batching)
-                    self.metrics.declare(name, variant, PROTOCOLS)
+                self.metrics.declare(name, variant, PROTOCOLS)
             for variant in t.removed:
                 ep.runners.pop(variant, None)
             ep.set_weights(t.weights, replace=True)
@@ -235,26 +248,38 @@ async def _grpc(plane: DataPlane, context, empty, answer):
         return grpc_adapter.fail(context, internal_error(log, "a gRPC call"), empty)
 
 
+def variant_runner(endpoint: str, v: VariantSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
+                   features: dict | None = None, gateway_replicas: int = 1):
+    """A production variant's runner: its pipeline, its model in this replica, or a handle to its deployment
+    (`remote` maps deployment names to {"handle", "scales_to_zero"})."""
+    if v.pipeline:
+        return PipelineRunner.build(endpoint, v, models, remote, features)
+    target = remote.get(f"{endpoint}.{v.name}")
+    runner = (RemoteVariant(target["handle"], v.name, v.batching, target["scales_to_zero"])
+              if target else ModelRunner(models[v.model], v.name, v.batching))
+    if v.serverless is not None:
+        runner = ServerlessVariant(runner, endpoint, v.serverless, serverless.gateway_share(v.serverless,
+                                                                                            gateway_replicas))
+    return runner
+
+
 def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
               kafka_bootstrap: str | None, features: dict | None = None,
-              metrics: ServingMetrics | None = None) -> Endpoint:
+              metrics: ServingMetrics | None = None, gateway_replicas: int = 1) -> Endpoint:
     """An endpoint's runners, capture and shadows; `metrics` counts the shadows' comparisons (the gateway's)."""
-    runners = {}
-    for v in spec.variants:
-        if v.pipeline:
-            runners[v.name] = PipelineRunner.build(spec.name, v, models, remote, features)
-            continue
-        target = remote.get(f"{spec.name}.{v.name}")
-        runners[v.name] = (RemoteVariant(target["handle"], v.name, v.batching, target["scales_to_zero"])
-                           if target else ModelRunner(models[v.model], v.name, v.batching))
-        if v.serverless is not None:
-            runners[v.name] = ServerlessVariant(runners[v.name], spec.name, v.serverless, target["concurrency"])
+    runners = {v.name: variant_runner(spec.name, v, models, remote, features, gateway_replicas)
+               for v in spec.variants}
     capture = None
     if spec.data_capture.enabled:
         capture = EndpointCapture(spec.data_capture, make_sink(spec.data_capture, spec.name, kafka_bootstrap))
     metrics = metrics or ServingMetrics()
-    shadows = [Shadow(spec.name, s, ModelRunner(models[s.model], s.name), metrics.shadow(spec.name, s.name), capture)
-               for s in spec.shadow_variants]
+    shadows = []
+    for s in spec.shadow_variants:  # in the gateway, or on its own deployment (serving/deploy.py decides)
+        target = remote.get(f"{spec.name}.{s.name}")
+        runner = (RemoteVariant(target["handle"], s.name, scales_to_zero=target["scales_to_zero"]) if target
+                  else ModelRunner(models[s.model], s.name))
+        shadows.append(Shadow(spec.name, s, runner, metrics.shadow(spec.name, s.name), capture,
+                              thread=target is None and s.thread))
     return Endpoint(spec.name, runners, {v.name: v.initial_weight for v in spec.variants}, capture, shadows)
 
 

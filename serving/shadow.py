@@ -1,8 +1,12 @@
 """Shadow variants: a sampled copy of live traffic runs on each, compared with production, never returned.
 
-The request path only samples and appends the copy to the shadow's bounded queue (a full queue drops the
-copy, counted); a worker task of the gateway's event loop runs the queue afterwards, so a slow or failing
-shadow neither slows nor fails the caller. Each answer is compared with production's: the share of rows
+The request path only samples the copy and hands it on, bounded (past the bound the copy is dropped, counted),
+so a slow or failing shadow never fails the caller. A shadow in the gateway has a queue that a worker task of
+the gateway's event loop runs between requests: free for a fast model, but a slow one holds the loop while it
+runs (a 1 ms model at 100 % adds up to 1 ms to a caller that keeps the replica busy). A shadow on its own
+deployment (`<endpoint>.<shadow>`) is sent each copy through its DeploymentHandle without waiting, at most
+`max_queued` copies in flight: the gateway pays the handle call, the model runs in the shadow's replica
+(benchmarks/shadow.py measures both). Each answer is compared with production's: the share of rows
 whose label agrees (classification: the first integer, boolean or string output) and the absolute
 difference of the first floating-point output (regression). With data capture on, the shadow's answer is
 captured too, under the shadow's name and the production request's inference id.
@@ -15,6 +19,7 @@ import logging
 import random
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -46,9 +51,15 @@ def compare(production: dict[str, np.ndarray], shadow: dict[str, np.ndarray], st
 
 
 class Shadow:
-    """One shadow variant of an endpoint."""
+    """One shadow variant of an endpoint: its queue of copies and the worker task that runs them."""
 
-    def __init__(self, endpoint: str, spec: ShadowVariantSpec, runner, stats: ShadowStats, capture=None):
+    BATCH = 64  # copies per call in a thread or to the shadow's deployment
+    GATHER_S = 0.005  # how long a batch waits for more copies (a shadow's answer is never awaited by a caller)
+
+    def __init__(self, endpoint: str, spec: ShadowVariantSpec, runner, stats: ShadowStats, capture=None,
+                 thread: bool = False):
+        """`runner`: a ModelRunner in the gateway, or a RemoteVariant (the shadow's own deployment); `thread`:
+        a ModelRunner runs the copies on a thread of its own rather than on the event loop."""
         self.endpoint = endpoint
         self.name = spec.name
         self.runner = runner
@@ -56,15 +67,28 @@ class Shadow:
         self.max_queued = spec.max_queued
         self.stats = stats
         self.capture = capture  # the endpoint's EndpointCapture, or None
+        self.deployment = getattr(runner, "deployment", None)  # its own deployment's name, or None (in gateway)
+        self.mode = "deployment" if self.deployment else "thread" if thread else "event loop"
         self._queue: deque = deque()
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
+        self._busy = 0  # copies taken from the queue, not yet answered
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"shadow-{self.name}") if thread else None
+
+    @property
+    def runs(self) -> str:
+        return self.deployment or ("in gateway (thread)" if self._pool else "in gateway")
+
+    @property
+    def pending(self) -> int:
+        """Copies queued or being run."""
+        return len(self._queue) + self._busy
 
     def offer(self, payload, output_names, production, exchange) -> None:
         """Queue a copy of a request that production answered (sampled; dropped and counted when full)."""
         if self.rate < 1.0 and random.random() >= self.rate:
             return
-        if len(self._queue) >= self.max_queued:
+        if len(self._queue) + self._busy >= self.max_queued:
             self.stats.dropped += 1
             return
         self._queue.append((payload, output_names, production, exchange))
@@ -78,25 +102,41 @@ class Shadow:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                payload, names, production, exchange = self._queue.popleft()
+                if self.mode == "event loop":  # one copy at a time, requests let in between copies
+                    batch = [self._queue.popleft()]
+                else:  # a batch per thread hand-off or handle call: its cost shared by the copies
+                    if len(self._queue) < self.BATCH:
+                        await asyncio.sleep(self.GATHER_S)
+                    batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
+                self._busy = len(batch)
                 try:
-                    await self._one(payload, names, production, exchange)
+                    await self._batch(batch)
                 except Exception:  # noqa: BLE001 - a shadow must never affect production
-                    self.stats.errors += 1
+                    self.stats.errors += len(batch)
                     log.exception("shadow %s/%s failed", self.endpoint, self.name)
-                await asyncio.sleep(0)  # let requests in between copies
+                finally:
+                    self._busy = 0
+                await asyncio.sleep(0)
 
-    async def _one(self, payload, names, production, exchange) -> None:
+    async def _batch(self, batch: list[tuple]) -> None:
+        requests = [(payload, names) for payload, names, _, _ in batch]
         start = time.perf_counter()
-        result = await self.runner.infer(payload, names)
-        self.stats.latency.observe(time.perf_counter() - start)
-        if result.error is not None:
-            self.stats.errors += 1
-            return
-        self.stats.ok += 1
-        compare(production.outputs, result.outputs, self.stats)
-        if self.capture is not None:
-            self.capture.put_shadow(exchange, self.name, result.outputs)
+        if self.mode == "event loop":
+            results = [await self.runner.infer(*requests[0])]
+        elif self.mode == "thread":
+            results = await asyncio.get_running_loop().run_in_executor(self._pool, self.runner.infer_many, requests)
+        else:
+            results = await self.runner.infer_many(requests)
+        took = time.perf_counter() - start
+        for (_, _, production, exchange), result in zip(batch, results):
+            self.stats.latency.observe(took)
+            if result.error is not None:
+                self.stats.errors += 1
+                continue
+            self.stats.ok += 1
+            compare(production.outputs, result.outputs, self.stats)
+            if self.capture is not None:
+                self.capture.put_shadow(exchange, self.name, result.outputs)
 
 
 def shadow_record(fmt: RecordFormat, exchange, shadow: str, outputs: dict, at: float) -> dict:

@@ -427,14 +427,24 @@ class AsyncSpec(Strict):
         "worker replicas scaled on the backlog, optionally to zero"))
 
 
-class ShadowVariantSpec(Strict):
-    """A shadow variant: a sampled copy of live traffic runs on it, its answers are compared, never returned."""
+class ShadowVariantSpec(Placement):
+    """A shadow variant: a sampled copy of live traffic runs on it, its answers are compared, never returned.
+
+    Where it runs: in the gateway replicas (the default), on a thread of their own that takes the copies in
+    batches (one onnxruntime call each), or on the gateway's event loop (`thread: false`: each copy holds the
+    loop for one model call, delaying the requests behind it); or as its own deployment `<endpoint>.<shadow>`
+    (`in_process: false`, or replicas, autoscaling, num_cpus or max_queued_requests set), sent batches of copies
+    through its DeploymentHandle without waiting: for a shadow that needs its own resources or machines.
+    Measured side by side in benchmarks/shadow.py (README, Live traffic control)."""
 
     name: str
     model: str
     sampling_percentage: float = Field(100.0, ge=0, le=100, description="share of requests copied to the shadow")
-    max_queued: int = Field(100, ge=1, description="copies waiting for the shadow; past it, copies are dropped "
-                                                   "(counted) so a slow shadow never slows the endpoint")
+    max_queued: int = Field(100, ge=1, description="copies queued for the shadow or being run; past it, copies are "
+                                                   "dropped (counted) so a slow shadow never slows the endpoint")
+    thread: bool = Field(True, description=(
+        "a shadow in the gateway: run its copies in batches on a thread of their own (false: one by one on the "
+        "gateway's event loop, between requests)"))
 
     _v_name = field_validator("name")(_check_name)
 

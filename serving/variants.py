@@ -164,5 +164,9 @@ class RemoteVariant:
             return ModelResult(self.variant, error=unavailable(f"variant {self.variant} is unavailable: "
                                                                f"{type(err).__name__}"))
 
+    async def infer_many(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
+        """Requests gathered by the caller, in one handle call; errors (a lost replica, backpressure) raise."""
+        return await self.handle.infer_many.remote(requests)
+
     async def _send_many(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
         return await self.handle.infer_many.remote(requests)

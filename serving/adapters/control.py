@@ -4,7 +4,9 @@
     PUT  /control/endpoints/{name}/weights         {"weights": {"variant": weight, ...}}
     GET  /control/endpoints/{name}/shadows         each shadow variant against production (all replicas)
     POST /control/endpoints/{name}/rollouts        {"green": {"<variant>": {"model": {...}, "weight": 1}},
-                                                    "strategy": "canary", "canary_percent": 10, ...}
+                                                    "strategy": "canary", "canary_percent": 10, ...}; a green
+                                                    of any shape (a pipeline, its own deployment):
+                                                    {"variant": {<VariantSpec>}, "models": {name: {...}}}
     GET  /control/endpoints/{name}/rollout         the endpoint's current (or last) rollout
 
 Authenticated with server.control_token (default: auth_token); without one, the server refuses to bind
@@ -49,9 +51,11 @@ class ControlAPI:
             if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "rollouts" and method == "POST":
                 doc = _object(await read_body(request, headers_of(request), MAX_BODY))
                 green, strategy = doc.pop("green", None), doc.pop("strategy", None)
-                if not isinstance(green, dict) or not all(isinstance(g, dict) and isinstance(g.get("model"), dict)
-                                                          for g in green.values()):
-                    raise FerryError(bad_request('"green" must map variant names to {"model": {...}, "weight": w}'))
+                if not isinstance(green, dict) or not all(
+                        isinstance(g, dict) and (isinstance(g.get("model"), dict) or isinstance(g.get("variant"), dict))
+                        for g in green.values()):
+                    raise FerryError(bad_request('"green" must map variant names to {"model": {...}, "weight": w} or '
+                                                 '{"variant": {...}, "models": {...}, "weight": w}'))
                 if strategy not in ("all-at-once", "canary", "linear"):
                     raise FerryError(bad_request('"strategy" is one of all-at-once, canary, linear'))
                 result = await self.control.start_rollout.remote(parts[1], green, strategy, doc)

@@ -47,7 +47,8 @@ class AsyncWorker:
 
         self.specs = {ep.name: ep.async_inference for ep in endpoints if ep.async_inference is not None}
         metrics = ServingMetrics()
-        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, metrics=metrics)
+        self.plane = DataPlane({ep.name: _endpoint(ep, models, remote, kafka_bootstrap, metrics=metrics,
+                                                   gateway_replicas=server.gateway_replicas)
                                 for ep in endpoints if ep.name in self.specs},
                                server.max_payload_bytes, metrics=metrics, limits={"async": MAX_PAYLOAD})
         self.queues = {name: SqliteQueue(spec.queue_path) for name, spec in self.specs.items()

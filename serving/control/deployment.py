@@ -15,6 +15,7 @@ from ray import serve
 from core.errors import FerryError, bad_request, unavailable
 from serving import metrics_hub
 from serving.control import gauges
+from serving.control import green as green_
 from serving.control import rollout as guard
 from serving.control.report import shadow_report, variant_totals
 from serving.control.state import AddedVariant, Alarms, Rollout, TrafficState
@@ -28,7 +29,7 @@ def _error(err: FerryError) -> dict:
     return {"error": asdict(err.error)}
 
 
-def _with_input_columns(alarms: Alarms, green: dict) -> Alarms:
+def _with_input_columns(alarms: Alarms, green: dict[str, AddedVariant]) -> Alarms:
     """`alarms` with the names of green's captured input columns resolved (the drift baseline's features, else
     the first green model's feature_names metadata) and the bias alarm's settings checked; a 4xx says what is
     missing."""
@@ -48,7 +49,9 @@ def _with_input_columns(alarms: Alarms, green: dict) -> Alarms:
             raise FerryError(bad_request(f"bias baseline {alarms.bias_baseline!r} has no analysis.json"))
         if not alarms.bias_facets:
             raise FerryError(bad_request("a bias alarm needs the facet(s) its baseline was computed for"))
-        names = names or feature_names(ModelSpec.model_validate(next(iter(green.values()))["model"]).path)
+        first = next(iter(green.values()))
+        model = first.model if first.model is not None else next(iter(first.models.values()), None)
+        names = names or (feature_names(ModelSpec.model_validate(model).path) if model else None)
         if not names:
             raise FerryError(bad_request("a bias alarm needs the names of the captured input columns: give "
                                          "input_columns, or a model with feature_names metadata"))
@@ -59,11 +62,13 @@ def _with_input_columns(alarms: Alarms, green: dict) -> Alarms:
 class Control:
     """Changes go: validate -> persist -> re-apply the application with the gateway's new user_config."""
 
-    def __init__(self, serve_doc: dict | None, initial: dict, state_dir: str):
+    def __init__(self, serve_doc: dict | None, initial: dict, state_dir: str, features: dict | None = None):
         """`serve_doc` is the Serve config document this application was deployed from (ferry.app.serve_config;
         None when it was deployed with serve.run, which Ray cannot update in place); `initial` the deploy
-        file's traffic state (a TrafficState dump)."""
+        file's traffic state (a TrafficState dump); `features` the feature store's configuration (for green
+        feature-lookup steps on their own deployments)."""
         self.serve_doc = serve_doc
+        self.features = features
         self.fingerprint = hashlib.sha256(json.dumps(serve_doc or initial, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(state_dir) / f"traffic-{self.fingerprint}.json"
         self.state = TrafficState.model_validate(initial)
@@ -119,6 +124,7 @@ class Control:
         doc = json.loads(json.dumps(self.serve_doc))
         traffic = self.state.model_dump(include={"version", "endpoints"})
         doc["applications"][0]["deployments"] = [{"name": GATEWAY, "user_config": traffic}]
+        doc["applications"][1:] = green_.applications(self.state.endpoints, self.features)  # green's deployments
         schema = ServeDeploySchema.model_validate({"applications": doc["applications"]})
         await asyncio.to_thread(_get_global_client().deploy_apps, schema)
         for endpoint, t in self.state.endpoints.items():
@@ -181,16 +187,18 @@ class Control:
                 running = self.state.rollouts.get(endpoint)
                 if running is not None and running.status == "running":
                     raise FerryError(bad_request(f"endpoint {endpoint!r} is already being rolled out"))
-                r = await self._plan(endpoint, current.weights, green, strategy, options)
+                added = {n: green_.added_variant(n, g) for n, g in green.items()}
+                weights = {n: g.get("weight", 1.0) for n, g in green.items()}
+                r = await self._plan(endpoint, current.weights, added, weights, strategy, options)
             except FerryError as err:
                 return _error(err)
-            added = {n: AddedVariant(model=g["model"], batching=g.get("batching")) for n, g in green.items()}
             new = self.state.with_variants(endpoint, added=added)
             await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: r}}))
             self._drivers[endpoint] = asyncio.get_running_loop().create_task(self._drive(endpoint))
         return {"rollout": r.model_dump()}
 
-    async def _plan(self, endpoint: str, blue: dict, green: dict, strategy: str, options: dict) -> Rollout:
+    async def _plan(self, endpoint: str, blue: dict, green: dict[str, AddedVariant], weights: dict,
+                    strategy: str, options: dict) -> Rollout:
         from core.onnx import OnnxModel
         from serving.spec import ModelSpec
 
@@ -200,11 +208,20 @@ class Control:
         if clash:
             raise FerryError(bad_request(f"green variant name(s) {clash} are in use by blue; name them differently"))
         for name, g in green.items():
-            try:  # a model that cannot load must fail here, not in the gateways
-                await asyncio.to_thread(OnnxModel, ModelSpec.model_validate(g["model"]).path)
-            except Exception as err:  # noqa: BLE001 - any reason a model cannot load is the caller's to fix
-                raise FerryError(bad_request(f"green variant {name!r}: its model does not load: "
-                                             f"{str(err)[:300]}")) from None
+            if g.variant is not None:  # what runs in the gateways must build here, not fail there
+                try:
+                    await asyncio.to_thread(green_.runner, endpoint, name, g, self.features, 1)
+                except FerryError as err:
+                    raise FerryError(bad_request(f"green variant {name!r}: {err.error.message[:300]}")) from None
+                except Exception as err:  # noqa: BLE001 - a step that cannot import or start is the caller's to fix
+                    raise FerryError(bad_request(f"green variant {name!r} cannot be built: {type(err).__name__}: "
+                                                 f"{str(err)[:300]}")) from None
+            for model in [g.model] if g.model is not None else g.models.values():
+                try:  # a model that cannot load must fail here, not in the gateways
+                    await asyncio.to_thread(OnnxModel, ModelSpec.model_validate(model).path)
+                except Exception as err:  # noqa: BLE001 - any reason a model cannot load is the caller's to fix
+                    raise FerryError(bad_request(f"green variant {name!r}: model {model.get('name')!r} does not "
+                                                 f"load: {str(err)[:300]}")) from None
         try:
             alarms = Alarms.model_validate(options.get("alarms") or {})
             steps = guard.shares(strategy, float(options.get("canary_percent", 10)),
@@ -217,7 +234,7 @@ class Control:
         alarms = _with_input_columns(alarms, green)
         now = time.time()
         return Rollout(endpoint=endpoint, strategy=strategy, blue={n: w for n, w in blue.items() if w > 0},
-                       green={n: float(g.get("weight", 1.0)) for n, g in green.items()}, shares=steps,
+                       green={n: float(weights.get(n, 1.0)) for n in green}, shares=steps,
                        wait_interval_s=float(options.get("wait_interval_s", 30)),
                        termination_wait_s=float(options.get("termination_wait_s", 30)),
                        deadline=now + float(options.get("max_duration_s", 3600)), alarms=alarms, started_at=now)
@@ -241,6 +258,7 @@ class Control:
     async def _drive(self, endpoint: str) -> None:
         r = self.state.rollouts[endpoint]
         try:
+            await self._wait_deployed(endpoint, list(r.green))
             await self._wait_loaded(endpoint, list(r.green))
             for i in range(r.step, len(r.shares)):
                 weights = guard.weights_at(r.blue, r.green, r.shares[i])
@@ -258,6 +276,19 @@ class Control:
         except Exception as err:  # noqa: BLE001 - whatever breaks the driver, traffic goes back to blue
             log.exception("rollout of %s failed", endpoint)
             await self._roll_back(endpoint, f"the rollout itself failed: {str(err)[:300]}")
+
+    async def _wait_deployed(self, endpoint: str, names: list[str], timeout_s: float = 300.0) -> None:
+        """Until the applications of the green variants' own deployments run; their failure to start is the
+        rollout's (it rolls back, saying why)."""
+        from serving.status import DeployError, wait_running
+
+        t = self.state.endpoint(endpoint)
+        for name in names:
+            for app in green_.deployments(endpoint, name, t.added[name]) if name in t.added else ():
+                try:
+                    await asyncio.to_thread(wait_running, app, timeout_s)
+                except DeployError as err:
+                    raise RuntimeError(f"green variant {name!r} did not start: {str(err)[:400]}") from None
 
     async def _wait_loaded(self, endpoint: str, green: list[str], timeout_s: float = 120.0) -> None:
         """Until every gateway replica reports the green variants (loaded by its reconfigure)."""

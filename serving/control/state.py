@@ -12,10 +12,15 @@ from core.errors import FerryError, bad_request, not_found
 
 
 class AddedVariant(BaseModel):
-    """A variant the control plane added at run time (a rollout's green fleet): run in the gateway."""
+    """A variant the control plane added at run time (a rollout's green fleet): a model in the gateway (`model`,
+    `batching`), or any production variant of a deploy file (`variant`: a serving.spec.VariantSpec with the
+    `models` it names): a pipeline, steps or a model on their own deployments (each its own application, named
+    as the deployment: serving.control.green)."""
 
-    model: dict  # serving.spec.ModelSpec, as dumped
+    model: dict | None = None  # serving.spec.ModelSpec, as dumped
     batching: dict | None = None
+    variant: dict | None = None  # serving.spec.VariantSpec, as dumped
+    models: dict[str, dict] = Field(default_factory=dict)  # the ModelSpecs `variant` names
 
 
 class EndpointTraffic(BaseModel):

@@ -113,7 +113,9 @@ def ferry_url(ray_serve, demo_dir):
         {"name": "rolling", "variants": [{"name": "Blue", "model": "credit-gbm"}],
          "data_capture": {"enabled": True, "sampling_percentage": 100, "destination": str(demo_dir / "rolling-capture")}},
         {"name": "shadowed", "variants": [{"model": "credit-gbm"}], "shadow_variants": [
-            {"name": "Same", "model": "credit-gbm"}, {"name": "Broken", "model": "fragile", "sampling_percentage": 50}]},
+            {"name": "Same", "model": "credit-gbm"}, {"name": "Broken", "model": "fragile", "sampling_percentage": 50},
+            {"name": "Deployed", "model": "credit-gbm", "in_process": False}],
+         "data_capture": {"enabled": True, "sampling_percentage": 100, "destination": str(demo_dir / "shadow-capture")}},
     ]
     for ep in doc["endpoints"]:  # the demo's pipelines again, some steps on their own replicas
         remote = {PIPELINE_ENDPOINT: ("encode", "model"), LOOKUP_ENDPOINT: ("lookup",)}.get(ep["name"], ())

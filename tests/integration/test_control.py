@@ -12,6 +12,8 @@ from subprocess import run
 import httpx
 import pytest
 
+from monitor.capture_reader import read_capture
+
 ROW = "35,52000,0.25,120,4,9000,0,1"
 
 
@@ -104,23 +106,41 @@ def test_bad_weight_changes_are_4xx_and_change_nothing(ferry_url, body, status, 
     assert httpx.put(f"{ferry_url}/control/endpoints/nope/weights", json={"weights": {"A": 1}}).status_code == 404
 
 
-def test_shadows_are_compared_with_production_and_never_fail_the_caller(ferry_url):
-    """One shadow of the same model (agrees on every row), one that fails every copy (sampled at 50 %)."""
+def test_shadows_are_compared_with_production_and_never_fail_the_caller(ferry_url, demo_dir):
+    """One shadow of the same model (agrees on every row), one that fails every copy (sampled at 50 %), and the
+    same model on its own deployment (`in_process: false`: copies sent through its handle): compared and
+    captured like the one in the gateway."""
     url = f"{ferry_url}/endpoints/shadowed/invocations"
     with httpx.Client(timeout=30) as c:
-        answers = [c.post(url, content=ROW, headers={"content-type": "text/csv"}) for _ in range(200)]
+        answers = [c.post(url, content=ROW, headers={"content-type": "text/csv",
+                                                     "x-amzn-sagemaker-inference-id": f"s{i}"}) for i in range(200)]
     assert {r.status_code for r in answers} == {200}
     assert {r.headers["x-amzn-invoked-production-variant"] for r in answers} == {"AllTraffic"}
+    unshadowed = httpx.post(f"{ferry_url}/endpoints/credit-risk/invocations", content=ROW, timeout=30,
+                            headers={"content-type": "text/csv", "x-amzn-sagemaker-target-variant": "AllTraffic"})
+    assert {r.text for r in answers} == {unshadowed.text}  # the same model without shadows: unaffected answers
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # gateways report every second
         report = httpx.get(f"{ferry_url}/control/endpoints/shadowed/shadows").json()
-        if report["shadows"].get("Same", {}).get("copies", 0) >= 200 and report["production"]["requests"] >= 200:
+        if (min(report["shadows"].get(s, {}).get("copies", 0) for s in ("Same", "Deployed")) >= 200
+                and report["production"]["requests"] >= 200):
             break
         time.sleep(0.5)
     same, broken = report["shadows"]["Same"], report["shadows"]["Broken"]
     assert same["copies"] == 200 and same["agreement"] == 1.0 and same["mean_abs_difference"] == 0.0
+    deployed = report["shadows"]["Deployed"]
+    assert deployed["copies"] == 200 and deployed["agreement"] == 1.0 and deployed["mean_abs_difference"] == 0.0
+    assert deployed["dropped"] == 0 and deployed["error_rate"] == 0.0
     assert broken["error_rate"] == 1.0 and 60 < broken["copies"] + broken["dropped"] < 140  # 50 %, 6 sigma
     assert report["production"]["error_rate"] == 0.0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the capture files are flushed every second or so
+        captured = read_capture(demo_dir / "shadow-capture")
+        if (captured["variant"] == "Deployed").sum() >= 200:
+            break
+        time.sleep(0.5)
+    by_variant = {v: set(g["inferenceId"]) for v, g in captured.groupby("variant")}
+    assert len(by_variant["Deployed"]) == 200 and by_variant["Deployed"] == by_variant["AllTraffic"]
     cli = run([sys.executable, "-m", "ferry.cli", "shadow", "report", "shadowed", "--url", ferry_url],
               capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0 and "Same" in cli.stdout and "100.0 %" in cli.stdout, cli.stdout + cli.stderr

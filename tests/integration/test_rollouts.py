@@ -253,3 +253,62 @@ def test_readme_live_traffic_examples_run_on_the_demo(ferry_url, demo_dir, tmp_p
     assert status.returncode == 0, status.stderr
     assert f"rollout {AB_ENDPOINT}: canary to ['Challenger'], completed" in status.stdout, status.stdout
     assert any(AB_ENDPOINT in ln and "Challenger" in ln for ln in status.stdout.splitlines()), status.stdout
+
+
+def test_a_green_pipeline_and_a_green_on_its_own_deployment(ferry_url, demo_dir, tmp_path, grpc_port):
+    """A green fleet of a pipeline (its model step on its own deployment, its decision step in the gateway) and
+    of a model on its own deployment: each deployment is an application of its own (no route prefix) while its
+    variant lives. The rollout completes under load with no failed request, both answer, the pipeline equals
+    its steps by hand, gRPC clients still need no application name; a green that cannot be built is a 400 at
+    the control API; the rollout back to a model in the gateway removes the green applications. Last in this
+    file: it leaves a two-variant blue until its last rollout."""
+    import grpc
+    import onnxruntime as ort
+    from ray import serve
+
+    from ferry.demo_steps import Decide
+    from serving.protos import inference_pb2 as pb
+    from serving.protos import inference_pb2_grpc as pb_grpc
+
+    model = {"name": "green-model", "path": str(demo_dir / "model.onnx")}
+    pipe = [{"name": "model", "model": "green-model", "in_process": False},
+            {"name": "decide", "python": "credit_steps:Decide", "path": str(demo_dir)}]
+    (tmp_path / "green.yaml").write_text(yaml.safe_dump({"models": [model], "endpoints": [{"name": EP, "variants": [
+        {"name": "G-pipe", "pipeline": pipe}, {"name": "G-own", "model": "green-model", "in_process": False}]}]}))
+    url = f"{ferry_url}/endpoints/{EP}/invocations"
+    with Load(url) as load:
+        code, out = rollout(ferry_url, str(tmp_path / "green.yaml"), "--strategy", "all-at-once",
+                            "--wait-interval", "2", "--termination-wait", "1")
+    assert code == 0, out
+    assert load.failed == [] and load.variants["G-pipe"] > 0 and load.variants["G-own"] > 0, (load.failed[:3],
+                                                                                             load.variants)
+    assert serving_variants(ferry_url) == {"G-pipe", "G-own"}
+    apps = serve.status().applications
+    assert apps[f"{EP}.G-pipe.model"].status == "RUNNING" and apps[f"{EP}.G-own"].status == "RUNNING", apps.keys()
+    with httpx.Client(timeout=30) as c:
+        piped = c.post(url, content=ROW, headers={"content-type": "text/csv",
+                                                  "x-amzn-sagemaker-target-variant": "G-pipe"}).text.strip()
+    features = np.array([[float(v) for v in ROW.split(",")]], dtype=np.float32)
+    label, proba = ort.InferenceSession(str(demo_dir / "model.onnx")).run(None, {"input": features})
+    by_hand = Decide()({"label": label, "probabilities": proba})
+    assert piped.split(",")[0] == str(label[0]) and piped.split(",")[-1] == by_hand["decision"][0], piped
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # three applications: no metadata needed
+        assert pb_grpc.GRPCInferenceServiceStub(channel).ServerLive(pb.ServerLiveRequest(), timeout=30).live
+
+    bad = {"variant": {"pipeline": [{"python": "no_such_module:f"}, {"model": "green-model"}]},
+           "models": {"green-model": model}}
+    r = httpx.post(f"{ferry_url}/control/endpoints/{EP}/rollouts", json={"green": {"Bad": bad},
+                                                                         "strategy": "all-at-once"}, timeout=60)
+    assert r.status_code == 400 and "cannot be built" in r.json()["error"], r.text
+    r = httpx.post(f"{ferry_url}/control/endpoints/{EP}/rollouts", json={"green": {"Bad": {**bad, "models": {}}},
+                                                                         "strategy": "all-at-once"}, timeout=60)
+    assert r.status_code == 400 and "green-model" in r.json()["error"], r.text
+
+    code, out = rollout(ferry_url, green_file(tmp_path, demo_dir, "Back"), "--strategy", "all-at-once",
+                        "--wait-interval", "1", "--termination-wait", "0")
+    assert code == 0, out
+    assert serving_variants(ferry_url) == {"Back"}
+    deadline = time.monotonic() + 60
+    while {f"{EP}.G-pipe.model", f"{EP}.G-own"} & set(serve.status().applications) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not {f"{EP}.G-pipe.model", f"{EP}.G-own"} & set(serve.status().applications)

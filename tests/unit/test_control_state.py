@@ -57,3 +57,28 @@ def test_without_its_config_document_the_control_plane_says_why():
     control = Control.func_or_class(None, INITIAL.model_dump(), "/nonexistent")
     result = asyncio.run(control.set_weights("ep", {"A": 1}))
     assert result["error"]["status"] == 503 and "serve.run" in result["error"]["message"]
+
+
+def test_green_variants_of_any_shape_become_applications_of_their_own_deployments():
+    """A green pipeline with a step on its own replicas, and a model on its own deployment: one route-less
+    application per deployment, built by serving.control.green; the in-gateway green needs none; removing a
+    variant removes its applications; a green that names a model it does not give, or is no variant, is a 400."""
+    from serving.control import green
+
+    model = {"name": "m", "path": "/models/m.onnx"}
+    pipe = green.added_variant("P", {"variant": {"pipeline": [{"python": "steps:encode"},
+                                                              {"model": "m", "in_process": False}]},
+                                     "models": {"m": model, "unused": {"name": "unused", "path": "x"}}})
+    own = green.added_variant("O", {"variant": {"model": "m", "replicas": 2}, "models": {"m": model}})
+    plain = green.added_variant("G", {"model": model})
+    assert list(pipe.models) == ["m"] and pipe.models["m"]["path"] == model["path"] and pipe.variant["name"] == "P"
+    state = INITIAL.with_variants("ep", added={"P": pipe, "O": own, "G": plain})
+    apps = green.applications(state.endpoints, None)
+    assert [(a["name"], a["route_prefix"], a["import_path"]) for a in apps] == [
+        ("ep.O", None, green.IMPORT_PATH), ("ep.P.m", None, green.IMPORT_PATH)]
+    assert [a["name"] for a in green.applications(state.with_variants("ep", removed=["P"]).endpoints, None)] == ["ep.O"]
+    for body, needle in [({"variant": {"model": "m"}, "models": {}}, "['m']"),
+                         ({"variant": {"model": "m", "pipeline": [{"model": "m"}, {"model": "m"}]}}, "exactly one")]:
+        with pytest.raises(FerryError) as err:
+            green.added_variant("X", body)
+        assert err.value.error.status == 400 and needle in err.value.error.message, err.value.error.message

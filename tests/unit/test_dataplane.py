@@ -205,9 +205,11 @@ def test_our_protobuf_classes_and_tritonclients_live_in_one_process():
     assert theirs.id == "both" and list(theirs.inputs[0].shape) == [2, 8]
 
 
-def test_shadows_see_copies_are_compared_and_never_reach_the_caller(demo, tmp_path):
+@pytest.mark.parametrize("thread", [False, True], ids=["event-loop", "thread"])
+def test_shadows_see_copies_are_compared_and_never_reach_the_caller(demo, tmp_path, thread):
     """A shadow of the same model agrees on every row; a failing shadow counts errors; the caller gets
-    production's answer either way, and with capture on both answers are captured with their names."""
+    production's answer either way, and with capture on both answers are captured with their names. On the
+    event loop or on a thread of their own (batches of copies)."""
     from serving.metrics import ServingMetrics
     from serving.shadow import Shadow
     from serving.spec import ShadowVariantSpec
@@ -220,10 +222,10 @@ def test_shadows_see_copies_are_compared_and_never_reach_the_caller(demo, tmp_pa
     capture = EndpointCapture(spec, JsonlFileSink(tmp_path / "cap", "ep", flush_interval_s=0.05))
     model = ModelSpec(name="m", path=str(out / "model.onnx"))
     same = Shadow("ep", ShadowVariantSpec(name="Same", model="m"), ModelRunner(model, "Same"),
-                  metrics.shadow("ep", "Same"), capture)
+                  metrics.shadow("ep", "Same"), capture, thread=thread)
     broken = Shadow("ep", ShadowVariantSpec(name="Broken", model="f"),
                     ModelRunner(ModelSpec(name="f", path=str(tmp_path / "fragile.onnx")), "Broken"),
-                    metrics.shadow("ep", "Broken"))
+                    metrics.shadow("ep", "Broken"), thread=thread)
     ep = Endpoint("ep", {"A": ModelRunner(model, "A")}, {"A": 1.0}, capture, [same, broken])
     dp = DataPlane({"ep": ep}, 1_000_000, metrics=metrics)
 
