@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 METADATA_COLUMNS = ("eventId", "inferenceId", "inferenceTime", "variant")
 
 
-CHUNK_RECORDS = 8192  # records parsed at a time: the reader holds one chunk of parsed JSON, never a whole file
+CHUNK_RECORDS = 2048  # records parsed at a time: the reader holds one chunk of parsed JSON, never a whole file
 
 
 def iter_chunks(path: Path, start: datetime | None = None, end: datetime | None = None,
