@@ -30,11 +30,12 @@ CHUNK_RECORDS = 2048  # records parsed at a time: the reader holds one chunk of 
 
 
 def iter_chunks(path: Path, start: datetime | None = None, end: datetime | None = None,
-                skipped: Counter | None = None, chunk: int = CHUNK_RECORDS) -> Iterator[list[dict]]:
+                skipped: Counter | None = None, chunk: int | None = None) -> Iterator[list[dict]]:
     """Capture records of a file or folder in lists of at most `chunk`, in file-name order, inside [start, end)
     when given; lines that are not JSON objects are counted in `skipped` (or raise ValueError without it).
     Files are streamed line by line: memory follows the chunk, not the files. Records repeated by an
     at-least-once sink are all yielded (read_capture keeps the first copy of each eventId)."""
+    chunk = chunk or CHUNK_RECORDS
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     if path.is_dir() and (start is not None or end is not None):
         files = [f for f in files if _hour_may_overlap(f, start, end)]
@@ -170,14 +171,19 @@ def _combine(tables: list, side: str, skipped: Counter) -> pd.DataFrame:
             skipped[f"{side}: {t.rows.shape[1]} columns where the other payloads have {width}"] += len(set(records))
     names = {tuple(t.columns) if t.columns else None for _, t in kept}
     columns = list(names.pop()) if len(names) == 1 and None not in names else None
-    frames = []
+    frames, recs, lines = [], [], []
     for records, t in kept:
         df = pd.DataFrame(t.rows)
         df.columns = columns if columns else range(df.shape[1])
-        line = pd.Series(records).groupby(records).cumcount().to_numpy()
-        df.index = pd.MultiIndex.from_arrays([records, line], names=["record", "line"])
         frames.append(df)
-    return pd.concat(frames).sort_index() if len(frames) > 1 else frames[0].sort_index()
+        recs.append(records)
+        lines.append(pd.Series(records).groupby(records).cumcount().to_numpy())
+    rec, line = np.concatenate(recs), np.concatenate(lines)
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    order = np.lexsort((line, rec))  # by record, then line (one MultiIndex at the end: no index per frame)
+    df = df.take(order)
+    df.index = pd.MultiIndex.from_arrays([rec[order], line[order]], names=["record", "line"])
+    return df
 
 
 def _name(df: pd.DataFrame, names: list[str] | None, default: list[str], what: str,
@@ -225,12 +231,15 @@ def read_capture(path: str | Path, input_columns: list[str] | None = None, outpu
         df = inp.join(out, how="left")
     else:
         df = inp if len(inp) else out
+    del inp, out
     rec = df.index.get_level_values("record").to_numpy()
     df = df.reset_index(drop=True)
-    columns = {c: pd.concat(meta.pop(c), ignore_index=True) for c in METADATA_COLUMNS}
-    for c, values in columns.items():
+    for c in METADATA_COLUMNS:  # a column at a time, each chunk's strings let go once joined
+        values = pd.concat(meta.pop(c), ignore_index=True)
+        if c == "eventId":
+            dup = _repeated(values)
         df[c] = values.iloc[rec].array
-    dup = _repeated(columns["eventId"])
+        del values
     if dup.any():  # keep each record's first copy
         df = df[~dup[rec]].reset_index(drop=True)
     df.attrs["skipped"] = dict(skipped)

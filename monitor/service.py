@@ -46,6 +46,15 @@ def release_memory() -> None:
         _TRIM(0)
 
 
+def system_allocator_for_arrow() -> None:
+    """Arrow (pandas' strings) on the C library's allocator in this process, whose memory the monitor is: its
+    default pool (mimalloc) keeps what an execution freed, where malloc_trim cannot reach it (measured: 120,000
+    records in a window, peak +85 MB with mimalloc, +66 MB with the system allocator)."""
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 class MonitorService:
     """start() launches the scheduler thread; stop() ends it after the running execution."""
 
@@ -56,6 +65,7 @@ class MonitorService:
 
     def start(self) -> None:
         if self._thread is None and self.schedules:
+            system_allocator_for_arrow()
             self._thread = threading.Thread(target=self._loop, name="ferry-monitor", daemon=True)
             self._thread.start()
 
