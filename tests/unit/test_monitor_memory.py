@@ -1,8 +1,8 @@
 """The monitor's memory follows the records in an execution's window, not the capture files it reads, and a
 long-lived process running executions one after another stays flat (the soak's monitor replica grew with every
-execution before). Each measurement runs in a fresh Python process, after a warm-up execution on a tiny capture
-(imports, first-use allocations): an execution's peak is the process's RSS high-water mark (VmHWM, reset before
-it through /proc/self/clear_refs) above its RSS before it."""
+execution before). The executions run in one fresh Python process, as the monitor service runs them, after a
+warm-up execution on a tiny capture (imports, first-use allocations): an execution's peak is the process's RSS
+high-water mark (VmHWM, reset before it through /proc/self/clear_refs) above its RSS before it."""
 
 from __future__ import annotations
 
@@ -57,36 +57,31 @@ print(json.dumps(out))
 """
 
 
+SLIDING = [(60 + 20 * k, 60) for k in range(12)]  # (window end in seconds after T0, window length in seconds)
+WHOLE, TAIL = (N / RATE, N / RATE + 1), (N / RATE, N / RATE / 10)
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
+def measured(tmp_path_factory) -> tuple[float, list[dict]]:
+    """The capture's size in MB, and what each execution of SLIDING, WHOLE and TAIL measured (one process)."""
     root = tmp_path_factory.mktemp("monitor-memory")
     baseline_data_quality(model_frame(make_credit_data(500, seed=7)), root / "baseline")
     write_traffic(root / "tiny", "credit-risk", T0, 200, per_second=RATE)
     write_traffic(root / "capture", "credit-risk", T0, N, per_second=RATE)
-    return root
-
-
-def executions(world: Path, runs: list[tuple[float, float]]) -> list[dict]:
-    """(window end in seconds after T0, window length in seconds) per execution, in one fresh process."""
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(world), T0.isoformat(), json.dumps(runs)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(root), T0.isoformat(), json.dumps(SLIDING + [WHOLE, TAIL])],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     found = json.loads(r.stdout.strip().splitlines()[-1])
     assert all(ex["status"] == "Completed" for ex in found), found
-    return found
+    return sum(f.stat().st_size for f in (root / "capture").rglob("*.jsonl")) / 2**20, found
 
 
-def capture_mb(world: Path) -> float:
-    return sum(f.stat().st_size for f in (world / "capture").rglob("*.jsonl")) / 2**20
-
-
-def test_peak_follows_the_window_not_the_files(world):
+def test_peak_follows_the_window_not_the_files(measured):
     """The whole capture (30,000 records, 20 MB of JSONL in one file) in the window, then its last 10 %: the
-    peak follows the window's records, about 1.6 times their JSONL and 0.6 for the tail here (before: every
-    file of the window's hours read whole and parsed, 105 MB for either window, 5 times the files)."""
-    files = capture_mb(world)
-    whole, = executions(world, [(N / RATE, N / RATE + 1)])
-    tail, = executions(world, [(N / RATE, N / RATE / 10)])
+    peak follows the window's records, about 16 MB and 2 MB here (before: every file of
+    the window's hours read whole and parsed, 105 MB for either window, 5 times the files)."""
+    files, found = measured
+    whole, tail = found[-2:]
     assert whole["items"] == N and tail["items"] == N // 10
     print(f"capture {files:.1f} MB; peak growth of an execution: {whole['peak_growth_mb']:.1f} MB for {N} records, "
           f"{tail['peak_growth_mb']:.1f} MB for {N // 10}")
@@ -94,10 +89,10 @@ def test_peak_follows_the_window_not_the_files(world):
     assert tail["peak_growth_mb"] < 0.5 * files, tail
 
 
-def test_executions_one_after_another_stay_flat(world):
+def test_executions_one_after_another_stay_flat(measured):
     """Twelve executions of a sliding 60-second window (6,000 records each) in one process: the RSS between
     executions at the end is within a few MB of the start (before: 1.5-2 MB more after every one, +14 MB)."""
-    found = executions(world, [(60 + 20 * k, 60) for k in range(12)])
+    found = measured[1][:len(SLIDING)]
     rss = [ex["rss_mb"] for ex in found]
     print("RSS between executions (MB):", [round(x, 1) for x in rss])
     assert all(ex["items"] == 6000 for ex in found)
