@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import orjson
@@ -26,40 +26,58 @@ log = logging.getLogger(__name__)
 METADATA_COLUMNS = ("eventId", "inferenceId", "inferenceTime", "variant")
 
 
-def iter_records(path: Path, start: datetime | None = None, end: datetime | None = None,
-                 skipped: Counter | None = None) -> list[dict]:
-    """Capture records of a file or folder, in file-name order, once per eventId, inside [start, end) when
-    given; lines that are not JSON objects are counted in `skipped` (or raise ValueError without it)."""
+CHUNK_RECORDS = 2048  # records parsed at a time: the reader holds one chunk of parsed JSON, never a whole file
+
+
+def iter_chunks(path: Path, start: datetime | None = None, end: datetime | None = None,
+                skipped: Counter | None = None, chunk: int | None = None) -> Iterator[list[dict]]:
+    """Capture records of a file or folder in lists of at most `chunk`, in file-name order, inside [start, end)
+    when given; lines that are not JSON objects are counted in `skipped` (or raise ValueError without it).
+    Files are streamed line by line: memory follows the chunk, not the files. Records repeated by an
+    at-least-once sink are all yielded (read_capture keeps the first copy of each eventId)."""
+    chunk = chunk or CHUNK_RECORDS
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     if path.is_dir() and (start is not None or end is not None):
         files = [f for f in files if _hour_may_overlap(f, start, end)]
-    records = []
+    records: list[dict] = []
     for f in files:
-        text = f.read_text()
-        lines = text.splitlines()
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                record = orjson.loads(line)
-                if not isinstance(record, dict):
-                    raise orjson.JSONDecodeError("not an object", line, 0)
-            except orjson.JSONDecodeError as err:
-                if i == len(lines) - 1 and not text.endswith("\n"):
-                    log.info("%s: last line still being written, left for the next read", f)
+        with f.open("rb") as lines:
+            for i, line in enumerate(lines):
+                if not line.strip():
                     continue
-                if skipped is None:
-                    raise ValueError(f"{f}:{i + 1}: not a JSON capture record: {err}") from None
-                skipped["not a JSON capture record"] += 1
-                continue
-            records.append(record)
-    metas = [r.get("eventMetadata") if isinstance(r.get("eventMetadata"), dict) else {} for r in records]
-    for r, m in zip(records, metas):
-        r["eventMetadata"] = m
-    ids = pd.Series([m.get("eventId") for m in metas], dtype=object)
-    dup = (ids.duplicated() & ids.notna()).to_numpy()
-    if dup.any():  # at-least-once sinks may repeat a record; keep its first copy
-        records = [r for r, d in zip(records, dup) if not d]
+                try:
+                    record = orjson.loads(line)
+                    if not isinstance(record, dict):
+                        raise orjson.JSONDecodeError("not an object", line.decode("utf-8", "replace"), 0)
+                except orjson.JSONDecodeError as err:
+                    if not line.endswith(b"\n"):  # the file's last line, without its newline yet
+                        log.info("%s: last line still being written, left for the next read", f)
+                        continue
+                    if skipped is None:
+                        raise ValueError(f"{f}:{i + 1}: not a JSON capture record: {err}") from None
+                    skipped["not a JSON capture record"] += 1
+                    continue
+                records.append(record)
+                if len(records) >= chunk:
+                    yield _keep(records, start, end)
+                    records = []
+    if records:
+        yield _keep(records, start, end)
+
+
+def iter_records(path: Path, start: datetime | None = None, end: datetime | None = None,
+                 skipped: Counter | None = None) -> list[dict]:
+    """Every record iter_chunks yields, in one list, once per eventId (its first copy)."""
+    records = [r for c in iter_chunks(path, start, end, skipped) for r in c]
+    dup = _repeated(_strings([r["eventMetadata"].get("eventId") for r in records]))
+    return [r for r, d in zip(records, dup) if not d] if dup.any() else records
+
+
+def _keep(records: list[dict], start: datetime | None, end: datetime | None) -> list[dict]:
+    """The records inside [start, end), each one's eventMetadata made a dict."""
+    for r in records:
+        if not isinstance(r.get("eventMetadata"), dict):
+            r["eventMetadata"] = {}
     if start is None and end is None:
         return records
     times = pd.to_datetime([r["eventMetadata"].get("inferenceTime") for r in records], utc=True,
@@ -70,6 +88,17 @@ def iter_records(path: Path, start: datetime | None = None, end: datetime | None
     if end is not None:
         keep &= times < _utc(end)
     return [r for r, k in zip(records, keep) if k]
+
+
+def _strings(values: list) -> pd.Series:
+    """Metadata values as an Arrow-backed string column (None stays missing): no Python object per value
+    outlives the chunk it was parsed in."""
+    return pd.Series(pd.array([v if v is None or isinstance(v, str) else str(v) for v in values], dtype="str"))
+
+
+def _repeated(event_ids: pd.Series) -> np.ndarray:
+    """True for each record whose eventId an earlier record has (at-least-once sinks may repeat a record)."""
+    return (event_ids.duplicated() & event_ids.notna()).to_numpy()
 
 
 def _hour_may_overlap(f: Path, start: datetime | None, end: datetime | None) -> bool:
@@ -93,9 +122,10 @@ SIDES = {"endpointInput": "input", "endpointOutput": "output"}
 FALLBACK = {"CSV": "text/csv", "JSON": "application/json"}  # SageMaker's encodings, for unknown content types
 
 
-def _frame(records: list[dict], key: str, skipped: Counter) -> pd.DataFrame:
-    """Rows of one side (endpointInput or endpointOutput), indexed by (record, line), read by the payload
-    codec of each part's content type; what cannot be read is counted in `skipped` by reason."""
+def _tables(records: list[dict], key: str, skipped: Counter, offset: int = 0) -> list:
+    """Rows of one side (endpointInput or endpointOutput) of a chunk of records, read by the payload codec of
+    each part's content type, as (record numbers counted from `offset`, Table) pairs for _combine; what
+    cannot be read is counted in `skipped` by reason."""
     side = SIDES[key]
     groups: dict[str, tuple[list[int], list[bytes], list[str]]] = {}
     for i, r in enumerate(records):
@@ -121,8 +151,8 @@ def _frame(records: list[dict], key: str, skipped: Counter) -> pd.DataFrame:
         for reason, which in table.skipped.items():
             skipped[f"{side}: {reason}"] += len(which)
         if len(table.rows):
-            tables.append((np.asarray(ids)[table.record], table))
-    return _combine(tables, side, skipped)
+            tables.append((np.asarray(ids)[table.record] + offset, table))
+    return tables
 
 
 def _combine(tables: list, side: str, skipped: Counter) -> pd.DataFrame:
@@ -141,14 +171,19 @@ def _combine(tables: list, side: str, skipped: Counter) -> pd.DataFrame:
             skipped[f"{side}: {t.rows.shape[1]} columns where the other payloads have {width}"] += len(set(records))
     names = {tuple(t.columns) if t.columns else None for _, t in kept}
     columns = list(names.pop()) if len(names) == 1 and None not in names else None
-    frames = []
+    frames, recs, lines = [], [], []
     for records, t in kept:
         df = pd.DataFrame(t.rows)
         df.columns = columns if columns else range(df.shape[1])
-        line = pd.Series(records).groupby(records).cumcount().to_numpy()
-        df.index = pd.MultiIndex.from_arrays([records, line], names=["record", "line"])
         frames.append(df)
-    return pd.concat(frames).sort_index() if len(frames) > 1 else frames[0].sort_index()
+        recs.append(records)
+        lines.append(pd.Series(records).groupby(records).cumcount().to_numpy())
+    rec, line = np.concatenate(recs), np.concatenate(lines)
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    order = np.lexsort((line, rec))  # by record, then line (one MultiIndex at the end: no index per frame)
+    df = df.take(order)
+    df.index = pd.MultiIndex.from_arrays([rec[order], line[order]], names=["record", "line"])
+    return df
 
 
 def _name(df: pd.DataFrame, names: list[str] | None, default: list[str], what: str,
@@ -168,13 +203,24 @@ def read_capture(path: str | Path, input_columns: list[str] | None = None, outpu
 
     Payloads that cannot be read are left out and counted by reason in ``df.attrs["skipped"]`` (and logged)."""
     skipped: Counter = Counter()
-    records = iter_records(Path(path), start, end, skipped)
-    if not records:
+    meta: dict[str, list] = {c: [] for c in METADATA_COLUMNS}
+    tables: dict[str, list] = {"endpointInput": [], "endpointOutput": []}
+    n = 0
+    # a chunk's parsed JSON at a time; what is kept of it is compact: codec rows (numpy) and Arrow strings
+    for records in iter_chunks(Path(path), start, end, skipped):
+        for key, found in tables.items():
+            found += _tables(records, key, skipped, offset=n)
+        for c in ("eventId", "inferenceId", "inferenceTime"):
+            meta[c].append(_strings([r["eventMetadata"].get(c) for r in records]))
+        meta["variant"].append(_strings([r.get("variant") for r in records]))
+        n += len(records)
+        del records
+    if not n:
         df = pd.DataFrame(columns=list(METADATA_COLUMNS))
         df.attrs["skipped"] = dict(skipped)
         return df
-    inp = _frame(records, "endpointInput", skipped)
-    out = _frame(records, "endpointOutput", skipped)
+    inp = _combine(tables.pop("endpointInput"), "input", skipped)
+    out = _combine(tables.pop("endpointOutput"), "output", skipped)
     if skipped:
         log.warning("%s: left out %s", path, "; ".join(f"{n} x {reason}" for reason, n in skipped.items()))
     inp = _name(inp, input_columns, [f"_c{i}" for i in range(inp.shape[1])], "input_columns")
@@ -185,16 +231,17 @@ def read_capture(path: str | Path, input_columns: list[str] | None = None, outpu
         df = inp.join(out, how="left")
     else:
         df = inp if len(inp) else out
+    del inp, out
     rec = df.index.get_level_values("record").to_numpy()
-    meta = pd.DataFrame({
-        "eventId": [r["eventMetadata"].get("eventId") for r in records],
-        "inferenceId": [r["eventMetadata"].get("inferenceId") for r in records],
-        "inferenceTime": [r["eventMetadata"].get("inferenceTime") for r in records],
-        "variant": [r.get("variant") for r in records],
-    })
     df = df.reset_index(drop=True)
-    for c in METADATA_COLUMNS:
-        df[c] = meta[c].to_numpy()[rec]
+    for c in METADATA_COLUMNS:  # a column at a time, each chunk's strings let go once joined
+        values = pd.concat(meta.pop(c), ignore_index=True)
+        if c == "eventId":
+            dup = _repeated(values)
+        df[c] = values.iloc[rec].array
+        del values
+    if dup.any():  # keep each record's first copy
+        df = df[~dup[rec]].reset_index(drop=True)
     df.attrs["skipped"] = dict(skipped)
     return df
 

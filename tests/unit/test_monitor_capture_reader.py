@@ -40,3 +40,30 @@ def test_incomplete_last_line_is_left_for_later_and_duplicates_dropped(tmp_path)
     (tmp_path / "a.jsonl").write_text(json.dumps(r) + "\n" + json.dumps(r) + "\n" + json.dumps(r)[:20])
     df = read_capture(tmp_path)
     assert df[["_c0", "_c1", "eventId"]].values.tolist() == [[1, 2, "e1"]]
+
+
+def test_chunks_read_the_same_rows_as_one_pass(tmp_path, monkeypatch):
+    """Records read a few at a time (mixed codecs, multi-row payloads, a repeat of an earlier chunk's record, an
+    unreadable line) give the frame of one pass over them all."""
+    from monitor import capture_reader
+
+    v2_in = {"inputs": [{"name": "input", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+    records = []
+    for i in range(7):
+        if i % 3 == 0:
+            records.append(build_record(SPEC, variant="A", input_data=f"{i},{i}\n{i},{-i}", input_content_type="text/csv",
+                                        output_data="1\n0", output_content_type="text/csv", event_id=f"e{i}"))
+        else:
+            records.append(build_record(SPEC, variant="B", input_data=json.dumps(v2_in),
+                                        input_content_type="application/json", output_data=f"{i}",
+                                        output_content_type="text/csv", event_id=f"e{i}"))
+    lines = [json.dumps(r) for r in records]
+    lines.insert(5, lines[1])  # an at-least-once repeat, in a later chunk
+    lines.insert(3, "not json")
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
+    whole = read_capture(tmp_path)
+    monkeypatch.setattr(capture_reader, "CHUNK_RECORDS", 2)
+    chunked = read_capture(tmp_path)
+    assert chunked.equals(whole) and chunked.attrs == whole.attrs
+    assert whole["eventId"].tolist() == [e for i in range(7) for e in [f"e{i}"] * 2]
+    assert whole.attrs["skipped"] == {"not a JSON capture record": 1}
