@@ -179,7 +179,7 @@ def ferry_doc(demo_dir: Path, port: int, grpc_port: int, ingress: str) -> dict:
     doc = demo_config()
     doc["server"].update(http_port=port, grpc_port=grpc_port, ingress=ingress)
     doc["models"].append({"name": "mlp", "path": "mlp.onnx"})
-    batching = {"max_batch_size": 32, "batch_wait_timeout_ms": 0}
+    batching: dict = {}  # the defaults: adaptive, max 32, no wait
     capture = {"enabled": True, "sampling_percentage": 100, "destination": str(demo_dir / "bench-capture")}
     doc["endpoints"] = [
         {"name": "default", "variants": [{"model": "credit-gbm"}]},

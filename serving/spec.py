@@ -192,10 +192,12 @@ class AutoscalingSpec(Strict):
 
 
 class BatchingSpec(Strict):
-    """Dynamic batching with @serve.batch."""
+    """Adaptive dynamic batching (serving.batching): requests queued while a batch runs go together next."""
 
     max_batch_size: int = Field(32, ge=1)
-    batch_wait_timeout_ms: float = Field(2.0, ge=0)
+    batch_wait_timeout_ms: float = Field(0.0, ge=0, description=(
+        "how long a batch that is not full waits for more requests; 0 (the default): no wait, so a lone "
+        "request is answered at once and batches grow with the load"))
 
 
 class ServerlessSpec(Strict):
