@@ -134,15 +134,16 @@ def test_gateway_replicas_spread_and_the_worker_node_replica_answers_correctly(c
     assert results.count("ok") == sent, "\n".join(x for x in results if x != "ok")
 
 
-def test_transform_runs_its_job_across_both_nodes(cluster):
+@pytest.mark.parametrize("compute", ["tasks", "actors"])
+def test_transform_runs_its_job_across_both_nodes(cluster, compute):
     c = cluster
     lines = (c.demo / "test_features.csv").read_text().splitlines()
-    inp, out = c.root / "t-in", c.root / "t-out"
+    inp, out = c.root / f"t-in-{compute}", c.root / f"t-out-{compute}"
     inp.mkdir()
-    for k in range(4):  # one chunk per file: four tasks for the actor pool
+    for k in range(4):  # one chunk per file: four tasks (or four actors' work)
         (inp / f"part-{k}.csv").write_text("\n".join(lines[k::4]) + "\n")
     r = subprocess.run(FERRY + ["transform", "--model", str(c.demo / "model.onnx"), "--input", str(inp),
-                                "--output", str(out), "--address", c.ray.address],
+                                "--output", str(out), "--address", c.ray.address, "--compute", compute],
                        # a job this short ends on the head's actors before the worker's are up: Ray Data's
                        # setting (docs/scaling.md) makes the pool start whole
                        env=c.env | {"RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "120"}, capture_output=True,
@@ -152,11 +153,13 @@ def test_transform_runs_its_job_across_both_nodes(cluster):
         got = np.loadtxt(out / f"part-{k}.csv.out", delimiter=",", ndmin=2)
         np.testing.assert_array_equal(got[:, 0], c.expected[k::4, 0])
         np.testing.assert_allclose(got, c.expected[k::4], rtol=0, atol=1e-6)
-    # Ray Data names its pool's actor class MapWorker(<operator>)
-    workers = [a for a in c.ray.state("actors") if a["class_name"].startswith("MapWorker(")]
-    placed = {a["node_id"] for a in workers if a["node_id"]}
-    where = [(a["node_id"] and ("head" if a["node_id"] == c.head else "worker"), a["state"], a.get("num_restarts"))
-             for a in workers]
+    if compute == "actors":  # Ray Data names its pool's actor class MapWorker(<operator>)
+        ran = [a for a in c.ray.state("actors") if a["class_name"].startswith("MapWorker(")]
+    else:  # and its tasks after the operator, whose function is transform_chunks
+        ran = [t for t in c.ray.state("tasks") if "transform_chunks" in (t.get("name") or "")]
+    placed = {a["node_id"] for a in ran if a.get("node_id")}
+    where = [(a.get("name") or a.get("class_name"), a.get("node_id") and ("head" if a["node_id"] == c.head else
+                                                                           "worker"), a["state"]) for a in ran]
     assert placed == {c.head, c.worker}, where
 
 
