@@ -191,7 +191,7 @@ def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
 
 def load_demo_features(out: Path, df: pd.DataFrame) -> int:
     """Put every applicant into the demo's embedded feature store (SQLite + Parquet next to ferry.yaml)."""
-    from featurestore.spec import FeatureStoreSettings
+    from featurestore.settings import FeatureStoreSettings
     from featurestore.store import FeatureStore
 
     table = df.copy()
