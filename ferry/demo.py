@@ -21,9 +21,7 @@ from featurestore.demo import applicant_feature_group, load_applicants
 
 log = logging.getLogger(__name__)
 
-AGE_GROUPS = ["under_25", "25_to_60", "over_60"]
 LABEL = "approved"
-FACET = "age_group"
 ENDPOINT = "credit-risk"
 PIPELINE_ENDPOINT = "credit-risk-pipeline"  # raw applicant JSON -> encode -> model -> decide
 LOOKUP_ENDPOINT = "credit-risk-by-id"  # applicant_id -> the applicants feature group -> model -> decide
