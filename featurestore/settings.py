@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from core.schema import Strict
 from featurestore.online import BACKENDS, OnlineConfig
 from featurestore.online.sqlite import SQLiteConfig
+from featurestore.spec import FeatureGroupSpec
 
 
 class FeatureStoreSettings(Strict):
@@ -27,3 +28,11 @@ class FeatureStoreSettings(Strict):
                 raise ValueError(f"unknown online store {v!r} (one of: {', '.join(BACKENDS)})")
             return {"type": v}
         return v
+
+
+class FeatureStoreConfig(Strict):
+    """A deploy file's feature store as the serving side gets it (the REST API and the lookup steps, across the
+    Ray boundary): where its data lives and its groups, validated once when the deploy file is read."""
+
+    settings: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
+    groups: list[FeatureGroupSpec] = Field(default_factory=list)

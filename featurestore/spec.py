@@ -152,12 +152,3 @@ class FeatureGroupSpec(_Strict):
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
-
-def __getattr__(name: str):
-    """FeatureStoreSettings lives in featurestore.settings (it names the online backends, which import this
-    module); importing it from here still works."""
-    if name == "FeatureStoreSettings":
-        from featurestore.settings import FeatureStoreSettings
-
-        return FeatureStoreSettings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

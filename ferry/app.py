@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferry.config import DeployFile, parse_config
+
+if TYPE_CHECKING:
+    from featurestore.settings import FeatureStoreConfig
 
 IMPORT_PATH = "ferry.app:build"
 
@@ -46,12 +50,14 @@ def application(cfg: DeployFile, base_dir: Path, serve_doc: dict | None = None):
                      serve_doc=serve_doc)
 
 
-def feature_api_config(cfg: DeployFile, base_dir: Path) -> dict | None:
-    """What the gateway needs to mount the feature store's REST API (None without feature groups)."""
+def feature_api_config(cfg: DeployFile, base_dir: Path) -> FeatureStoreConfig | None:
+    """What the gateway needs to mount the feature store's REST API and run lookup steps (None without feature
+    groups)."""
+    from featurestore.settings import FeatureStoreConfig
+
     if not cfg.feature_groups:
         return None
-    return {"settings": cfg.feature_store_settings(base_dir).model_dump(),
-            "groups": [g.model_dump(mode="json", by_alias=True) for g in cfg.feature_groups]}
+    return FeatureStoreConfig(settings=cfg.feature_store_settings(base_dir), groups=cfg.feature_groups)
 
 
 def serve_config(doc: dict, base_dir: str, cfg: DeployFile, env: dict[str, str] | None = None) -> dict:

@@ -17,7 +17,8 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from core.schema import Strict
-from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
+from featurestore.spec import FeatureGroupSpec
 from monitor.spec import MonitoringScheduleSpec
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
 

@@ -21,9 +21,7 @@ from featurestore.demo import applicant_feature_group, load_applicants
 
 log = logging.getLogger(__name__)
 
-AGE_GROUPS = ["under_25", "25_to_60", "over_60"]
 LABEL = "approved"
-FACET = "age_group"
 ENDPOINT = "credit-risk"
 PIPELINE_ENDPOINT = "credit-risk-pipeline"  # raw applicant JSON -> encode -> model -> decide
 LOOKUP_ENDPOINT = "credit-risk-by-id"  # applicant_id -> the applicants feature group -> model -> decide
@@ -191,7 +189,7 @@ def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
 
 def load_demo_features(out: Path, df: pd.DataFrame) -> int:
     """Put every applicant into the demo's embedded feature store (SQLite + Parquet next to ferry.yaml)."""
-    from featurestore.spec import FeatureStoreSettings
+    from featurestore.settings import FeatureStoreSettings
     from featurestore.store import FeatureStore
 
     table = df.copy()

@@ -10,13 +10,14 @@ multiclass_classification_metrics). Each is {"value", "standard_deviation"}: the
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from monitor.spec import ProblemType
+if TYPE_CHECKING:  # annotations only: monitor.spec runs this module's jobs
+    from monitor.spec import ProblemType
 
 STATS_KEY = {"Regression": "regression_metrics", "BinaryClassification": "binary_classification_metrics",
              "MulticlassClassification": "multiclass_classification_metrics"}

@@ -14,8 +14,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from serving.spec import EndpointSpec, ModelSpec, Placement, ServerSpec, StepSpec, VariantSpec
+
+if TYPE_CHECKING:
+    from featurestore.settings import FeatureStoreConfig
+    from monitor.spec import ScheduleBase
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +105,8 @@ def ray_env(server: ServerSpec, ingress_kind: str | None = None, haproxy_binary:
 
 
 def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: ServerSpec,
-              kafka_bootstrap: str | None = None, schedules: list | None = None, features: dict | None = None,
+              kafka_bootstrap: str | None = None, schedules: list[ScheduleBase] | None = None,
+              features: FeatureStoreConfig | None = None,
               serve_doc: dict | None = None):
     """The `ferry` application: the gateway ingress bound to the variants that have their own deployment, the
     monitor (with schedules) and the control plane (`serve_doc`: the config document deploying this
@@ -146,7 +152,7 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
 
 
 def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_doc: dict | None,
-                       features: dict | None = None):
+                       features: FeatureStoreConfig | None = None):
     """The bound Control deployment, starting from the deploy file's weights."""
     from serving.control.deployment import Control
     from serving.control.state import TrafficState
@@ -154,7 +160,7 @@ def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_
     initial = TrafficState(endpoints={ep.name: {"weights": {v.name: v.initial_weight for v in ep.variants}}
                                       for ep in endpoints})
     return Control.options(name="control", ray_actor_options={"num_cpus": 0.05}, logging_config=QUIET).bind(
-        serve_doc, initial.model_dump(), server.state_dir, features)
+        serve_doc, initial, server.state_dir, features)
 
 
 def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec) -> dict:
@@ -172,7 +178,7 @@ def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec) -> dict:
 
 
 def step_deployment(endpoint: str, variant: str, s: StepSpec, models: dict[str, ModelSpec],
-                    features: dict | None) -> dict:
+                    features: FeatureStoreConfig | None) -> dict:
     """The bound StepServer `<endpoint>.<variant>.<step>` of a step on its own replicas."""
     from serving.step_server import StepServer
 
@@ -191,7 +197,8 @@ def own_deployments(endpoint: str, v: VariantSpec) -> list[str]:
     return [] if in_process(v) else [f"{endpoint}.{v.name}"]
 
 
-def step_deployments(endpoints: list[EndpointSpec], models: dict[str, ModelSpec], features: dict | None) -> dict:
+def step_deployments(endpoints: list[EndpointSpec], models: dict[str, ModelSpec],
+                     features: FeatureStoreConfig | None) -> dict:
     """A bound StepServer `<endpoint>.<variant>.<step>` for each pipeline step that runs on its own replicas."""
     return {f"{ep.name}.{v.name}.{s.name}": step_deployment(ep.name, v.name, s, models, features)
             for ep in endpoints for v in ep.variants for s in v.pipeline or () if not in_process(s)}
@@ -203,14 +210,14 @@ def _replicas(v: Placement) -> dict:
     return {"autoscaling_config": v.autoscaling.model_dump(exclude_none=True)}
 
 
-def monitor_deployment(schedules: list):
+def monitor_deployment(schedules: list[ScheduleBase]):
     """The bound MonitorRunner when there are monitoring schedules, else None."""
     if not schedules:
         return None
     from serving.monitoring import MonitorRunner
 
     return MonitorRunner.options(name="monitor", ray_actor_options={"num_cpus": 0.25}, logging_config=QUIET).bind(
-        [s.model_dump(mode="json") for s in schedules])
+        list(schedules))
 
 
 def start_ray(server: ServerSpec, address: str | None = None, verbose: bool = False) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from ray import serve
@@ -39,6 +40,9 @@ from serving.sigv4 import SigV4Verifier
 from serving.spec import BatchingSpec, EndpointSpec, ModelSpec, ServerSpec, VariantSpec
 from serving.variants import ModelRunner, RemoteVariant
 
+if TYPE_CHECKING:
+    from featurestore.settings import FeatureStoreConfig
+
 log = logging.getLogger(__name__)
 FEATURE_ROUTES = {"FeatureGroup", "BatchGetRecord", "get-online-features", "feature-groups"}
 
@@ -49,7 +53,7 @@ class Gateway:
 
     def __init__(self, endpoints: list[EndpointSpec], models: dict[str, ModelSpec], server: ServerSpec,
                  remote: dict[str, dict], kafka_bootstrap: str | None = None, monitor=None,
-                 features: dict | None = None, control=None, async_workers=None):
+                 features: FeatureStoreConfig | None = None, control=None, async_workers=None):
         """`remote` maps "<endpoint>.<variant>" of variants with their own deployment to {"handle", ...};
         `control` is the Control deployment's handle."""
         server.check_control_exposure()
@@ -249,7 +253,7 @@ async def _grpc(plane: DataPlane, context, empty, answer):
 
 
 def variant_runner(endpoint: str, v: VariantSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
-                   features: dict | None = None, gateway_replicas: int = 1):
+                   features: FeatureStoreConfig | None = None, gateway_replicas: int = 1):
     """A production variant's runner: its pipeline, its model in this replica, or a handle to its deployment
     (`remote` maps deployment names to {"handle", "scales_to_zero"})."""
     if v.pipeline:
@@ -264,7 +268,7 @@ def variant_runner(endpoint: str, v: VariantSpec, models: dict[str, ModelSpec], 
 
 
 def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
-              kafka_bootstrap: str | None, features: dict | None = None,
+              kafka_bootstrap: str | None, features: FeatureStoreConfig | None = None,
               metrics: ServingMetrics | None = None, gateway_replicas: int = 1) -> Endpoint:
     """An endpoint's runners, capture and shadows; `metrics` counts the shadows' comparisons (the gateway's)."""
     runners = {v.name: variant_runner(spec.name, v, models, remote, features, gateway_replicas)
@@ -283,19 +287,16 @@ def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str
     return Endpoint(spec.name, runners, {v.name: v.initial_weight for v in spec.variants}, capture, shadows)
 
 
-def _feature_api(features: dict):
-    """The feature store's REST API (SageMaker featurestore-runtime + Feast routes) as an ASGI app."""
+def _feature_api(features: FeatureStoreConfig):
+    """The feature store's REST API (SageMaker featurestore-runtime + Feast routes) as an ASGI app, on this
+    process's feature store (the one the lookup steps read)."""
     from fastapi import FastAPI
 
     from featurestore.api import make_router
-    from featurestore.settings import FeatureStoreSettings
-    from featurestore.spec import FeatureGroupSpec
-    from featurestore.store import FeatureStore
+    from serving.steps import feature_store
 
-    store = FeatureStore(FeatureStoreSettings(**features["settings"]),
-                         [FeatureGroupSpec.model_validate(g) for g in features["groups"]])
     app = FastAPI(title="Ferry feature store")
-    app.include_router(make_router(store))
+    app.include_router(make_router(feature_store(features)))
     return app
 
 

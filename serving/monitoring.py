@@ -7,15 +7,15 @@ from ray import serve
 
 from monitor.runner import list_executions
 from monitor.service import MonitorService
-from monitor.spec import MonitoringScheduleSpec
+from monitor.spec import ScheduleBase
 
 
 @serve.deployment(num_replicas=1)
 class MonitorRunner:
     """Runs every schedule on its interval or cron (one replica, so each execution happens once)."""
 
-    def __init__(self, schedules: list[dict]):
-        self.schedules = [MonitoringScheduleSpec(**s) for s in schedules]
+    def __init__(self, schedules: list[ScheduleBase]):
+        self.schedules = list(schedules)  # typed and validated once, when the deploy file was read
         self.service = MonitorService(self.schedules)
         self.service.start()
 

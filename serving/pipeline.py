@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from core.errors import FerryError, bad_request, internal_error, throttled, unavailable
 from serving.dataplane import ModelResult, Payload
 from serving.spec import ModelSpec, VariantSpec
 from serving.steps import MATRIX, Step, decoded_strings, make_step, step_error
+
+if TYPE_CHECKING:
+    from featurestore.settings import FeatureStoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class PipelineRunner:
 
     @classmethod
     def build(cls, endpoint: str, spec: VariantSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
-              features: dict | None) -> "PipelineRunner":
+              features: FeatureStoreConfig | None) -> "PipelineRunner":
         """Steps in this process, or RemoteSteps for those with a deployment in `remote` (keyed
         "<endpoint>.<variant>.<step>", as serving/deploy.py binds them)."""
         steps = []

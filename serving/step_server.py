@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from ray import serve
 
 from core.errors import FerryError, internal_error
 from serving.spec import ModelSpec, StepSpec
 from serving.steps import make_step
+
+if TYPE_CHECKING:
+    from featurestore.settings import FeatureStoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +21,7 @@ log = logging.getLogger(__name__)
 class StepServer:
     """One step per replica; answers a Payload, or its error as a value (errors cross Ray as values)."""
 
-    def __init__(self, spec: StepSpec, models: dict[str, ModelSpec], features: dict | None = None):
+    def __init__(self, spec: StepSpec, models: dict[str, ModelSpec], features: FeatureStoreConfig | None = None):
         self.name = spec.name
         self.step = make_step(spec, models, features)
 

@@ -29,16 +29,17 @@ import importlib
 import inspect
 import logging
 import sys
-from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from core.errors import FerryError, InferenceError, bad_request, model_error, unavailable
 from serving.dataplane import Payload
 from serving.spec import FeatureLookupSpec, ModelSpec, StepSpec
+
+if TYPE_CHECKING:
+    from featurestore.settings import FeatureStoreConfig
 
 log = logging.getLogger(__name__)
 VALUE_KINDS = frozenset("biufOUS")  # numbers, booleans, strings: what the codecs encode
@@ -218,20 +219,18 @@ class ModelStep:
 # ---- feature lookup steps
 
 
-@lru_cache(maxsize=4)
-def _store(features_json: bytes):
-    from featurestore.settings import FeatureStoreSettings
-    from featurestore.spec import FeatureGroupSpec
+_stores: dict[str, object] = {}
+
+
+def feature_store(features: FeatureStoreConfig):
+    """The one FeatureStore of this process for a deploy file's feature store (ferry.app's), shared by the
+    gateway's REST API and its lookup steps."""
     from featurestore.store import FeatureStore
 
-    features = orjson.loads(features_json)
-    return FeatureStore(FeatureStoreSettings(**features["settings"]),
-                        [FeatureGroupSpec.model_validate(g) for g in features["groups"]])
-
-
-def feature_store(features: dict):
-    """One FeatureStore per process for a deploy file's feature store configuration (ferry.app's)."""
-    return _store(orjson.dumps(features, option=orjson.OPT_SORT_KEYS))
+    key = features.model_dump_json()
+    if key not in _stores:
+        _stores[key] = FeatureStore(features.settings, features.groups)
+    return _stores[key]
 
 
 def lookup_columns(spec: FeatureLookupSpec, group) -> tuple[str, list[str]]:
@@ -306,7 +305,7 @@ class LookupStep:
 # ---- building a step
 
 
-def make_step(spec: StepSpec, models: dict[str, ModelSpec], features: dict | None) -> Step:
+def make_step(spec: StepSpec, models: dict[str, ModelSpec], features: FeatureStoreConfig | None) -> Step:
     """A step that runs in this process."""
     if spec.kind == "python":
         return PythonStep(spec)

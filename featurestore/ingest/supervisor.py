@@ -13,7 +13,8 @@ from typing import Any
 
 from featurestore.ingest.watchdog import IngestStalled
 from featurestore.ingest.worker import IngestWorker
-from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
+from featurestore.spec import FeatureGroupSpec
 from featurestore.store import FeatureStore
 
 log = logging.getLogger(__name__)

@@ -85,14 +85,12 @@ class BacklogPolicy:
     def __init__(self, endpoint: str, queue: dict, target: float, poll_interval_s: float = 1.0):
         self.endpoint, self.queue, self.target, self.poll_interval_s = endpoint, queue, target, poll_interval_s
         self.backlog = 0
-        self.read_at = 0.0  # monotonic time of the last finished reading
         self._thread: threading.Thread | None = None
         self._polled_at = float("-inf")
 
     def _poll(self) -> None:
         try:
             self.backlog = read_backlog(self.queue, self.endpoint)
-            self.read_at = time.monotonic()
         except Exception as err:  # noqa: BLE001 - an unreadable queue keeps the last reading
             log.warning("async autoscaling of %s: cannot read the backlog: %s", self.endpoint, err)
 

@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ray import serve
 
@@ -19,6 +20,9 @@ from serving.control import green as green_
 from serving.control import rollout as guard
 from serving.control.report import shadow_report, variant_totals
 from serving.control.state import AddedVariant, Alarms, Rollout, TrafficState
+
+if TYPE_CHECKING:
+    from featurestore.settings import FeatureStoreConfig
 
 log = logging.getLogger(__name__)
 GATEWAY = "gateway"
@@ -62,16 +66,17 @@ def _with_input_columns(alarms: Alarms, green: dict[str, AddedVariant]) -> Alarm
 class Control:
     """Changes go: validate -> persist -> re-apply the application with the gateway's new user_config."""
 
-    def __init__(self, serve_doc: dict | None, initial: dict, state_dir: str, features: dict | None = None):
+    def __init__(self, serve_doc: dict | None, initial: TrafficState, state_dir: str,
+                 features: FeatureStoreConfig | None = None):
         """`serve_doc` is the Serve config document this application was deployed from (ferry.app.serve_config;
         None when it was deployed with serve.run, which Ray cannot update in place); `initial` the deploy
-        file's traffic state (a TrafficState dump); `features` the feature store's configuration (for green
-        feature-lookup steps on their own deployments)."""
+        file's traffic state; `features` the feature store's configuration (for green feature-lookup steps on
+        their own deployments)."""
         self.serve_doc = serve_doc
         self.features = features
-        self.fingerprint = hashlib.sha256(json.dumps(serve_doc or initial, sort_keys=True).encode()).hexdigest()[:16]
+        self.fingerprint = hashlib.sha256(json.dumps(serve_doc or initial.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(state_dir) / f"traffic-{self.fingerprint}.json"
-        self.state = TrafficState.model_validate(initial)
+        self.state = initial
         for endpoint in self.state.endpoints:  # exported at 0 before the first rollout, so that one is an increase
             for outcome in ("completed", "rolled_back"):
                 gauges.ROLLOUT_COUNT.labels(endpoint, outcome)

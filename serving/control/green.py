@@ -11,8 +11,13 @@ variant is in the traffic state; the gateways' `reconfigure` builds the variant'
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.errors import FerryError, bad_request
 from serving.control.state import AddedVariant
+
+if TYPE_CHECKING:
+    from featurestore.settings import FeatureStoreConfig
 
 IMPORT_PATH = "serving.control.green:build"
 
@@ -49,7 +54,7 @@ def deployments(endpoint: str, name: str, added: AddedVariant) -> list[str]:
     return own_deployments(endpoint, VariantSpec.model_validate(added.variant))
 
 
-def applications(endpoints: dict, features: dict | None) -> list[dict]:
+def applications(endpoints: dict, features: FeatureStoreConfig | None) -> list[dict]:
     """Serve config entries (ServeApplicationSchema) of every added variant's deployments; `endpoints` maps
     endpoint names to their EndpointTraffic."""
     apps = []
@@ -58,12 +63,14 @@ def applications(endpoints: dict, features: dict | None) -> list[dict]:
             for deployment in deployments(endpoint, name, added):
                 apps.append({"name": deployment, "route_prefix": None, "import_path": IMPORT_PATH,
                              "args": {"endpoint": endpoint, "deployment": deployment, "variant": added.variant,
-                                      "models": added.models, "features": features}})
+                                      "models": added.models,
+                                      "features": features.model_dump(mode="json") if features else None}})
     return apps
 
 
 def build(args: dict):
     """Ray Serve application builder of one green deployment (a ModelServer or a StepServer)."""
+    from featurestore.settings import FeatureStoreConfig
     from serving.deploy import step_deployment, variant_deployment
     from serving.spec import ModelSpec, VariantSpec
 
@@ -73,10 +80,11 @@ def build(args: dict):
     if v.pipeline is None:
         return variant_deployment(endpoint, v, models[v.model])["handle"]
     step = next(s for s in v.pipeline if deployment == f"{endpoint}.{v.name}.{s.name}")
-    return step_deployment(endpoint, v.name, step, models, args.get("features"))["handle"]
+    features = FeatureStoreConfig.model_validate(args["features"]) if args.get("features") else None
+    return step_deployment(endpoint, v.name, step, models, features)["handle"]
 
 
-def runner(endpoint: str, name: str, added: AddedVariant, features: dict | None, gateway_replicas: int):
+def runner(endpoint: str, name: str, added: AddedVariant, features: FeatureStoreConfig | None, gateway_replicas: int):
     """The gateway's runner of green variant `name` (models loaded here: call it off the event loop)."""
     from ray import serve
 

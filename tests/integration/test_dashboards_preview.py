@@ -27,7 +27,8 @@ from kafka import KafkaProducer
 from prometheus_client import start_http_server
 
 from featurestore.ingest import IngestWorker
-from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
+from featurestore.spec import FeatureGroupSpec
 from featurestore.store import FeatureStore
 from monitor.runner import run_once
 from tests.integration.conftest import free_port

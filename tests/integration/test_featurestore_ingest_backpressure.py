@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY
 
 from featurestore.ingest import IngestWorker
 from featurestore.online.redis import RedisOnlineStore
-from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
+from featurestore.spec import FeatureGroupSpec
 from featurestore.store import FeatureStore
 from tests.integration.services import kafka_bootstrap, kafka_topic  # noqa: F401  (fixtures)
 

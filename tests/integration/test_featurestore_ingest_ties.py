@@ -11,7 +11,8 @@ import pytest
 from kafka import KafkaProducer
 
 from featurestore.ingest import IngestWorker
-from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
+from featurestore.spec import FeatureGroupSpec
 from featurestore.store import FeatureStore
 from featurestore.training import point_in_time_join
 from tests.integration.services import kafka_bootstrap, kafka_topic, online_config, redis_url  # noqa: F401

@@ -11,7 +11,8 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from featurestore.ingest import IngestWorker
-from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
+from featurestore.spec import FeatureGroupSpec
 from featurestore.store import FeatureStore
 from tests.integration.services import kafka_bootstrap  # noqa: F401  (fixture)
 

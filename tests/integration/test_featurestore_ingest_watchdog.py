@@ -14,7 +14,8 @@ from kafka.admin import KafkaAdminClient
 from prometheus_client import REGISTRY
 
 from featurestore.ingest import IngestStalled, IngestWorker, supervisor
-from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
+from featurestore.spec import FeatureGroupSpec
 from featurestore.store import FeatureStore
 from tests.integration.services import kafka_bootstrap, kafka_topic  # noqa: F401  (fixtures)
 

@@ -39,11 +39,11 @@ def test_a_restart_of_the_same_deploy_file_keeps_the_live_state(tmp_path, monkey
     doc = {"applications": [{"name": "ferry", "route_prefix": "/", "import_path": "ferry.app:build", "args": {}}]}
 
     async def scenario():
-        control = Control.func_or_class(doc, INITIAL.model_dump(), str(tmp_path))
+        control = Control.func_or_class(doc, INITIAL, str(tmp_path))
         assert (await control.set_weights("ep", {"B": 9}))["traffic"]["endpoints"]["ep"]["weights"] == {"A": 3, "B": 9}
         assert "error" in await control.set_weights("ep", {"Q": 1})
-        again = Control.func_or_class(doc, INITIAL.model_dump(), str(tmp_path))
-        other = Control.func_or_class({**doc, "x": 1}, INITIAL.model_dump(), str(tmp_path))  # another deploy file
+        again = Control.func_or_class(doc, INITIAL, str(tmp_path))
+        other = Control.func_or_class({**doc, "x": 1}, INITIAL, str(tmp_path))  # another deploy file
         await asyncio.sleep(0)
         return again.traffic(), other.traffic()
 
@@ -54,7 +54,7 @@ def test_a_restart_of_the_same_deploy_file_keeps_the_live_state(tmp_path, monkey
 
 
 def test_without_its_config_document_the_control_plane_says_why():
-    control = Control.func_or_class(None, INITIAL.model_dump(), "/nonexistent")
+    control = Control.func_or_class(None, INITIAL, "/nonexistent")
     result = asyncio.run(control.set_weights("ep", {"A": 1}))
     assert result["error"]["status"] == 503 and "serve.run" in result["error"]["message"]
 

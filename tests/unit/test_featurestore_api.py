@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from featurestore.api import create_app
 from featurestore.client import FeatureStoreClient, FeatureStoreError, values
 from featurestore.demo import applicant_feature_group
-from featurestore.spec import FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
 from featurestore.store import FeatureStore
 
 

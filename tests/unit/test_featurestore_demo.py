@@ -6,7 +6,7 @@ import numpy as np
 
 from featurestore.demo import applicant_feature_group, load_applicants
 from featurestore.lookup import FeatureLookup
-from featurestore.spec import FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
 from featurestore.store import FeatureStore
 from ferry.demo import MODEL_FEATURES, make_credit_data, model_matrix
 

@@ -9,7 +9,7 @@ from featurestore.demo import applicant_feature_group
 from featurestore.lookup import FeatureLookup, UnknownRecordsError
 from featurestore.online.sqlite import SQLiteOnlineStore
 from featurestore.records import RecordError
-from featurestore.spec import FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
 from featurestore.store import FeatureStore
 
 

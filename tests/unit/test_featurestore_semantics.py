@@ -12,7 +12,8 @@ import pytest
 
 from featurestore.online.sqlite import SQLiteOnlineStore
 from featurestore.records import ConflictError, NotFoundError, RecordError
-from featurestore.spec import FeatureGroupSpec, FeatureStoreSettings
+from featurestore.settings import FeatureStoreSettings
+from featurestore.spec import FeatureGroupSpec
 from featurestore.store import FeatureStore
 
 GROUP = {

@@ -140,7 +140,7 @@ def test_integral_features_stay_exact_beyond_2_53(tmp_path):
 def test_ties_in_one_append_resolve_as_online(tmp_path):
     """Many ids, each written several times with one event time inside ONE append: the first written wins offline
     (write_seq), exactly as in the online store, for every id."""
-    from featurestore.spec import FeatureStoreSettings
+    from featurestore.settings import FeatureStoreSettings
     from featurestore.store import FeatureStore
 
     store = FeatureStore(FeatureStoreSettings(data_dir=str(tmp_path)), [BIG])
