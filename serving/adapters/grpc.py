@@ -107,9 +107,23 @@ def request_inputs(request) -> dict[str, np.ndarray]:
             if len(values) != count:
                 raise FerryError(bad_request(
                     f"input {quote(t.name)}: shape {shape[:8]} needs {count} values, contents has {len(values)}"))
-            arr = np.array(list(values), dtype=object) if t.datatype == "BYTES" else np.array(values, dtype=dtype)
+            arr = np.array(list(values), dtype=object) if t.datatype == "BYTES" else _narrow(values, dtype, t.name)
         out[t.name] = arr.reshape(shape)
     return out
+
+
+def _narrow(values, dtype: np.dtype, name: str) -> np.ndarray:
+    """Contents as `dtype`; INT8/16 and UINT8/16 travel in 32-bit fields, so a value out of the type's range is a
+    400, not numpy's OverflowError."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu" or dtype.itemsize >= 4:
+        return np.array(values, dtype=dtype)
+    wide = np.array(values, dtype=np.int64)
+    info = np.iinfo(dtype)
+    if wide.size and (wide.min() < info.min or wide.max() > info.max):
+        raise FerryError(bad_request(f"input {quote(name)}: a value is outside {dtype.name}'s range "
+                                     f"[{info.min}, {info.max}]"))
+    return wide.astype(dtype)
 
 
 def fill_response(response, outputs: dict[str, np.ndarray], raw: bool):

@@ -180,3 +180,18 @@ def test_a_grpc_model_infer_over_its_limit_is_refused(tmp_path):
     asyncio.run(gw.ModelInfer(req, ctx))
     assert ctx.code is not None and ctx.code.name not in ("OK", "INTERNAL", "UNKNOWN"), ctx.code
     assert "4096-byte limit" in ctx.details, ctx.details
+
+
+@pytest.mark.parametrize("datatype,value", [("INT8", 128), ("INT16", 40000), ("INT16", -40000), ("UINT8", 256),
+                                            ("UINT16", 70000)])
+def test_a_narrow_integer_out_of_its_range_is_invalid_argument(tmp_path, datatype, value):
+    """INT8/16 and UINT8/16 contents travel in 32-bit fields: a value past the type's range is the client's error
+    (numpy raised OverflowError, seen once by the fuzz test above)."""
+    gw = gateway(tmp_path)
+    req = pb.ModelInferRequest(model_name="credit-risk")
+    t = req.inputs.add(name="input", datatype=datatype, shape=[1, 8])
+    field = "uint_contents" if datatype.startswith("U") else "int_contents"
+    getattr(t.contents, field).extend([value] + [1] * 7)
+    ctx = Context()
+    asyncio.run(gw.ModelInfer(req, ctx))
+    assert ctx.code.name == "INVALID_ARGUMENT" and "range" in ctx.details, (ctx.code, ctx.details)
