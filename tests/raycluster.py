@@ -31,8 +31,10 @@ RAY = str(Path(sys.executable).parent / "ray")
 
 
 def free_port() -> int:
+    """A port free on every address: Ray's gRPC proxy binds [::], and Ray's own workers hold ports on the node's
+    address, which a probe of 127.0.0.1 alone does not see (the probe socket never listens)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("0.0.0.0", 0))
         return s.getsockname()[1]
 
 

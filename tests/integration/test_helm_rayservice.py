@@ -11,10 +11,7 @@ machine, and Ray's temp dir is a unique folder of the pod's /tmp (to tell our pr
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,40 +30,9 @@ from typer.testing import CliRunner
 from ferry.cli import app
 from ferry.demo import write_demo
 from tests.helm import materialize, one, template
+from tests.raycluster import clean_env, free_port, stop_process_group
 
 TOKEN = "chart-secret-token"
-
-
-def _free_port() -> int:
-    """A port free on every address: Ray's gRPC proxy binds [::], and Ray's own workers hold ports on the node's
-    address, which a probe of 127.0.0.1 alone does not see (the probe socket never listens)."""
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
-
-
-def _stop_process_group(proc: subprocess.Popen, marker: str) -> None:
-    """End the Ray we started: its process group, then any process of ours it left (found by our temp dir)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=20)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +47,8 @@ def rayservice(tmp_path_factory):
     values.update(auth={"token": TOKEN}, ray={"worker": {"enabled": False}})
     (work / "values.yaml").write_text(yaml.safe_dump(values))
     short = Path(tempfile.mkdtemp(prefix="fhr", dir="/var/tmp"))  # Ray's socket paths must stay short
-    base, pod_tmp, http_port, grpc_port = short / "srv", short / "tmp", _free_port(), _free_port()
-    ports = {k: _free_port() for k in ("haproxy_stats_port", "haproxy_metrics_port", "fallback_http_port",
+    base, pod_tmp, http_port, grpc_port = short / "srv", short / "tmp", free_port(), free_port()
+    ports = {k: free_port() for k in ("haproxy_stats_port", "haproxy_metrics_port", "fallback_http_port",
                                        "fallback_grpc_port")}
     docs = template(work / "values.yaml", sets=(f"baseDir={base}", f"ferry.server.http_port={http_port}",
                                                 f"ferry.server.grpc_port={grpc_port}", "ferry.server.replica_port_base=26000",
@@ -99,11 +65,11 @@ def rayservice(tmp_path_factory):
     rayservice = one(docs, "RayService")["spec"]["rayClusterConfig"]
     head = rayservice["headGroupSpec"]
     assert head["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
-    params = {**head["rayStartParams"], "dashboard-host": "127.0.0.1", "metrics-export-port": str(_free_port())}
-    dash = _free_port()
+    params = {**head["rayStartParams"], "dashboard-host": "127.0.0.1", "metrics-export-port": str(free_port())}
+    dash = free_port()
     marker = f"/tmp/ray-{short.name}"  # Ray's temp dir in the pod's /tmp; names our processes for cleanup
-    ray_start = ["ray", "start", "--head", "--block", f"--port={_free_port()}", f"--dashboard-port={dash}",
-                 f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+    ray_start = ["ray", "start", "--head", "--block", f"--port={free_port()}", f"--dashboard-port={dash}",
+                 f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
                  "--num-cpus=4", "--object-store-memory=200000000", f"--temp-dir={marker}",
                  "--disable-usage-stats"] + [f"--{k}={v}" for k, v in params.items()]
     # The container: a read-only root (readOnlyRootFilesystem), the pod's /tmp emptyDir and baseDir writable.
@@ -116,7 +82,7 @@ def rayservice(tmp_path_factory):
             "--bind", str(short), str(short), "--die-with-parent", "--chdir", str(base), "--"] + ray_start
     # The pod's environment is the chart's: none of this process's Ray settings (the session's ray.init() sets
     # RAY_AUTH_MODE=token here, and the pod has no token), or its Ray address.
-    proc_env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **env}
+    proc_env = clean_env(**env)
     log = (short / "ray.log").open("w")
     proc = subprocess.Popen(args, env=proc_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     proc_env["HOME"] = str(pod_tmp)  # `serve deploy` runs outside the pod: Ray's token is in the pod's /tmp
@@ -150,7 +116,7 @@ def rayservice(tmp_path_factory):
             time.sleep(1)
         yield {"url": url, "grpc": f"127.0.0.1:{grpc_port}", "demo": demo, "command": command}
     finally:
-        _stop_process_group(proc, marker)
+        stop_process_group(proc, marker)
         shutil.rmtree(short, ignore_errors=True)
 
 
