@@ -9,6 +9,7 @@ called directly: ``MonitoringScheduleSpec(**fields)``. An entry without `monitor
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
@@ -74,9 +75,9 @@ class ScheduleBase(Strict):
         """Names of the captured CSV input columns: input_columns when given."""
         return self.input_columns
 
+    @abstractmethod
     def job(self, window: pd.DataFrame, out: Path) -> JobResult:
         """Check one window (joined to ground truth when the type needs it) and write the reports to out."""
-        raise NotImplementedError
 
 
 class DataQualitySchedule(ScheduleBase):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +48,7 @@ class ModelResult:
     model_seconds: float = 0.0
 
 
-class Exchange:
+class Exchange(ABC):
     """One inference request and its response in one protocol's wire format.
 
     Adapters subclass it; the data plane calls, in order: `read` (bounded), `decode`, `encode`, and, when
@@ -67,16 +68,17 @@ class Exchange:
     async def read(self, limit: int) -> None:
         """Receive the request body, refusing it (413) past `limit` bytes without reading it whole."""
 
+    @abstractmethod
     def decode(self) -> Payload:
-        raise NotImplementedError
+        """The request as a row matrix or named tensors; FerryError (4xx) when malformed."""
 
+    @abstractmethod
     def encode(self, result: ModelResult) -> None:
         """Turn the outputs into this protocol's response (kept on the exchange for the adapter)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def captured(self) -> tuple[bytes, str, bytes, str]:
         """(input body, its content type, output body, its content type) for the capture record."""
-        raise NotImplementedError
 
 
 class DataPlane:

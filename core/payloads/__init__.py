@@ -14,20 +14,20 @@ extension, as SageMaker's Triton containers name it; how binary V2 and gRPC call
 from __future__ import annotations
 
 from core.errors import FerryError, InferenceError, not_acceptable, quote, unsupported_media
-from core.payloads.base import INPUT, OUTPUT, Codec, Table, media_type
+from core.payloads.base import INPUT, OUTPUT, CaptureCodec, Codec, Table, media_type
 from core.payloads.csv import CSV
 from core.payloads.json import JSON
 from core.payloads.npy import NPY
 from core.payloads.v2 import V2_BINARY
 
-CODECS: dict[str, Codec] = {c.media_type: c for c in (CSV, JSON, NPY, V2_BINARY)}
+CODECS: dict[str, CaptureCodec] = {c.media_type: c for c in (CSV, JSON, NPY, V2_BINARY)}
 RESPONSE_TYPES = (CSV.media_type, JSON.media_type, NPY.media_type)  # what the SageMaker routes answer in
 
-__all__ = ["CODECS", "CSV", "INPUT", "JSON", "NPY", "OUTPUT", "V2_BINARY", "Codec", "Table", "choose_accept",
+__all__ = ["CODECS", "CSV", "INPUT", "JSON", "NPY", "OUTPUT", "V2_BINARY", "CaptureCodec", "Codec", "Table", "choose_accept",
            "codec_for", "media_type", "unsupported"]
 
 
-def codec_for(content_type: str | None) -> Codec | None:
+def codec_for(content_type: str | None) -> CaptureCodec | None:
     """The codec of a Content-Type header value (parameters such as charset ignored)."""
     return CODECS.get(media_type(content_type))
 

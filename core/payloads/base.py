@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,21 +48,14 @@ def tensors_rows(named: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
     return np.hstack([b.astype(object) for b in blocks] if kinds & set("OUSb") else blocks), names
 
 
-class Codec:
-    """One content type: decode a request, encode a response, read captured bodies back into rows."""
+class CaptureCodec(ABC):
+    """One content type as captured: read captured bodies back into rows (V2 binary is only ever read)."""
 
     media_type: str = ""
 
-    def decode(self, body: bytes) -> Tensors:
-        """A request body as a row matrix or named tensors; FerryError (4xx) when malformed."""
-        raise NotImplementedError
-
-    def encode(self, outputs: dict[str, np.ndarray]) -> bytes:
-        raise NotImplementedError
-
+    @abstractmethod
     def read_one(self, body: bytes, side: Side, content_type: str | None = None) -> tuple[np.ndarray, list[str] | None]:
         """One captured payload's rows (and column names if it has them); raises when unreadable."""
-        raise NotImplementedError
 
     def read(self, bodies: list[bytes], side: Side, content_types: list[str] | None = None) -> Table:
         """Captured payloads of this type as one Table; what cannot be read is skipped with a reason."""
@@ -88,6 +82,19 @@ class Codec:
         else:
             rows = parts[0]
         return Table(rows, np.concatenate(record), columns, skipped)
+
+
+class Codec(CaptureCodec):
+    """A content type the SageMaker routes speak: decode a request, encode a response, and read its capture."""
+
+    @abstractmethod
+    def decode(self, body: bytes) -> Tensors:
+        """A request body as a row matrix or named tensors; FerryError (4xx) when malformed."""
+
+    @abstractmethod
+    def encode(self, outputs: dict[str, np.ndarray]) -> bytes:
+        """Model outputs as a response body of this type."""
+
 
 
 def _reason(err: Exception) -> str:

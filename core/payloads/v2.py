@@ -21,7 +21,7 @@ import orjson
 
 from core.dtypes import NUMPY_TO_V2, V2_TO_NUMPY
 from core.errors import FerryError, bad_request, quote
-from core.payloads.base import INPUT, Codec, Side, tensors_rows
+from core.payloads.base import INPUT, CaptureCodec, Side, tensors_rows
 
 BINARY_JSON = "application/vnd.sagemaker-triton.binary+json"
 
@@ -247,7 +247,7 @@ def header_size(content_type: str | None) -> int | None:
     return None
 
 
-class V2BinaryCodec(Codec):
+class V2BinaryCodec(CaptureCodec):
     """Captured V2 requests or responses with binary tensor data (HTTP binary extension, gRPC)."""
 
     media_type = BINARY_JSON

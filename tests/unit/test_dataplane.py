@@ -163,6 +163,8 @@ def test_a_bug_is_a_500_with_an_incident_id_and_nothing_else(demo, caplog):
         def decode(self):
             raise KeyError("secret internals")
 
+        encode = captured = decode  # never reached
+
     dp = plane(demo)
     with pytest.raises(FerryError) as err:
         run(dp.infer(Broken("ep")))
