@@ -19,7 +19,7 @@ from serving.control import gauges
 from serving.control import green as green_
 from serving.control import rollout as guard
 from serving.control.report import shadow_report, variant_totals
-from serving.control.state import AddedVariant, Alarms, Rollout, TrafficState
+from serving.control.state import AddedVariant, Alarms, Rollout, RolloutRequest, TrafficState
 
 if TYPE_CHECKING:
     from featurestore.settings import FeatureStoreConfig
@@ -39,7 +39,6 @@ def _with_input_columns(alarms: Alarms, green: dict[str, AddedVariant]) -> Alarm
     missing."""
     from core.jsonio import read_json
     from core.onnx import feature_names
-    from serving.spec import ModelSpec
 
     names = alarms.input_columns
     if not names and alarms.drift_baseline:
@@ -53,9 +52,8 @@ def _with_input_columns(alarms: Alarms, green: dict[str, AddedVariant]) -> Alarm
             raise FerryError(bad_request(f"bias baseline {alarms.bias_baseline!r} has no analysis.json"))
         if not alarms.bias_facets:
             raise FerryError(bad_request("a bias alarm needs the facet(s) its baseline was computed for"))
-        first = next(iter(green.values()))
-        model = first.model if first.model is not None else next(iter(first.models.values()), None)
-        names = names or (feature_names(ModelSpec.model_validate(model).path) if model else None)
+        model = next(iter(next(iter(green.values())).models.values()), None)
+        names = names or (feature_names(model.path) if model else None)
         if not names:
             raise FerryError(bad_request("a bias alarm needs the names of the captured input columns: give "
                                          "input_columns, or a model with feature_names metadata"))
@@ -183,8 +181,8 @@ class Control:
         r = self.state.rollouts.get(endpoint)
         return {"rollout": r.model_dump() if r else None}
 
-    async def start_rollout(self, endpoint: str, green: dict, strategy: str, options: dict) -> dict:
-        """Begin a blue/green rollout of `endpoint` to the `green` variants ({name: {model, batching, weight}})."""
+    async def start_rollout(self, endpoint: str, request: RolloutRequest) -> dict:
+        """Begin a blue/green rollout of `endpoint` to the request's green variants."""
         async with self._lock:
             try:
                 self._require_doc()
@@ -192,9 +190,8 @@ class Control:
                 running = self.state.rollouts.get(endpoint)
                 if running is not None and running.status == "running":
                     raise FerryError(bad_request(f"endpoint {endpoint!r} is already being rolled out"))
-                added = {n: green_.added_variant(n, g) for n, g in green.items()}
-                weights = {n: g.get("weight", 1.0) for n, g in green.items()}
-                r = await self._plan(endpoint, current.weights, added, weights, strategy, options)
+                added = {n: g.added(n) for n, g in request.green.items()}
+                r = await self._plan(endpoint, current.weights, added, request)
             except FerryError as err:
                 return _error(err)
             new = self.state.with_variants(endpoint, added=added)
@@ -202,47 +199,38 @@ class Control:
             self._drivers[endpoint] = asyncio.get_running_loop().create_task(self._drive(endpoint))
         return {"rollout": r.model_dump()}
 
-    async def _plan(self, endpoint: str, blue: dict, green: dict[str, AddedVariant], weights: dict,
-                    strategy: str, options: dict) -> Rollout:
+    async def _plan(self, endpoint: str, blue: dict, green: dict[str, AddedVariant],
+                    request: RolloutRequest) -> Rollout:
         from core.onnx import OnnxModel
-        from serving.spec import ModelSpec
 
-        if not green:
-            raise FerryError(bad_request("a rollout needs at least one green variant"))
         clash = sorted(set(green) & set(blue))
         if clash:
             raise FerryError(bad_request(f"green variant name(s) {clash} are in use by blue; name them differently"))
         for name, g in green.items():
-            if g.variant is not None:  # what runs in the gateways must build here, not fail there
-                try:
-                    await asyncio.to_thread(green_.runner, endpoint, name, g, self.features, 1)
-                except FerryError as err:
-                    raise FerryError(bad_request(f"green variant {name!r}: {err.error.message[:300]}")) from None
-                except Exception as err:  # noqa: BLE001 - a step that cannot import or start is the caller's to fix
-                    raise FerryError(bad_request(f"green variant {name!r} cannot be built: {type(err).__name__}: "
-                                                 f"{str(err)[:300]}")) from None
-            for model in [g.model] if g.model is not None else g.models.values():
+            for model in g.models.values():
                 try:  # a model that cannot load must fail here, not in the gateways
-                    await asyncio.to_thread(OnnxModel, ModelSpec.model_validate(model).path)
+                    await asyncio.to_thread(OnnxModel, model.path)
                 except Exception as err:  # noqa: BLE001 - any reason a model cannot load is the caller's to fix
-                    raise FerryError(bad_request(f"green variant {name!r}: model {model.get('name')!r} does not "
+                    raise FerryError(bad_request(f"green variant {name!r}: model {model.name!r} does not "
                                                  f"load: {str(err)[:300]}")) from None
-        try:
-            alarms = Alarms.model_validate(options.get("alarms") or {})
-            steps = guard.shares(strategy, float(options.get("canary_percent", 10)),
-                                 float(options.get("linear_step", 20)))
-        except ValueError as err:
-            raise FerryError(bad_request(str(err)[:500])) from None
+            try:  # what runs in the gateways must build here, not fail there
+                await asyncio.to_thread(green_.runner, endpoint, g, self.features, 1)
+            except FerryError as err:
+                raise FerryError(bad_request(f"green variant {name!r}: {err.error.message[:300]}")) from None
+            except Exception as err:  # noqa: BLE001 - a step that cannot import or start is the caller's to fix
+                raise FerryError(bad_request(f"green variant {name!r} cannot be built: {type(err).__name__}: "
+                                             f"{str(err)[:300]}")) from None
+        alarms = request.alarms
         if (alarms.drift_baseline or alarms.bias_baseline) and not self._capture_dir(endpoint):
             raise FerryError(bad_request("drift and bias alarms read green's captured traffic: enable the endpoint's "
                                          "data_capture to a folder"))
         alarms = _with_input_columns(alarms, green)
         now = time.time()
-        return Rollout(endpoint=endpoint, strategy=strategy, blue={n: w for n, w in blue.items() if w > 0},
-                       green={n: float(weights.get(n, 1.0)) for n in green}, shares=steps,
-                       wait_interval_s=float(options.get("wait_interval_s", 30)),
-                       termination_wait_s=float(options.get("termination_wait_s", 30)),
-                       deadline=now + float(options.get("max_duration_s", 3600)), alarms=alarms, started_at=now)
+        return Rollout(endpoint=endpoint, strategy=request.strategy, blue={n: w for n, w in blue.items() if w > 0},
+                       green={n: g.weight for n, g in request.green.items()},
+                       shares=guard.shares(request.strategy, request.canary_percent, request.linear_step),
+                       wait_interval_s=request.wait_interval_s, termination_wait_s=request.termination_wait_s,
+                       deadline=now + request.max_duration_s, alarms=alarms, started_at=now)
 
     def _capture_dir(self, endpoint: str) -> str | None:
         """The endpoint's capture folder, from the deploy file this application runs."""
@@ -289,7 +277,7 @@ class Control:
 
         t = self.state.endpoint(endpoint)
         for name in names:
-            for app in green_.deployments(endpoint, name, t.added[name]) if name in t.added else ():
+            for app in green_.deployments(endpoint, t.added[name]) if name in t.added else ():
                 try:
                     await asyncio.to_thread(wait_running, app, timeout_s)
                 except DeployError as err:

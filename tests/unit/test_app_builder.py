@@ -86,4 +86,4 @@ def test_a_variant_with_its_own_scaling_gets_its_own_deployment(tmp_path):
         {"name": "Forced", "model": "credit-gbm", "initial_weight": 0, "replicas": 2, "in_process": True}]
     remote = build({"config": doc, "base_dir": str(tmp_path)})._bound_deployment.init_args[3]
     assert set(remote) == {"credit-risk.Scaled"}
-    assert remote["credit-risk.Scaled"]["handle"]._bound_deployment._deployment_config.num_replicas == 2
+    assert remote["credit-risk.Scaled"].handle._bound_deployment._deployment_config.num_replicas == 2

@@ -62,23 +62,51 @@ def test_without_its_config_document_the_control_plane_says_why():
 def test_green_variants_of_any_shape_become_applications_of_their_own_deployments():
     """A green pipeline with a step on its own replicas, and a model on its own deployment: one route-less
     application per deployment, built by serving.control.green; the in-gateway green needs none; removing a
-    variant removes its applications; a green that names a model it does not give, or is no variant, is a 400."""
+    variant removes its applications; a green that names a model it does not give, or is no variant, is
+    refused naming the field."""
+    from pydantic import ValidationError
+
     from serving.control import green
+    from serving.control.state import GreenVariant
+    from serving.spec import ModelSpec, VariantSpec
 
     model = {"name": "m", "path": "/models/m.onnx"}
-    pipe = green.added_variant("P", {"variant": {"pipeline": [{"python": "steps:encode"},
-                                                              {"model": "m", "in_process": False}]},
-                                     "models": {"m": model, "unused": {"name": "unused", "path": "x"}}})
-    own = green.added_variant("O", {"variant": {"model": "m", "replicas": 2}, "models": {"m": model}})
-    plain = green.added_variant("G", {"model": model})
-    assert list(pipe.models) == ["m"] and pipe.models["m"]["path"] == model["path"] and pipe.variant["name"] == "P"
+    pipe = GreenVariant.model_validate({"variant": {"pipeline": [{"python": "steps:encode"},
+                                                                 {"model": "m", "in_process": False}]},
+                                        "models": {"m": model, "unused": {"name": "unused", "path": "x"}}}).added("P")
+    own = GreenVariant.model_validate({"variant": {"model": "m", "replicas": 2}, "models": {"m": model}}).added("O")
+    plain = GreenVariant.model_validate({"model": model, "batching": {"max_batch_size": 4}}).added("G")
+    assert list(pipe.models) == ["m"] and pipe.models["m"] == ModelSpec(**model) and pipe.variant.name == "P"
+    assert plain.variant == VariantSpec(name="G", model="m", batching={"max_batch_size": 4})
     state = INITIAL.with_variants("ep", added={"P": pipe, "O": own, "G": plain})
     apps = green.applications(state.endpoints, None)
     assert [(a["name"], a["route_prefix"], a["import_path"]) for a in apps] == [
         ("ep.O", None, green.IMPORT_PATH), ("ep.P.m", None, green.IMPORT_PATH)]
     assert [a["name"] for a in green.applications(state.with_variants("ep", removed=["P"]).endpoints, None)] == ["ep.O"]
+    built = green.build(apps[0]["args"])._bound_deployment  # what Ray Serve's builder gets: JSON args
+    assert built.name == "ep.O" and built._deployment_config.num_replicas == 2 and built.init_args[1] == "O"
     for body, needle in [({"variant": {"model": "m"}, "models": {}}, "['m']"),
-                         ({"variant": {"model": "m", "pipeline": [{"model": "m"}, {"model": "m"}]}}, "exactly one")]:
-        with pytest.raises(FerryError) as err:
-            green.added_variant("X", body)
-        assert err.value.error.status == 400 and needle in err.value.error.message, err.value.error.message
+                         ({"variant": {"model": "m", "pipeline": [{"model": "m"}, {"model": "m"}]}}, "exactly one"),
+                         ({"model": model, "variant": {"model": "m"}}, "exactly one"),
+                         ({"variant": {"model": "m"}, "batching": {}, "models": {"m": model}}, "batching")]:
+        with pytest.raises(ValidationError) as err:
+            GreenVariant.model_validate(body)
+        assert needle in str(err.value), str(err.value)
+
+
+def test_a_green_keeps_where_it_runs_through_the_gateways_user_config_and_the_saved_state():
+    """The traffic state crosses to the gateways as JSON (user_config) and is saved as JSON: a green given only
+    `num_cpus` runs on its own deployment (serving.deploy.in_process reads which fields were set), so the
+    fields left at their defaults must stay unset on the way back."""
+    from serving.control.state import GreenVariant
+    from serving.deploy import in_process
+
+    own = GreenVariant.model_validate({"variant": {"model": "m", "num_cpus": 0.5},
+                                       "models": {"m": {"name": "m", "path": "/m.onnx"}}}).added("O")
+    here = GreenVariant.model_validate({"model": {"name": "m", "path": "/m.onnx"}}).added("G")
+    state = INITIAL.with_variants("ep", added={"O": own, "G": here})
+    for again in (TrafficState.model_validate(state.model_dump(mode="json")),
+                  TrafficState.model_validate_json(state.model_dump_json())):
+        added = again.endpoints["ep"].added
+        assert added["O"].variant == own.variant and added["G"].variant == here.variant
+        assert not in_process(added["O"].variant) and in_process(added["G"].variant)
