@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 GATEWAY = "gateway"
 REPORT_FRESH_S = 5.0  # a gateway replica that has not pushed its counts to the metrics hub for this long is gone
+APPLY_TIMEOUT_S = 60.0  # for every gateway replica to apply a change (a green's models load in its reconfigure)
 
 
 def _error(err: FerryError) -> dict:
@@ -97,10 +98,10 @@ class Control:
             log.error("control state %s is unreadable; starting from the deploy file", self.path)
             return None
 
-    def _save(self) -> None:
+    def _save(self, state: TrafficState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(self.state.model_dump_json())
+        tmp.write_text(state.model_dump_json())
         tmp.replace(self.path)
 
     async def _apply_when_running(self) -> None:
@@ -110,7 +111,10 @@ class Control:
         for _ in range(600):
             summary = await asyncio.to_thread(app_summary, app)
             if summary and summary["status"] == "RUNNING":
-                await self._apply()
+                try:
+                    await self._apply(self.state)
+                except FerryError as err:
+                    log.error("%s", err.error.message)
                 for endpoint, r in self.state.rollouts.items():
                     if r.status == "running":  # a rollout survives a restart: it goes on from its step
                         self._drivers[endpoint] = asyncio.get_running_loop().create_task(self._drive(endpoint))
@@ -119,26 +123,39 @@ class Control:
         log.error("application %s never became RUNNING: traffic state version %d not applied", app,
                   self.state.version)
 
-    async def _apply(self) -> None:
-        """Re-apply this application's config with the gateway's user_config = the traffic (lightweight)."""
+    async def _apply(self, state: TrafficState) -> None:
+        """Re-apply this application's config with the gateway's user_config = `state` (lightweight), and
+        return once every gateway replica has applied it (its reconfigure has returned): a request sent after
+        a change meets the new traffic. A FerryError (503) says why when they have not within APPLY_TIMEOUT_S."""
         from ray.serve.context import _get_global_client
         from ray.serve.schema import ServeDeploySchema
 
+        from serving.status import DeployError, wait_applied
+
         doc = json.loads(json.dumps(self.serve_doc))
-        traffic = self.state.model_dump(include={"version", "endpoints"})
+        traffic = state.model_dump(mode="json", include={"version", "endpoints"})
         doc["applications"][0]["deployments"] = [{"name": GATEWAY, "user_config": traffic}]
-        doc["applications"][1:] = green_.applications(self.state.endpoints, self.features)  # green's deployments
+        doc["applications"][1:] = green_.applications(state.endpoints, self.features)  # green's deployments
         schema = ServeDeploySchema.model_validate({"applications": doc["applications"]})
         await asyncio.to_thread(_get_global_client().deploy_apps, schema)
-        for endpoint, t in self.state.endpoints.items():
+        for endpoint, t in state.endpoints.items():
             total = sum(t.weights.values()) or 1.0
             for variant, w in t.weights.items():
                 gauges.WEIGHTS.labels(endpoint, variant).set(w / total)
+        try:
+            await asyncio.to_thread(wait_applied, doc["applications"][0]["name"], GATEWAY, APPLY_TIMEOUT_S)
+        except DeployError as err:
+            raise FerryError(unavailable(f"traffic state version {state.version} is saved and sent to Ray "
+                                         f"Serve, but the gateways have not applied it: {str(err)[:600]}")) from None
 
     async def _change(self, new: TrafficState) -> None:
-        self.state = new
-        self._save()
-        await self._apply()
+        """Save, apply, then show `new` (traffic(), rollout()): what the API reports, the gateways apply. Called
+        under the lock."""
+        self._save(new)
+        try:
+            await self._apply(new)
+        finally:
+            self.state = new  # saved and sent, applied or not (the error says so)
 
     def _require_doc(self) -> None:
         if self.serve_doc is None:
@@ -161,9 +178,9 @@ class Control:
                     raise FerryError(bad_request(f"endpoint {endpoint!r} is being rolled out; its weights follow "
                                                  "the rollout"))
                 new = self.state.with_weights(endpoint, weights)
+                await self._change(new)
             except FerryError as err:
                 return _error(err)
-            await self._change(new)
         return {"traffic": self.state.model_dump()}
 
     async def _snapshots(self, fresh_only: bool = False) -> list[dict]:
@@ -195,7 +212,10 @@ class Control:
             except FerryError as err:
                 return _error(err)
             new = self.state.with_variants(endpoint, added=added)
-            await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: r}}))
+            try:
+                await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: r}}))
+            except FerryError as err:  # saved and sent: the driver waits for the gateways to load green, or rolls back
+                log.warning("rollout of %s: %s", endpoint, err.error.message)
             self._drivers[endpoint] = asyncio.get_running_loop().create_task(self._drive(endpoint))
         return {"rollout": r.model_dump()}
 
@@ -334,7 +354,10 @@ class Control:
             new = new.with_variants(endpoint, removed=list(r.green))
             done = r.model_copy(update={"status": "rolled_back", "reason": reason, "finished_at": time.time(),
                                         "history": [*r.history, f"{time.strftime('%H:%M:%S')} rolled back: {reason}"]})
-            await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+            try:
+                await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+            except FerryError as err:  # saved and sent: nothing left to undo to
+                log.error("rollout of %s: %s", endpoint, err.error.message)
         gauges.ROLLOUT_COUNT.labels(endpoint, "rolled_back").inc()
         log.warning("rollout of %s rolled back: %s", endpoint, reason)
 
@@ -348,7 +371,10 @@ class Control:
             done = r.model_copy(update={"status": "completed", "finished_at": time.time(),
                                         "history": [*r.history, f"{time.strftime('%H:%M:%S')} completed: blue "
                                                                 f"{blue} removed"]})
-            await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+            try:
+                await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+            except FerryError as err:  # saved and sent; green has all the traffic already
+                log.error("rollout of %s: %s", endpoint, err.error.message)
         gauges.ROLLOUT_COUNT.labels(endpoint, "completed").inc()
         log.info("rollout of %s completed", endpoint)
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from core.errors import FerryError
+from core.errors import FerryError, unavailable
 from serving.control.deployment import Control
 from serving.control.state import TrafficState
 
@@ -28,8 +28,8 @@ def test_weights_change_and_bad_changes_say_why():
 def test_a_restart_of_the_same_deploy_file_keeps_the_live_state(tmp_path, monkeypatch):
     applied = []
 
-    async def fake_apply(self):
-        applied.append(self.state.version)
+    async def fake_apply(self, state):
+        applied.append(state.version)
 
     async def fake_apply_when_running(self):
         applied.append(("on start", self.state.version))
@@ -51,6 +51,64 @@ def test_a_restart_of_the_same_deploy_file_keeps_the_live_state(tmp_path, monkey
     assert applied == [1, ("on start", 1)]  # applied on change, and re-applied when the same file restarts
     assert again["endpoints"]["ep"]["weights"] == {"A": 3, "B": 9} and again["version"] == 1
     assert other["endpoints"]["ep"]["weights"] == {"A": 3, "B": 1}
+
+
+def test_a_change_is_shown_once_the_gateways_have_applied_it_and_one_they_did_not_apply_is_a_503(tmp_path,
+                                                                                                monkeypatch):
+    """traffic() (and so GET /control/traffic and the rollout the CLI follows) shows a change only once _apply
+    has returned, i.e. once every gateway replica has applied it; when they do not in time, the caller gets a
+    503 that says so, and the change stays saved."""
+    from serving.status import DeployError
+
+    seen, fail = [], []
+
+    async def fake_apply(self, state):
+        seen.append(self.traffic()["version"])  # what a reader sees while the gateways apply `state`
+        if fail:
+            raise FerryError(unavailable(f"version {state.version} not applied: {fail[0]}"))
+
+    monkeypatch.setattr(Control.func_or_class, "_apply", fake_apply)
+    doc = {"applications": [{"name": "ferry", "route_prefix": "/", "import_path": "ferry.app:build", "args": {}}]}
+
+    async def scenario():
+        control = Control.func_or_class(doc, INITIAL, str(tmp_path))
+        ok = await control.set_weights("ep", {"B": 9})
+        fail.append(str(DeployError("gateway is UNHEALTHY")))
+        return ok, await control.set_weights("ep", {"B": 2}), control.traffic()
+
+    ok, failed, after = asyncio.run(scenario())
+    assert seen == [0, 1] and ok["traffic"]["version"] == 1
+    assert failed["error"]["status"] == 503 and "UNHEALTHY" in failed["error"]["message"]
+    assert after["version"] == 2 and after["endpoints"]["ep"]["weights"]["B"] == 2  # saved and sent
+
+
+@pytest.mark.parametrize("summaries, outcome", [
+    # what Ray Serve reports after deploy_apps: DEPLOYING at once, the gateway UPDATING while replicas reconfigure
+    ([("DEPLOYING", "HEALTHY"), ("DEPLOYING", "UPDATING"), ("RUNNING", "HEALTHY")], 3),
+    ([("DEPLOYING", "UPDATING"), ("UNHEALTHY", "HEALTHY")], 2),  # another deployment's trouble is not ours
+    ([("DEPLOYING", "UPDATING"), ("DEPLOY_FAILED", "DEPLOY_FAILED")], "DEPLOY_FAILED"),
+    ([("DEPLOYING", "UPDATING")] * 1000, "did not apply"),
+])
+def test_waiting_for_the_gateways_reads_serves_status_until_every_replica_runs_the_new_config(summaries, outcome,
+                                                                                             monkeypatch):
+    from serving import status
+
+    calls = iter(summaries)
+    asked = []
+
+    def fake_summary(name):
+        app, gateway = next(calls)
+        asked.append(name)
+        return {"status": app, "message": "", "deployments": {"gateway": {"status": gateway, "message": "",
+                                                                          "replicas": {}}}}
+
+    monkeypatch.setattr(status, "app_summary", fake_summary)
+    if isinstance(outcome, int):
+        status.wait_applied("ferry", "gateway", 5, poll_s=0)
+        assert len(asked) == outcome
+    else:
+        with pytest.raises(status.DeployError, match=outcome):
+            status.wait_applied("ferry", "gateway", 0.05, poll_s=0.001)
 
 
 def test_without_its_config_document_the_control_plane_says_why():
