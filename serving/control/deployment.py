@@ -66,13 +66,15 @@ class Control:
     """Changes go: validate -> persist -> re-apply the application with the gateway's new user_config."""
 
     def __init__(self, serve_doc: dict | None, initial: TrafficState, state_dir: str,
-                 features: FeatureStoreConfig | None = None):
+                 features: FeatureStoreConfig | None = None, capture_dirs: dict[str, str] | None = None):
         """`serve_doc` is the Serve config document this application was deployed from (ferry.app.serve_config;
         None when it was deployed with serve.run, which Ray cannot update in place); `initial` the deploy
         file's traffic state; `features` the feature store's configuration (for green feature-lookup steps on
-        their own deployments)."""
+        their own deployments); `capture_dirs` the capture folder of each endpoint that captures to one (what
+        drift and bias alarms read)."""
         self.serve_doc = serve_doc
         self.features = features
+        self.capture_dirs = capture_dirs or {}
         self.fingerprint = hashlib.sha256(json.dumps(serve_doc or initial.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(state_dir) / f"traffic-{self.fingerprint}.json"
         self.state = initial
@@ -241,7 +243,7 @@ class Control:
                 raise FerryError(bad_request(f"green variant {name!r} cannot be built: {type(err).__name__}: "
                                              f"{str(err)[:300]}")) from None
         alarms = request.alarms
-        if (alarms.drift_baseline or alarms.bias_baseline) and not self._capture_dir(endpoint):
+        if (alarms.drift_baseline or alarms.bias_baseline) and not self.capture_dirs.get(endpoint):
             raise FerryError(bad_request("drift and bias alarms read green's captured traffic: enable the endpoint's "
                                          "data_capture to a folder"))
         alarms = _with_input_columns(alarms, green)
@@ -251,20 +253,6 @@ class Control:
                        shares=guard.shares(request.strategy, request.canary_percent, request.linear_step),
                        wait_interval_s=request.wait_interval_s, termination_wait_s=request.termination_wait_s,
                        deadline=now + request.max_duration_s, alarms=alarms, started_at=now)
-
-    def _capture_dir(self, endpoint: str) -> str | None:
-        """The endpoint's capture folder, from the deploy file this application runs."""
-        from serving.spec import EndpointSpec
-
-        args = self.serve_doc["applications"][0]["args"]
-        for ep in (args.get("config") or {}).get("endpoints", []):
-            if ep.get("name") == endpoint:
-                spec = EndpointSpec.model_validate(ep)
-                if not spec.data_capture.enabled or "://" in spec.data_capture.destination:
-                    return None
-                dest = Path(spec.data_capture.destination)
-                return str(dest if dest.is_absolute() else Path(args.get("base_dir") or ".") / dest)
-        return None
 
     # --- the rollout driver
 
@@ -332,7 +320,7 @@ class Control:
             if time.monotonic() - started >= seconds:
                 out = self.path.parent / "rollouts" / endpoint / f"{int(start_at)}"
                 return await asyncio.to_thread(guard.monitor_alarm, r.alarms, endpoint, list(r.green),
-                                               self._capture_dir(endpoint), start_at, out)
+                                               self.capture_dirs.get(endpoint), start_at, out)
 
     async def _update(self, endpoint: str, note: str, step: int | None = None, weights: dict | None = None) -> None:
         async with self._lock:

@@ -31,6 +31,8 @@ def test_render_serve_config_builds_the_ferry_application(tmp_path):
     assert [ep.name for ep in endpoints] == ["credit-risk", "credit-risk-pipeline", "credit-risk-by-id", "credit-risk-ab"]
     remote = gateway.init_args[3]
     assert remote == {}  # the demo's variants and pipeline steps run inside the gateway (the default shape)
+    control = gateway.init_args[7]._bound_deployment
+    assert control.name == "control" and control.init_args[4]["credit-risk"] == "/etc/ferry/capture"  # resolved
 
 
 def test_builder_applies_env_overrides(monkeypatch, tmp_path):
