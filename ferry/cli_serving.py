@@ -27,6 +27,28 @@ VERBOSE = typer.Option(False, "--verbose", help="show Ray's and Ray Serve's own 
 DEBUG = typer.Option(False, "--debug", help="show the traceback when Ferry cannot start")
 
 
+def _rollout_default(field: str):
+    """A rollout option's default: the control API's (serving.control.state), not re-stated here."""
+    from serving.control.state import Alarms, RolloutRequest
+
+    model = RolloutRequest if field in RolloutRequest.model_fields else Alarms
+    return model.model_fields[field].default
+
+
+# the options `ferry rollout` and `ferry shadow promote` share; checked by RolloutRequest (a bad one is named)
+STRATEGY = typer.Option("canary", "--strategy", help="all-at-once, canary or linear")
+CANARY_PERCENT = typer.Option(_rollout_default("canary_percent"), "--canary-percent", help="canary: green's first share")
+LINEAR_STEP = typer.Option(_rollout_default("linear_step"), "--linear-step", help="linear: percent per step")
+WAIT_INTERVAL = typer.Option(_rollout_default("wait_interval_s"), "--wait-interval", help="bake seconds per step")
+TERMINATION_WAIT = typer.Option(_rollout_default("termination_wait_s"), "--termination-wait",
+                                help="seconds blue stays idle before it is removed")
+MAX_DURATION = typer.Option(_rollout_default("max_duration_s"), "--max-duration")
+MAX_ERROR_RATE = typer.Option(_rollout_default("max_error_rate"), "--max-error-rate", help="green's 5xx/ModelError share")
+WAIT = typer.Option(True, "--wait/--no-wait", help="follow the rollout until it ends")
+CONTROL_URL = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL")
+CONTROL_TOKEN = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     """One paragraph on stderr, then exit."""
     console.print(message, style="red", markup=False, highlight=False)
@@ -295,16 +317,11 @@ def register(app: typer.Typer) -> None:
     def shadow_promote(endpoint: str = typer.Argument(..., help="endpoint name"),
                        name: str = typer.Argument(..., help="the shadow variant to make production"),
                        file: Path = typer.Option(Path("ferry.yaml"), "-f", "--file", help="the deploy file running"),
-                       strategy: str = typer.Option("canary", "--strategy", help="all-at-once, canary or linear"),
-                       canary_percent: float = typer.Option(10, "--canary-percent", min=0.1, max=99.9),
-                       linear_step: float = typer.Option(20, "--linear-step", min=1, max=100),
-                       wait_interval: float = typer.Option(30, "--wait-interval", min=0, help="bake seconds per step"),
-                       termination_wait: float = typer.Option(30, "--termination-wait", min=0),
-                       max_duration: float = typer.Option(3600, "--max-duration", min=1),
-                       max_error_rate: float = typer.Option(0.01, "--max-error-rate"),
-                       wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the rollout until it ends"),
-                       url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
-                       token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")):
+                       strategy: str = STRATEGY, canary_percent: float = CANARY_PERCENT,
+                       linear_step: float = LINEAR_STEP, wait_interval: float = WAIT_INTERVAL,
+                       termination_wait: float = TERMINATION_WAIT, max_duration: float = MAX_DURATION,
+                       max_error_rate: float = MAX_ERROR_RATE,
+                       wait: bool = WAIT, url: str = CONTROL_URL, token: str = CONTROL_TOKEN):
         """Make shadow NAME of ENDPOINT its production variant through a guarded rollout (the shadow keeps
         its copies until the deploy file drops it); it keeps its placement (in the gateway, or its own deployment)."""
         from serving.control.state import GreenVariant
@@ -330,14 +347,9 @@ def register(app: typer.Typer) -> None:
     def rollout(endpoint: str = typer.Argument(..., help="endpoint name"),
                 to: Path = typer.Option(..., "--to", help="a deploy file declaring ENDPOINT's new variants (and their "
                                                            "models): the green fleet"),
-                strategy: str = typer.Option("canary", "--strategy", help="all-at-once, canary or linear"),
-                canary_percent: float = typer.Option(10, "--canary-percent", min=0.1, max=99.9),
-                linear_step: float = typer.Option(20, "--linear-step", min=1, max=100, help="percent per step"),
-                wait_interval: float = typer.Option(30, "--wait-interval", min=0, help="bake seconds per step"),
-                termination_wait: float = typer.Option(30, "--termination-wait", min=0,
-                                                       help="seconds blue stays idle before it is removed"),
-                max_duration: float = typer.Option(3600, "--max-duration", min=1),
-                max_error_rate: float = typer.Option(0.01, "--max-error-rate", help="green's 5xx/ModelError share"),
+                strategy: str = STRATEGY, canary_percent: float = CANARY_PERCENT, linear_step: float = LINEAR_STEP,
+                wait_interval: float = WAIT_INTERVAL, termination_wait: float = TERMINATION_WAIT,
+                max_duration: float = MAX_DURATION, max_error_rate: float = MAX_ERROR_RATE,
                 max_p99_ms: float = typer.Option(None, "--max-p99-ms"),
                 prometheus_url: str = typer.Option(None, "--prometheus-url"),
                 alarm: list[str] = typer.Option([], "--alarm", help="a Prometheus alert name that rolls back (repeat)"),
@@ -351,9 +363,7 @@ def register(app: typer.Typer) -> None:
                 input_columns: str = typer.Option(None, "--input-columns", help=(
                     "comma-separated names of the captured input columns (default: the drift baseline's, else the "
                     "model's feature_names metadata)")),
-                wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the rollout until it ends"),
-                url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
-                token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")):
+                wait: bool = WAIT, url: str = CONTROL_URL, token: str = CONTROL_TOKEN):
         """Blue/green: move ENDPOINT's traffic to the variants of --to, baking each step, rolling back on an alarm."""
         from dataclasses import asdict
 

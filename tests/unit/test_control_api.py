@@ -107,3 +107,20 @@ def test_a_bad_rollout_request_is_a_400_naming_the_field(body, field):
     r = _call(ControlAPI(control, None), ["endpoints", "ep", "rollouts"], "POST", body=orjson.dumps(body))
     assert r.status_code == 400 and field in orjson.loads(r.body)["error"], r.body
     assert control.calls == []  # it never reached the control plane
+
+
+@pytest.mark.parametrize("option, field", [("--canary-percent", "canary_percent"), ("--linear-step", "linear_step"),
+                                           ("--max-error-rate", "max_error_rate")])
+def test_the_rollout_cli_checks_its_options_as_the_control_api_does(tmp_path, option, field):
+    """`ferry rollout` builds the same RolloutRequest: an option out of range is refused before any call,
+    naming the request's field (the CLI re-states neither the defaults nor the bounds)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from ferry.cli import app
+
+    (tmp_path / "green.yaml").write_text(yaml.safe_dump({
+        "models": [{"name": "m", "path": "m.onnx"}], "endpoints": [{"name": "ep", "variants": [{"model": "m"}]}]}))
+    result = CliRunner().invoke(app, ["rollout", "ep", "--to", str(tmp_path / "green.yaml"), option, "200",
+                                      "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2 and field in result.output, result.output
