@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from serving.spec import ServerSpec
+
 render = typer.Typer(help="Render deployment documents from ferry.yaml.", no_args_is_help=True)
 
 LOOPBACK = ("127.", "localhost", "::1")
@@ -61,7 +63,7 @@ def helm_values(doc: dict, base: Path) -> tuple[dict, list[str]]:
     doc = {**doc, "server": dict(doc.get("server") or {})}
     values: dict = {"ferry": doc}
     notes = []
-    host = doc["server"].get("host", "127.0.0.1")
+    host = doc["server"].get("host", ServerSpec.model_fields["host"].default)
     if str(host).startswith(LOOPBACK):
         doc["server"]["host"] = "0.0.0.0"
         notes.append(f"server.host {host} -> 0.0.0.0: in a pod, Ray Serve's proxies listen on the pod's address")

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 import typer
 import yaml
@@ -18,10 +18,35 @@ from rich.table import Table
 from ferry.app import serve_config
 from ferry.config import ConfigError, DeployFile, load_config, override_vars, parse_config
 
+if TYPE_CHECKING:
+    from serving.control.state import RolloutRequest
+
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: a URL is never split, terminal or not
 RAY_TOKEN = Path.home() / ".ray" / "auth_token"
 VERBOSE = typer.Option(False, "--verbose", help="show Ray's and Ray Serve's own log lines")
 DEBUG = typer.Option(False, "--debug", help="show the traceback when Ferry cannot start")
+
+
+def _rollout_default(field: str):
+    """A rollout option's default: the control API's (serving.control.state), not re-stated here."""
+    from serving.control.state import Alarms, RolloutRequest
+
+    model = RolloutRequest if field in RolloutRequest.model_fields else Alarms
+    return model.model_fields[field].default
+
+
+# the options `ferry rollout` and `ferry shadow promote` share; checked by RolloutRequest (a bad one is named)
+STRATEGY = typer.Option("canary", "--strategy", help="all-at-once, canary or linear")
+CANARY_PERCENT = typer.Option(_rollout_default("canary_percent"), "--canary-percent", help="canary: green's first share")
+LINEAR_STEP = typer.Option(_rollout_default("linear_step"), "--linear-step", help="linear: percent per step")
+WAIT_INTERVAL = typer.Option(_rollout_default("wait_interval_s"), "--wait-interval", help="bake seconds per step")
+TERMINATION_WAIT = typer.Option(_rollout_default("termination_wait_s"), "--termination-wait",
+                                help="seconds blue stays idle before it is removed")
+MAX_DURATION = typer.Option(_rollout_default("max_duration_s"), "--max-duration")
+MAX_ERROR_RATE = typer.Option(_rollout_default("max_error_rate"), "--max-error-rate", help="green's 5xx/ModelError share")
+WAIT = typer.Option(True, "--wait/--no-wait", help="follow the rollout until it ends")
+CONTROL_URL = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL")
+CONTROL_TOKEN = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -292,19 +317,15 @@ def register(app: typer.Typer) -> None:
     def shadow_promote(endpoint: str = typer.Argument(..., help="endpoint name"),
                        name: str = typer.Argument(..., help="the shadow variant to make production"),
                        file: Path = typer.Option(Path("ferry.yaml"), "-f", "--file", help="the deploy file running"),
-                       strategy: str = typer.Option("canary", "--strategy", help="all-at-once, canary or linear"),
-                       canary_percent: float = typer.Option(10, "--canary-percent", min=0.1, max=99.9),
-                       linear_step: float = typer.Option(20, "--linear-step", min=1, max=100),
-                       wait_interval: float = typer.Option(30, "--wait-interval", min=0, help="bake seconds per step"),
-                       termination_wait: float = typer.Option(30, "--termination-wait", min=0),
-                       max_duration: float = typer.Option(3600, "--max-duration", min=1),
-                       max_error_rate: float = typer.Option(0.01, "--max-error-rate"),
-                       wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the rollout until it ends"),
-                       url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
-                       token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")):
+                       strategy: str = STRATEGY, canary_percent: float = CANARY_PERCENT,
+                       linear_step: float = LINEAR_STEP, wait_interval: float = WAIT_INTERVAL,
+                       termination_wait: float = TERMINATION_WAIT, max_duration: float = MAX_DURATION,
+                       max_error_rate: float = MAX_ERROR_RATE,
+                       wait: bool = WAIT, url: str = CONTROL_URL, token: str = CONTROL_TOKEN):
         """Make shadow NAME of ENDPOINT its production variant through a guarded rollout (the shadow keeps
         its copies until the deploy file drops it); it keeps its placement (in the gateway, or its own deployment)."""
-        from serving.spec import Placement
+        from serving.control.state import GreenVariant
+        from serving.spec import PLACEMENT_FIELDS, VariantSpec
 
         cfg = _load(file)
         ep = next((e for e in cfg.endpoints if e.name == endpoint), None)
@@ -314,26 +335,21 @@ def register(app: typer.Typer) -> None:
         if spec is None:
             _fail(f"endpoint {endpoint!r} has no shadow {name!r} (shadows: {[s.name for s in ep.shadow_variants]})", 2)
         model = next(m for m in cfg.models if m.name == spec.model)
-        placed = spec.model_dump(mode="json", exclude_unset=True, include=set(Placement.model_fields))
-        variant = {"variant": {"model": model.name, **placed}, "models": {model.name: model.model_dump(mode="json")}}
-        body = {"green": {name: {**variant, "weight": 1.0}}, "strategy": strategy,
-                "canary_percent": canary_percent, "linear_step": linear_step, "wait_interval_s": wait_interval,
-                "termination_wait_s": termination_wait, "max_duration_s": max_duration,
-                "alarms": {"max_error_rate": max_error_rate}}
-        _run_rollout(endpoint, body, wait, url, token)
+        placed = {f: getattr(spec, f) for f in spec.model_fields_set & PLACEMENT_FIELDS}  # as given: in_process
+        green = GreenVariant(variant=VariantSpec(name=name, model=model.name, **placed), models={model.name: model})
+        request = _rollout_request(green={name: green}, strategy=strategy, canary_percent=canary_percent,
+                                   linear_step=linear_step, wait_interval_s=wait_interval,
+                                   termination_wait_s=termination_wait, max_duration_s=max_duration,
+                                   alarms={"max_error_rate": max_error_rate})
+        _run_rollout(endpoint, request, wait, url, token)
 
     @app.command()
     def rollout(endpoint: str = typer.Argument(..., help="endpoint name"),
                 to: Path = typer.Option(..., "--to", help="a deploy file declaring ENDPOINT's new variants (and their "
                                                            "models): the green fleet"),
-                strategy: str = typer.Option("canary", "--strategy", help="all-at-once, canary or linear"),
-                canary_percent: float = typer.Option(10, "--canary-percent", min=0.1, max=99.9),
-                linear_step: float = typer.Option(20, "--linear-step", min=1, max=100, help="percent per step"),
-                wait_interval: float = typer.Option(30, "--wait-interval", min=0, help="bake seconds per step"),
-                termination_wait: float = typer.Option(30, "--termination-wait", min=0,
-                                                       help="seconds blue stays idle before it is removed"),
-                max_duration: float = typer.Option(3600, "--max-duration", min=1),
-                max_error_rate: float = typer.Option(0.01, "--max-error-rate", help="green's 5xx/ModelError share"),
+                strategy: str = STRATEGY, canary_percent: float = CANARY_PERCENT, linear_step: float = LINEAR_STEP,
+                wait_interval: float = WAIT_INTERVAL, termination_wait: float = TERMINATION_WAIT,
+                max_duration: float = MAX_DURATION, max_error_rate: float = MAX_ERROR_RATE,
                 max_p99_ms: float = typer.Option(None, "--max-p99-ms"),
                 prometheus_url: str = typer.Option(None, "--prometheus-url"),
                 alarm: list[str] = typer.Option([], "--alarm", help="a Prometheus alert name that rolls back (repeat)"),
@@ -347,9 +363,7 @@ def register(app: typer.Typer) -> None:
                 input_columns: str = typer.Option(None, "--input-columns", help=(
                     "comma-separated names of the captured input columns (default: the drift baseline's, else the "
                     "model's feature_names metadata)")),
-                wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the rollout until it ends"),
-                url: str = typer.Option("http://127.0.0.1:8080", "--url", envvar="FERRY_URL"),
-                token: str = typer.Option(None, "--token", envvar="FERRY_CONTROL_TOKEN")):
+                wait: bool = WAIT, url: str = CONTROL_URL, token: str = CONTROL_TOKEN):
         """Blue/green: move ENDPOINT's traffic to the variants of --to, baking each step, rolling back on an alarm."""
         from dataclasses import asdict
 
@@ -359,22 +373,23 @@ def register(app: typer.Typer) -> None:
         target = next((ep for ep in new.endpoints if ep.name == endpoint), None)
         if target is None:
             _fail(f"{to} declares no endpoint {endpoint!r}", 2)
-        models = {m.name: m.model_dump(mode="json") for m in new.models}
-        green = {v.name: {"variant": v.model_dump(mode="json", exclude_unset=True, exclude={"initial_weight"}),
-                          "weight": v.initial_weight,
-                          "models": {n: models[n] for n in {v.model, *(s.model for s in v.pipeline or ())} if n}}
+        from serving.control.state import GreenVariant
+
+        models = {m.name: m for m in new.models}
+        green = {v.name: GreenVariant(variant=v, weight=v.initial_weight,
+                                      models={n: models[n] for n in {v.model, *(s.model for s in v.pipeline or ())} if n})
                  for v in target.variants}  # any variant: a pipeline, its own deployment (serving.control.green)
-        body = {"green": green, "strategy": strategy, "canary_percent": canary_percent, "linear_step": linear_step,
-                "wait_interval_s": wait_interval, "termination_wait_s": termination_wait,
-                "max_duration_s": max_duration,
-                "alarms": {"max_error_rate": max_error_rate, "max_p99_s": max_p99_ms / 1e3 if max_p99_ms else None,
-                           "prometheus_url": prometheus_url, "prometheus_alerts": alarm,
-                           "drift_baseline": str(drift_baseline.resolve()) if drift_baseline else None,
-                           "bias_baseline": str(bias_baseline.resolve()) if bias_baseline else None,
-                           "bias_facets": [{k: v for k, v in asdict(f).items() if v is not None}
-                                           for f in parse_facets(bias_facet)],
-                           "input_columns": [c.strip() for c in input_columns.split(",")] if input_columns else None}}
-        _run_rollout(endpoint, body, wait, url, token)
+        request = _rollout_request(
+            green=green, strategy=strategy, canary_percent=canary_percent, linear_step=linear_step,
+            wait_interval_s=wait_interval, termination_wait_s=termination_wait, max_duration_s=max_duration,
+            alarms={"max_error_rate": max_error_rate, "max_p99_s": max_p99_ms / 1e3 if max_p99_ms else None,
+                    "prometheus_url": prometheus_url, "prometheus_alerts": alarm,
+                    "drift_baseline": str(drift_baseline.resolve()) if drift_baseline else None,
+                    "bias_baseline": str(bias_baseline.resolve()) if bias_baseline else None,
+                    "bias_facets": [{k: v for k, v in asdict(f).items() if v is not None}
+                                    for f in parse_facets(bias_facet)],
+                    "input_columns": [c.strip() for c in input_columns.split(",")] if input_columns else None})
+        _run_rollout(endpoint, request, wait, url, token)
 
     @app.command()
     def invoke(endpoint: str = typer.Argument(..., help="endpoint name"),
@@ -430,22 +445,35 @@ def register(app: typer.Typer) -> None:
         serve_until_interrupted(cfg, None, path, verbose=verbose, debug=debug, on_ready=on_ready)
 
 
-def _run_rollout(endpoint: str, body: dict, wait: bool, url: str, token: str | None) -> None:
+def _rollout_request(**fields) -> RolloutRequest:
+    """The control API's rollout request, checked here as the server checks it."""
+    from pydantic import ValidationError
+
+    from serving.control.state import RolloutRequest
+
+    try:
+        return RolloutRequest(**fields)
+    except ValidationError as err:
+        _fail(f"rollout request: {err}", 2)
+
+
+def _run_rollout(endpoint: str, request: RolloutRequest, wait: bool, url: str, token: str | None) -> None:
     """Start a rollout through the control API and, with `wait`, follow it to its end (exit 1 if rolled back)."""
     import time
 
     import httpx
 
-    green, strategy = body["green"], body["strategy"]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     base = url.rstrip("/")
     try:
-        r = httpx.post(f"{base}/control/endpoints/{endpoint}/rollouts", json=body, headers=headers, timeout=120)
+        r = httpx.post(f"{base}/control/endpoints/{endpoint}/rollouts", timeout=120,
+                       headers={**headers, "content-type": "application/json"},
+                       content=request.model_dump_json(exclude_unset=True))  # the fields given: see AddedVariant
     except httpx.HTTPError as err:
         _fail(f"cannot reach Ferry at {url}: {err}")
     if r.status_code >= 400:
         _fail(f"{r.status_code}: {r.json().get('error', r.text)}")
-    console.print(f"rollout of {endpoint} to {sorted(green)} started ({strategy})")
+    console.print(f"rollout of {endpoint} to {sorted(request.green)} started ({request.strategy})")
     if not wait:
         return
     shown = 0

@@ -21,6 +21,7 @@ from serving.spec import EndpointSpec, ModelSpec, Placement, ServerSpec, StepSpe
 if TYPE_CHECKING:
     from featurestore.settings import FeatureStoreConfig
     from monitor.spec import ScheduleBase
+    from serving.variants import Remote
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
     application, which the control plane re-applies with live traffic state)."""
     from serving.gateway import Gateway
     from serving.model_server import ModelServer
+    from serving.variants import Remote
 
     by_name = {m.name: m for m in models}
     remote = step_deployments(endpoints, by_name, features)
@@ -123,13 +125,11 @@ def build_app(models: list[ModelSpec], endpoints: list[EndpointSpec], server: Se
         for s in ep.shadow_variants:
             if in_process(s):  # on the gateway's thread for shadows (benchmarks/shadow.py)
                 continue
-            remote[f"{ep.name}.{s.name}"] = {
-                "handle": ModelServer.options(
-                    name=f"{ep.name}.{s.name}", max_queued_requests=s.max_queued_requests, logging_config=QUIET,
-                    max_ongoing_requests=s.max_ongoing_requests, ray_actor_options={"num_cpus": s.num_cpus},
-                    **_replicas(s),
-                ).bind(by_name[s.model], s.name),
-                "scales_to_zero": s.autoscaling is not None and s.autoscaling.min_replicas == 0}
+            remote[f"{ep.name}.{s.name}"] = Remote(ModelServer.options(
+                name=f"{ep.name}.{s.name}", max_queued_requests=s.max_queued_requests, logging_config=QUIET,
+                max_ongoing_requests=s.max_ongoing_requests, ray_actor_options={"num_cpus": s.num_cpus},
+                **_replicas(s),
+            ).bind(by_name[s.model], s.name), scales_to_zero(s))
     used = {v.model for ep in endpoints for v in [*ep.variants, *ep.shadow_variants]} | {
         s.model for ep in endpoints for v in ep.variants for s in v.pipeline or ()}
     async_workers = []
@@ -159,35 +159,44 @@ def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_
 
     initial = TrafficState(endpoints={ep.name: {"weights": {v.name: v.initial_weight for v in ep.variants}}
                                       for ep in endpoints})
+    capture_dirs = {ep.name: ep.data_capture.destination for ep in endpoints  # resolved by ferry.config
+                    if ep.data_capture.enabled and "://" not in ep.data_capture.destination}
     return Control.options(name="control", ray_actor_options={"num_cpus": 0.05}, logging_config=QUIET).bind(
-        serve_doc, initial, server.state_dir, features)
+        serve_doc, initial, server.state_dir, features, capture_dirs)
 
 
-def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec) -> dict:
-    """The bound ModelServer `<endpoint>.<variant>` of a variant on its own replicas: {"handle", "scales_to_zero"}."""
+def variant_deployment(endpoint: str, v: VariantSpec, model: ModelSpec) -> Remote:
+    """The bound ModelServer `<endpoint>.<variant>` of a variant on its own replicas."""
     from serving import serverless
     from serving.model_server import ModelServer
+    from serving.variants import Remote
 
     sizing = (serverless.deployment_options(v.serverless, v.num_cpus) if v.serverless else
               {"max_ongoing_requests": v.max_ongoing_requests, "ray_actor_options": {"num_cpus": v.num_cpus},
                **_replicas(v)})
-    return {"handle": ModelServer.options(name=f"{endpoint}.{v.name}", max_queued_requests=v.max_queued_requests,
-                                          logging_config=QUIET, **sizing).bind(model, v.name),
-            "scales_to_zero": (v.autoscaling is not None and v.autoscaling.min_replicas == 0
-                               or v.serverless is not None and v.serverless.provisioned_concurrency == 0)}
+    return Remote(ModelServer.options(name=f"{endpoint}.{v.name}", max_queued_requests=v.max_queued_requests,
+                                      logging_config=QUIET, **sizing).bind(model, v.name), scales_to_zero(v))
 
 
 def step_deployment(endpoint: str, variant: str, s: StepSpec, models: dict[str, ModelSpec],
-                    features: FeatureStoreConfig | None) -> dict:
+                    features: FeatureStoreConfig | None) -> Remote:
     """The bound StepServer `<endpoint>.<variant>.<step>` of a step on its own replicas."""
     from serving.step_server import StepServer
+    from serving.variants import Remote
 
-    return {"handle": StepServer.options(
-                name=f"{endpoint}.{variant}.{s.name}", max_ongoing_requests=s.max_ongoing_requests,
-                max_queued_requests=s.max_queued_requests, ray_actor_options={"num_cpus": s.num_cpus},
-                logging_config=QUIET, **_replicas(s),
-            ).bind(s, {s.model: models[s.model]} if s.model else {}, features if s.feature_lookup else None),
-            "scales_to_zero": s.autoscaling is not None and s.autoscaling.min_replicas == 0}
+    return Remote(StepServer.options(
+        name=f"{endpoint}.{variant}.{s.name}", max_ongoing_requests=s.max_ongoing_requests,
+        max_queued_requests=s.max_queued_requests, ray_actor_options={"num_cpus": s.num_cpus},
+        logging_config=QUIET, **_replicas(s),
+    ).bind(s, {s.model: models[s.model]} if s.model else {}, features if s.feature_lookup else None),
+        scales_to_zero(s))
+
+
+def scales_to_zero(p: Placement) -> bool:
+    """Whether a variant's or step's own deployment has no replica until traffic comes (ready, not down)."""
+    serverless = getattr(p, "serverless", None)  # steps and shadows have none
+    return (p.autoscaling is not None and p.autoscaling.min_replicas == 0
+            or serverless is not None and serverless.provisioned_concurrency == 0)
 
 
 def own_deployments(endpoint: str, v: VariantSpec) -> list[str]:
@@ -198,7 +207,7 @@ def own_deployments(endpoint: str, v: VariantSpec) -> list[str]:
 
 
 def step_deployments(endpoints: list[EndpointSpec], models: dict[str, ModelSpec],
-                     features: FeatureStoreConfig | None) -> dict:
+                     features: FeatureStoreConfig | None) -> dict[str, Remote]:
     """A bound StepServer `<endpoint>.<variant>.<step>` for each pipeline step that runs on its own replicas."""
     return {f"{ep.name}.{v.name}.{s.name}": step_deployment(ep.name, v.name, s, models, features)
             for ep in endpoints for v in ep.variants for s in v.pipeline or () if not in_process(s)}

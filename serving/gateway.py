@@ -37,8 +37,8 @@ from serving import serverless
 from serving.serverless import ServerlessVariant
 from serving.shadow import Shadow
 from serving.sigv4 import SigV4Verifier
-from serving.spec import BatchingSpec, EndpointSpec, ModelSpec, ServerSpec, VariantSpec
-from serving.variants import ModelRunner, RemoteVariant
+from serving.spec import EndpointSpec, ModelSpec, ServerSpec, VariantSpec
+from serving.variants import ModelRunner, Remote, RemoteVariant
 
 if TYPE_CHECKING:
     from featurestore.settings import FeatureStoreConfig
@@ -52,9 +52,9 @@ class Gateway:
     """Ingress of the `ferry` application; one DataPlane per replica."""
 
     def __init__(self, endpoints: list[EndpointSpec], models: dict[str, ModelSpec], server: ServerSpec,
-                 remote: dict[str, dict], kafka_bootstrap: str | None = None, monitor=None,
+                 remote: dict[str, Remote], kafka_bootstrap: str | None = None, monitor=None,
                  features: FeatureStoreConfig | None = None, control=None, async_workers=None):
-        """`remote` maps "<endpoint>.<variant>" of variants with their own deployment to {"handle", ...};
+        """`remote` maps "<endpoint>.<variant>" of variants with their own deployment to their Remote;
         `control` is the Control deployment's handle."""
         server.check_control_exposure()
         self.metrics = ServingMetrics()
@@ -89,17 +89,12 @@ class Gateway:
             for variant, added in t.added.items():
                 if variant in ep.runners:
                     continue
-                if added.variant is not None:  # any variant of a deploy file; its deployments are applications
-                    try:  # checked by the control plane first; never fail the update of production's traffic
-                        ep.runners[variant] = await asyncio.to_thread(green.runner, name, variant, added,
-                                                                      self._features, self._gateway_replicas)
-                    except Exception:  # noqa: BLE001 - the rollout waits for it, then rolls back
-                        log.exception("green variant %s/%s could not be built", name, variant)
-                        continue
-                else:
-                    spec = ModelSpec.model_validate(added.model)
-                    batching = BatchingSpec.model_validate(added.batching) if added.batching else None
-                    ep.runners[variant] = await asyncio.to_thread(ModelRunner, spec, variant, batching)
+                try:  # checked by the control plane first; never fail the update of production's traffic
+                    ep.runners[variant] = await asyncio.to_thread(green.runner, name, added, self._features,
+                                                                  self._gateway_replicas)
+                except Exception:  # noqa: BLE001 - the rollout waits for it, then rolls back
+                    log.exception("green variant %s/%s could not be built", name, variant)
+                    continue
                 self.metrics.declare(name, variant, PROTOCOLS)
             for variant in t.removed:
                 ep.runners.pop(variant, None)
@@ -252,14 +247,14 @@ async def _grpc(plane: DataPlane, context, empty, answer):
         return grpc_adapter.fail(context, internal_error(log, "a gRPC call"), empty)
 
 
-def variant_runner(endpoint: str, v: VariantSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
+def variant_runner(endpoint: str, v: VariantSpec, models: dict[str, ModelSpec], remote: dict[str, Remote],
                    features: FeatureStoreConfig | None = None, gateway_replicas: int = 1):
     """A production variant's runner: its pipeline, its model in this replica, or a handle to its deployment
-    (`remote` maps deployment names to {"handle", "scales_to_zero"})."""
+    (`remote` maps deployment names to their Remote)."""
     if v.pipeline:
         return PipelineRunner.build(endpoint, v, models, remote, features)
     target = remote.get(f"{endpoint}.{v.name}")
-    runner = (RemoteVariant(target["handle"], v.name, v.batching, target["scales_to_zero"])
+    runner = (RemoteVariant(target.handle, v.name, v.batching, target.scales_to_zero)
               if target else ModelRunner(models[v.model], v.name, v.batching))
     if v.serverless is not None:
         runner = ServerlessVariant(runner, endpoint, v.serverless, serverless.gateway_share(v.serverless,
@@ -267,7 +262,7 @@ def variant_runner(endpoint: str, v: VariantSpec, models: dict[str, ModelSpec], 
     return runner
 
 
-def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
+def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str, Remote],
               kafka_bootstrap: str | None, features: FeatureStoreConfig | None = None,
               metrics: ServingMetrics | None = None, gateway_replicas: int = 1) -> Endpoint:
     """An endpoint's runners, capture and shadows; `metrics` counts the shadows' comparisons (the gateway's)."""
@@ -280,7 +275,7 @@ def _endpoint(spec: EndpointSpec, models: dict[str, ModelSpec], remote: dict[str
     shadows = []
     for s in spec.shadow_variants:  # in the gateway, or on its own deployment (serving/deploy.py decides)
         target = remote.get(f"{spec.name}.{s.name}")
-        runner = (RemoteVariant(target["handle"], s.name, scales_to_zero=target["scales_to_zero"]) if target
+        runner = (RemoteVariant(target.handle, s.name, scales_to_zero=target.scales_to_zero) if target
                   else ModelRunner(models[s.model], s.name))
         shadows.append(Shadow(spec.name, s, runner, metrics.shadow(spec.name, s.name), capture,
                               thread=target is None and s.thread))

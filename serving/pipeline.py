@@ -21,6 +21,7 @@ from serving.steps import MATRIX, Step, decoded_strings, make_step, step_error
 
 if TYPE_CHECKING:
     from featurestore.settings import FeatureStoreConfig
+    from serving.variants import Remote
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,14 @@ class PipelineRunner:
         self.steps = steps
 
     @classmethod
-    def build(cls, endpoint: str, spec: VariantSpec, models: dict[str, ModelSpec], remote: dict[str, dict],
+    def build(cls, endpoint: str, spec: VariantSpec, models: dict[str, ModelSpec], remote: dict[str, Remote],
               features: FeatureStoreConfig | None) -> "PipelineRunner":
         """Steps in this process, or RemoteSteps for those with a deployment in `remote` (keyed
         "<endpoint>.<variant>.<step>", as serving/deploy.py binds them)."""
         steps = []
         for s in spec.pipeline:
             target = remote.get(f"{endpoint}.{spec.name}.{s.name}")
-            steps.append((s.name, RemoteStep(target["handle"], target["scales_to_zero"]) if target
+            steps.append((s.name, RemoteStep(target.handle, target.scales_to_zero) if target
                           else make_step(s, models, features)))
         return cls(spec.name, steps)
 

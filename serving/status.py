@@ -42,6 +42,31 @@ def wait_running(name: str, timeout_s: float) -> None:
                       + (_explain(name, summary) if summary else "no status"))
 
 
+def wait_applied(name: str, deployment: str, timeout_s: float, poll_s: float = 0.05) -> None:
+    """Block until the config just given to Ray Serve (deploy_apps) runs on every replica of `deployment` of
+    application `name`; raise DeployError with Serve's reasons if it fails or takes longer than `timeout_s`.
+
+    Ray Serve marks the application DEPLOYING before deploy_apps returns (the controller's apply_config sets
+    the new target in the call); its control loop then gives the deployment the new target version (UPDATING),
+    calls each replica's `reconfigure` with a new user_config, and counts a replica at the target version once
+    that call has returned; the deployment is HEALTHY again, and the application past DEPLOYING, only when
+    every replica is. So "past DEPLOYING and the deployment HEALTHY" means every replica has applied it."""
+    deadline = time.monotonic() + timeout_s
+    summary = None
+    while time.monotonic() < deadline:
+        summary = app_summary(name)
+        if summary is None:
+            raise DeployError(f"application {name!r} is gone")
+        status = summary["deployments"].get(deployment, {}).get("status")
+        if summary["status"] != "DEPLOYING" and status == "HEALTHY":
+            return
+        if summary["status"] == "DEPLOY_FAILED" or status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            raise DeployError(_explain(name, summary))
+        time.sleep(poll_s)
+    raise DeployError(f"deployment {deployment!r} of application {name!r} did not apply its new config within "
+                      f"{timeout_s:g} s: " + (_explain(name, summary) if summary else "no status"))
+
+
 def _explain(name: str, summary: dict) -> str:
     parts = [f"application {name!r} is {summary['status']}"]
     if summary["message"]:

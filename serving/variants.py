@@ -15,6 +15,8 @@ import logging
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -124,6 +126,15 @@ class ModelRunner:
                 results[i] = ModelResult(self.variant, {k: parts[k][j] for k in names},
                                          batch_size=len(idx), model_seconds=took)
         return results
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A variant, shadow or pipeline step with its own deployment, as serving/deploy.py binds it (or
+    serving.control.green finds it) for the gateway."""
+
+    handle: Any  # the bound deployment (a DeploymentHandle in the replica)
+    scales_to_zero: bool = False  # no replica until traffic comes: ready, not down
 
 
 class RemoteVariant:

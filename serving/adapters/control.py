@@ -7,6 +7,7 @@
                                                     "strategy": "canary", "canary_percent": 10, ...}; a green
                                                     of any shape (a pipeline, its own deployment):
                                                     {"variant": {<VariantSpec>}, "models": {name: {...}}}
+                                                    (serving.control.state.RolloutRequest)
     GET  /control/endpoints/{name}/rollout         the endpoint's current (or last) rollout
 
 Authenticated with server.control_token (default: auth_token); without one, the server refuses to bind
@@ -18,10 +19,12 @@ from __future__ import annotations
 import hmac
 
 import orjson
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from core.errors import FerryError, InferenceError, bad_request, not_found, quote, unauthorized, unavailable
 from serving.adapters.http import header, headers_of, json_response, read_body
+from serving.control.state import RolloutRequest
 
 MAX_BODY = 64 * 1024
 
@@ -49,16 +52,8 @@ class ControlAPI:
             if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "rollout" and method == "GET":
                 return json_response(await self.control.rollout.remote(parts[1]))
             if len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "rollouts" and method == "POST":
-                doc = _object(await read_body(request, headers_of(request), MAX_BODY))
-                green, strategy = doc.pop("green", None), doc.pop("strategy", None)
-                if not isinstance(green, dict) or not all(
-                        isinstance(g, dict) and (isinstance(g.get("model"), dict) or isinstance(g.get("variant"), dict))
-                        for g in green.values()):
-                    raise FerryError(bad_request('"green" must map variant names to {"model": {...}, "weight": w} or '
-                                                 '{"variant": {...}, "models": {...}, "weight": w}'))
-                if strategy not in ("all-at-once", "canary", "linear"):
-                    raise FerryError(bad_request('"strategy" is one of all-at-once, canary, linear'))
-                result = await self.control.start_rollout.remote(parts[1], green, strategy, doc)
+                body = _rollout(await read_body(request, headers_of(request), MAX_BODY))
+                result = await self.control.start_rollout.remote(parts[1], body)
                 if "error" in result:
                     return error_response(InferenceError(**result["error"]))
                 return json_response(result["rollout"], 202)
@@ -75,6 +70,14 @@ def _object(body: bytes) -> dict:
     if not isinstance(doc, dict):
         raise FerryError(bad_request("the body must be a JSON object"))
     return doc
+
+
+def _rollout(body: bytes) -> RolloutRequest:
+    """The rollout request, typed (a 400 names the field that is wrong)."""
+    try:
+        return RolloutRequest.model_validate(_object(body))
+    except ValidationError as err:
+        raise FerryError(bad_request(f"rollout request: {str(err)[:800]}")) from None
 
 
 def _weights(body: bytes) -> dict:

@@ -31,6 +31,7 @@ from serving.asyncq.sqlite import Claimed, SqliteQueue
 from serving.dataplane import DataPlane
 from serving.metrics import ASYNC_IN_FLIGHT, ASYNC_NOTIFICATIONS, ASYNC_PROCESSING, ASYNC_REQUESTS, ServingMetrics
 from serving.spec import EndpointSpec, ModelSpec, ServerSpec
+from serving.variants import Remote
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.2
@@ -42,7 +43,7 @@ class AsyncWorker:
     """Works the queues of the asynchronous endpoints."""
 
     def __init__(self, endpoints: list[EndpointSpec], models: dict[str, ModelSpec], server: ServerSpec,
-                 remote: dict[str, dict], kafka_bootstrap: str | None = None):
+                 remote: dict[str, Remote], kafka_bootstrap: str | None = None):
         from serving.gateway import _endpoint
 
         self.specs = {ep.name: ep.async_inference for ep in endpoints if ep.async_inference is not None}

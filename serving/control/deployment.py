@@ -19,7 +19,7 @@ from serving.control import gauges
 from serving.control import green as green_
 from serving.control import rollout as guard
 from serving.control.report import shadow_report, variant_totals
-from serving.control.state import AddedVariant, Alarms, Rollout, TrafficState
+from serving.control.state import AddedVariant, Alarms, Rollout, RolloutRequest, TrafficState
 
 if TYPE_CHECKING:
     from featurestore.settings import FeatureStoreConfig
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 GATEWAY = "gateway"
 REPORT_FRESH_S = 5.0  # a gateway replica that has not pushed its counts to the metrics hub for this long is gone
+APPLY_TIMEOUT_S = 60.0  # for every gateway replica to apply a change (a green's models load in its reconfigure)
 
 
 def _error(err: FerryError) -> dict:
@@ -39,7 +40,6 @@ def _with_input_columns(alarms: Alarms, green: dict[str, AddedVariant]) -> Alarm
     missing."""
     from core.jsonio import read_json
     from core.onnx import feature_names
-    from serving.spec import ModelSpec
 
     names = alarms.input_columns
     if not names and alarms.drift_baseline:
@@ -53,9 +53,8 @@ def _with_input_columns(alarms: Alarms, green: dict[str, AddedVariant]) -> Alarm
             raise FerryError(bad_request(f"bias baseline {alarms.bias_baseline!r} has no analysis.json"))
         if not alarms.bias_facets:
             raise FerryError(bad_request("a bias alarm needs the facet(s) its baseline was computed for"))
-        first = next(iter(green.values()))
-        model = first.model if first.model is not None else next(iter(first.models.values()), None)
-        names = names or (feature_names(ModelSpec.model_validate(model).path) if model else None)
+        model = next(iter(next(iter(green.values())).models.values()), None)
+        names = names or (feature_names(model.path) if model else None)
         if not names:
             raise FerryError(bad_request("a bias alarm needs the names of the captured input columns: give "
                                          "input_columns, or a model with feature_names metadata"))
@@ -67,13 +66,15 @@ class Control:
     """Changes go: validate -> persist -> re-apply the application with the gateway's new user_config."""
 
     def __init__(self, serve_doc: dict | None, initial: TrafficState, state_dir: str,
-                 features: FeatureStoreConfig | None = None):
+                 features: FeatureStoreConfig | None = None, capture_dirs: dict[str, str] | None = None):
         """`serve_doc` is the Serve config document this application was deployed from (ferry.app.serve_config;
         None when it was deployed with serve.run, which Ray cannot update in place); `initial` the deploy
         file's traffic state; `features` the feature store's configuration (for green feature-lookup steps on
-        their own deployments)."""
+        their own deployments); `capture_dirs` the capture folder of each endpoint that captures to one (what
+        drift and bias alarms read)."""
         self.serve_doc = serve_doc
         self.features = features
+        self.capture_dirs = capture_dirs or {}
         self.fingerprint = hashlib.sha256(json.dumps(serve_doc or initial.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(state_dir) / f"traffic-{self.fingerprint}.json"
         self.state = initial
@@ -99,10 +100,10 @@ class Control:
             log.error("control state %s is unreadable; starting from the deploy file", self.path)
             return None
 
-    def _save(self) -> None:
+    def _save(self, state: TrafficState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(self.state.model_dump_json())
+        tmp.write_text(state.model_dump_json())
         tmp.replace(self.path)
 
     async def _apply_when_running(self) -> None:
@@ -112,7 +113,10 @@ class Control:
         for _ in range(600):
             summary = await asyncio.to_thread(app_summary, app)
             if summary and summary["status"] == "RUNNING":
-                await self._apply()
+                try:
+                    await self._apply(self.state)
+                except FerryError as err:
+                    log.error("%s", err.error.message)
                 for endpoint, r in self.state.rollouts.items():
                     if r.status == "running":  # a rollout survives a restart: it goes on from its step
                         self._drivers[endpoint] = asyncio.get_running_loop().create_task(self._drive(endpoint))
@@ -121,26 +125,39 @@ class Control:
         log.error("application %s never became RUNNING: traffic state version %d not applied", app,
                   self.state.version)
 
-    async def _apply(self) -> None:
-        """Re-apply this application's config with the gateway's user_config = the traffic (lightweight)."""
+    async def _apply(self, state: TrafficState) -> None:
+        """Re-apply this application's config with the gateway's user_config = `state` (lightweight), and
+        return once every gateway replica has applied it (its reconfigure has returned): a request sent after
+        a change meets the new traffic. A FerryError (503) says why when they have not within APPLY_TIMEOUT_S."""
         from ray.serve.context import _get_global_client
         from ray.serve.schema import ServeDeploySchema
 
+        from serving.status import DeployError, wait_applied
+
         doc = json.loads(json.dumps(self.serve_doc))
-        traffic = self.state.model_dump(include={"version", "endpoints"})
+        traffic = state.model_dump(mode="json", include={"version", "endpoints"})
         doc["applications"][0]["deployments"] = [{"name": GATEWAY, "user_config": traffic}]
-        doc["applications"][1:] = green_.applications(self.state.endpoints, self.features)  # green's deployments
+        doc["applications"][1:] = green_.applications(state.endpoints, self.features)  # green's deployments
         schema = ServeDeploySchema.model_validate({"applications": doc["applications"]})
         await asyncio.to_thread(_get_global_client().deploy_apps, schema)
-        for endpoint, t in self.state.endpoints.items():
+        for endpoint, t in state.endpoints.items():
             total = sum(t.weights.values()) or 1.0
             for variant, w in t.weights.items():
                 gauges.WEIGHTS.labels(endpoint, variant).set(w / total)
+        try:
+            await asyncio.to_thread(wait_applied, doc["applications"][0]["name"], GATEWAY, APPLY_TIMEOUT_S)
+        except DeployError as err:
+            raise FerryError(unavailable(f"traffic state version {state.version} is saved and sent to Ray "
+                                         f"Serve, but the gateways have not applied it: {str(err)[:600]}")) from None
 
     async def _change(self, new: TrafficState) -> None:
-        self.state = new
-        self._save()
-        await self._apply()
+        """Save, apply, then show `new` (traffic(), rollout()): what the API reports, the gateways apply. Called
+        under the lock."""
+        self._save(new)
+        try:
+            await self._apply(new)
+        finally:
+            self.state = new  # saved and sent, applied or not (the error says so)
 
     def _require_doc(self) -> None:
         if self.serve_doc is None:
@@ -163,9 +180,9 @@ class Control:
                     raise FerryError(bad_request(f"endpoint {endpoint!r} is being rolled out; its weights follow "
                                                  "the rollout"))
                 new = self.state.with_weights(endpoint, weights)
+                await self._change(new)
             except FerryError as err:
                 return _error(err)
-            await self._change(new)
         return {"traffic": self.state.model_dump()}
 
     async def _snapshots(self, fresh_only: bool = False) -> list[dict]:
@@ -183,8 +200,8 @@ class Control:
         r = self.state.rollouts.get(endpoint)
         return {"rollout": r.model_dump() if r else None}
 
-    async def start_rollout(self, endpoint: str, green: dict, strategy: str, options: dict) -> dict:
-        """Begin a blue/green rollout of `endpoint` to the `green` variants ({name: {model, batching, weight}})."""
+    async def start_rollout(self, endpoint: str, request: RolloutRequest) -> dict:
+        """Begin a blue/green rollout of `endpoint` to the request's green variants."""
         async with self._lock:
             try:
                 self._require_doc()
@@ -192,71 +209,50 @@ class Control:
                 running = self.state.rollouts.get(endpoint)
                 if running is not None and running.status == "running":
                     raise FerryError(bad_request(f"endpoint {endpoint!r} is already being rolled out"))
-                added = {n: green_.added_variant(n, g) for n, g in green.items()}
-                weights = {n: g.get("weight", 1.0) for n, g in green.items()}
-                r = await self._plan(endpoint, current.weights, added, weights, strategy, options)
+                added = {n: g.added(n) for n, g in request.green.items()}
+                r = await self._plan(endpoint, current.weights, added, request)
             except FerryError as err:
                 return _error(err)
             new = self.state.with_variants(endpoint, added=added)
-            await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: r}}))
+            try:
+                await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: r}}))
+            except FerryError as err:  # saved and sent: the driver waits for the gateways to load green, or rolls back
+                log.warning("rollout of %s: %s", endpoint, err.error.message)
             self._drivers[endpoint] = asyncio.get_running_loop().create_task(self._drive(endpoint))
         return {"rollout": r.model_dump()}
 
-    async def _plan(self, endpoint: str, blue: dict, green: dict[str, AddedVariant], weights: dict,
-                    strategy: str, options: dict) -> Rollout:
+    async def _plan(self, endpoint: str, blue: dict, green: dict[str, AddedVariant],
+                    request: RolloutRequest) -> Rollout:
         from core.onnx import OnnxModel
-        from serving.spec import ModelSpec
 
-        if not green:
-            raise FerryError(bad_request("a rollout needs at least one green variant"))
         clash = sorted(set(green) & set(blue))
         if clash:
             raise FerryError(bad_request(f"green variant name(s) {clash} are in use by blue; name them differently"))
         for name, g in green.items():
-            if g.variant is not None:  # what runs in the gateways must build here, not fail there
-                try:
-                    await asyncio.to_thread(green_.runner, endpoint, name, g, self.features, 1)
-                except FerryError as err:
-                    raise FerryError(bad_request(f"green variant {name!r}: {err.error.message[:300]}")) from None
-                except Exception as err:  # noqa: BLE001 - a step that cannot import or start is the caller's to fix
-                    raise FerryError(bad_request(f"green variant {name!r} cannot be built: {type(err).__name__}: "
-                                                 f"{str(err)[:300]}")) from None
-            for model in [g.model] if g.model is not None else g.models.values():
+            for model in g.models.values():
                 try:  # a model that cannot load must fail here, not in the gateways
-                    await asyncio.to_thread(OnnxModel, ModelSpec.model_validate(model).path)
+                    await asyncio.to_thread(OnnxModel, model.path)
                 except Exception as err:  # noqa: BLE001 - any reason a model cannot load is the caller's to fix
-                    raise FerryError(bad_request(f"green variant {name!r}: model {model.get('name')!r} does not "
+                    raise FerryError(bad_request(f"green variant {name!r}: model {model.name!r} does not "
                                                  f"load: {str(err)[:300]}")) from None
-        try:
-            alarms = Alarms.model_validate(options.get("alarms") or {})
-            steps = guard.shares(strategy, float(options.get("canary_percent", 10)),
-                                 float(options.get("linear_step", 20)))
-        except ValueError as err:
-            raise FerryError(bad_request(str(err)[:500])) from None
-        if (alarms.drift_baseline or alarms.bias_baseline) and not self._capture_dir(endpoint):
+            try:  # what runs in the gateways must build here, not fail there
+                await asyncio.to_thread(green_.runner, endpoint, g, self.features, 1)
+            except FerryError as err:
+                raise FerryError(bad_request(f"green variant {name!r}: {err.error.message[:300]}")) from None
+            except Exception as err:  # noqa: BLE001 - a step that cannot import or start is the caller's to fix
+                raise FerryError(bad_request(f"green variant {name!r} cannot be built: {type(err).__name__}: "
+                                             f"{str(err)[:300]}")) from None
+        alarms = request.alarms
+        if (alarms.drift_baseline or alarms.bias_baseline) and not self.capture_dirs.get(endpoint):
             raise FerryError(bad_request("drift and bias alarms read green's captured traffic: enable the endpoint's "
                                          "data_capture to a folder"))
         alarms = _with_input_columns(alarms, green)
         now = time.time()
-        return Rollout(endpoint=endpoint, strategy=strategy, blue={n: w for n, w in blue.items() if w > 0},
-                       green={n: float(weights.get(n, 1.0)) for n in green}, shares=steps,
-                       wait_interval_s=float(options.get("wait_interval_s", 30)),
-                       termination_wait_s=float(options.get("termination_wait_s", 30)),
-                       deadline=now + float(options.get("max_duration_s", 3600)), alarms=alarms, started_at=now)
-
-    def _capture_dir(self, endpoint: str) -> str | None:
-        """The endpoint's capture folder, from the deploy file this application runs."""
-        from serving.spec import EndpointSpec
-
-        args = self.serve_doc["applications"][0]["args"]
-        for ep in (args.get("config") or {}).get("endpoints", []):
-            if ep.get("name") == endpoint:
-                spec = EndpointSpec.model_validate(ep)
-                if not spec.data_capture.enabled or "://" in spec.data_capture.destination:
-                    return None
-                dest = Path(spec.data_capture.destination)
-                return str(dest if dest.is_absolute() else Path(args.get("base_dir") or ".") / dest)
-        return None
+        return Rollout(endpoint=endpoint, strategy=request.strategy, blue={n: w for n, w in blue.items() if w > 0},
+                       green={n: g.weight for n, g in request.green.items()},
+                       shares=guard.shares(request.strategy, request.canary_percent, request.linear_step),
+                       wait_interval_s=request.wait_interval_s, termination_wait_s=request.termination_wait_s,
+                       deadline=now + request.max_duration_s, alarms=alarms, started_at=now)
 
     # --- the rollout driver
 
@@ -289,7 +285,7 @@ class Control:
 
         t = self.state.endpoint(endpoint)
         for name in names:
-            for app in green_.deployments(endpoint, name, t.added[name]) if name in t.added else ():
+            for app in green_.deployments(endpoint, t.added[name]) if name in t.added else ():
                 try:
                     await asyncio.to_thread(wait_running, app, timeout_s)
                 except DeployError as err:
@@ -324,7 +320,7 @@ class Control:
             if time.monotonic() - started >= seconds:
                 out = self.path.parent / "rollouts" / endpoint / f"{int(start_at)}"
                 return await asyncio.to_thread(guard.monitor_alarm, r.alarms, endpoint, list(r.green),
-                                               self._capture_dir(endpoint), start_at, out)
+                                               self.capture_dirs.get(endpoint), start_at, out)
 
     async def _update(self, endpoint: str, note: str, step: int | None = None, weights: dict | None = None) -> None:
         async with self._lock:
@@ -346,7 +342,10 @@ class Control:
             new = new.with_variants(endpoint, removed=list(r.green))
             done = r.model_copy(update={"status": "rolled_back", "reason": reason, "finished_at": time.time(),
                                         "history": [*r.history, f"{time.strftime('%H:%M:%S')} rolled back: {reason}"]})
-            await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+            try:
+                await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+            except FerryError as err:  # saved and sent: nothing left to undo to
+                log.error("rollout of %s: %s", endpoint, err.error.message)
         gauges.ROLLOUT_COUNT.labels(endpoint, "rolled_back").inc()
         log.warning("rollout of %s rolled back: %s", endpoint, reason)
 
@@ -360,7 +359,10 @@ class Control:
             done = r.model_copy(update={"status": "completed", "finished_at": time.time(),
                                         "history": [*r.history, f"{time.strftime('%H:%M:%S')} completed: blue "
                                                                 f"{blue} removed"]})
-            await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+            try:
+                await self._change(new.model_copy(update={"rollouts": {**new.rollouts, endpoint: done}}))
+            except FerryError as err:  # saved and sent; green has all the traffic already
+                log.error("rollout of %s: %s", endpoint, err.error.message)
         gauges.ROLLOUT_COUNT.labels(endpoint, "completed").inc()
         log.info("rollout of %s completed", endpoint)
 

@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 PREDICTION_BIAS_METRICS = ("DPPL", "DI")  # Clarify's post-training metrics of predicted labels alone
 
 
-def shares(strategy: str, canary_percent: float = 10.0, linear_step: float = 20.0) -> list[float]:
-    """Green's traffic share at each step of a strategy (the last is 1.0)."""
+def shares(strategy: str, canary_percent: float, linear_step: float) -> list[float]:
+    """Green's traffic share at each step of a strategy (the last is 1.0); the defaults are RolloutRequest's."""
     if strategy == "all-at-once":
         return [1.0]
     if strategy == "canary":

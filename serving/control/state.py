@@ -6,21 +6,26 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer, model_validator
 
 from core.errors import FerryError, bad_request, not_found
+from core.schema import Strict
+from serving.spec import BatchingSpec, ModelSpec, VariantSpec
 
 
 class AddedVariant(BaseModel):
-    """A variant the control plane added at run time (a rollout's green fleet): a model in the gateway (`model`,
-    `batching`), or any production variant of a deploy file (`variant`: a serving.spec.VariantSpec with the
-    `models` it names): a pipeline, steps or a model on their own deployments (each its own application, named
-    as the deployment: serving.control.green)."""
+    """A variant the control plane added at run time (a rollout's green fleet): any production variant of a
+    deploy file, with the models it names; a model in the gateway, a pipeline, steps or a model on their own
+    deployments (each its own application, named as the deployment: serving.control.green)."""
 
-    model: dict | None = None  # serving.spec.ModelSpec, as dumped
-    batching: dict | None = None
-    variant: dict | None = None  # serving.spec.VariantSpec, as dumped
-    models: dict[str, dict] = Field(default_factory=dict)  # the ModelSpecs `variant` names
+    variant: VariantSpec
+    models: dict[str, ModelSpec]  # the ModelSpecs `variant` names
+
+    @field_serializer("variant")
+    def _as_given(self, v: VariantSpec, info) -> dict:
+        """The fields given, not the defaults: where a variant runs depends on what was set
+        (serving.deploy.in_process), and the gateways' user_config and the saved state must keep that."""
+        return v.model_dump(mode=info.mode, exclude_unset=True)
 
 
 class EndpointTraffic(BaseModel):
@@ -31,7 +36,7 @@ class EndpointTraffic(BaseModel):
     removed: list[str] = Field(default_factory=list)
 
 
-class Alarms(BaseModel):
+class Alarms(Strict):
     """What rolls a rollout back, checked through every bake window on the green variants' traffic."""
 
     max_error_rate: float = Field(0.01, ge=0, le=1, description="5xx and 424 (ModelError) share of green's requests")
@@ -50,6 +55,59 @@ class Alarms(BaseModel):
                                                                                            "count as positive")
     input_columns: list[str] | None = Field(None, description="names of green's captured input columns (default: the "
                                                               "drift baseline's, else the model's feature_names)")
+
+
+class GreenVariant(Strict):
+    """One variant of a rollout's green fleet: a model run in the gateway (`model`, `batching`), or any
+    production variant of a deploy file (`variant`, with the `models` it names)."""
+
+    model: ModelSpec | None = None
+    batching: BatchingSpec | None = None
+    variant: VariantSpec | None = Field(None, description="a pipeline, a model on its own deployment, a "
+                                                          "serverless variant: as in a deploy file")
+    models: dict[str, ModelSpec] = Field(default_factory=dict, description="the models `variant` names, by name")
+    weight: float = Field(1.0, ge=0, description="its share of green's traffic")
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> "GreenVariant":
+        if (self.model is None) == (self.variant is None):
+            raise ValueError("give exactly one of model (with batching) or variant (with models)")
+        if self.variant is not None:
+            if self.batching is not None:
+                raise ValueError("batching: set it in variant")
+            missing = sorted(self.needs() - set(self.models))
+            if missing:
+                raise ValueError(f"models: variant names model(s) {missing} that models does not give")
+        elif self.models:
+            raise ValueError("models: only with variant")
+        return self
+
+    def needs(self) -> set[str]:
+        v = self.variant
+        return {v.model} if v.model else {s.model for s in v.pipeline if s.model}
+
+    def added(self, name: str) -> AddedVariant:
+        """As the traffic state holds it: a variant named `name` and the models it runs."""
+        if self.model is not None:
+            fields = {"name": name, "model": self.model.name}
+            variant = VariantSpec(**fields, batching=self.batching) if self.batching else VariantSpec(**fields)
+            return AddedVariant(variant=variant, models={self.model.name: self.model})
+        return AddedVariant(variant=self.variant.model_copy(update={"name": name}),
+                            models={n: self.models[n] for n in sorted(self.needs())})
+
+
+class RolloutRequest(Strict):
+    """The body of POST /control/endpoints/{name}/rollouts, validated once where it arrives (a 400 names the
+    field); the control plane and the CLI use this model."""
+
+    green: dict[str, GreenVariant] = Field(min_length=1, description="the new variants, by name")
+    strategy: Literal["all-at-once", "canary", "linear"]
+    canary_percent: float = Field(10.0, gt=0, lt=100, description="canary: green's share of the first step")
+    linear_step: float = Field(20.0, gt=0, le=100, description="linear: percent of the traffic per step")
+    wait_interval_s: float = Field(30.0, ge=0, description="bake time of each step")
+    termination_wait_s: float = Field(30.0, ge=0, description="blue stays idle this long before it is removed")
+    max_duration_s: float = Field(3600.0, gt=0)
+    alarms: Alarms = Field(default_factory=Alarms)
 
 
 class Rollout(BaseModel):

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,7 +31,7 @@ import onnxruntime as ort
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ferry.demo import ENDPOINT, write_demo
+from ferry.demo import AB_ENDPOINT, ENDPOINT, write_demo
 from tests.raycluster import RayCluster, free_port, stop_process_group
 
 FERRY = [sys.executable, "-m", "ferry.cli"]
@@ -102,13 +103,15 @@ def _invoke(client: httpx.Client, c, i: int) -> str:
     return "ok" if ok else f"wrong: rows {idx}: shape {got.shape}, headers {dict(r.headers)}: {r.text!r}"
 
 
-def _served_by_replica(url: str) -> dict[str, float]:
+def _served_by_replica(url: str, endpoint: str = ENDPOINT, by_variant: bool = False) -> dict:
+    """Requests answered, by gateway replica (and variant), as /metrics adds them up over the replicas."""
     text = httpx.get(f"{url}/metrics", timeout=30).text
-    out: dict[str, float] = {}
+    out: dict = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            if s.name == "ferry_invocations_total" and s.labels.get("endpoint") == ENDPOINT:
-                out[s.labels["replica"]] = out.get(s.labels["replica"], 0) + s.value
+            if s.name == "ferry_invocations_total" and s.labels.get("endpoint") == endpoint:
+                key = (s.labels["replica"], s.labels["variant"]) if by_variant else s.labels["replica"]
+                out[key] = out.get(key, 0) + s.value
     return out
 
 
@@ -132,6 +135,34 @@ def test_gateway_replicas_spread_and_the_worker_node_replica_answers_correctly(c
     served = _served_by_replica(c.url)
     assert served.get(on_worker, 0) > 0, f"after {sent} requests, served by replica: {served}; worker: {on_worker}"
     assert results.count("ok") == sent, "\n".join(x for x in results if x != "ok")
+
+
+def test_a_weight_change_is_applied_by_both_gateway_replicas_when_the_control_api_answers(cluster):
+    """Two gateway replicas on two nodes: the requests sent right after PUT .../weights has answered all meet
+    the new weights, on both replicas (the control plane returns once every replica's reconfigure has)."""
+    c = cluster
+    url, row = f"{c.url}/endpoints/{AB_ENDPOINT}/invocations", ",".join(repr(float(v)) for v in c.rows[0])
+    before = _served_by_replica(c.url, AB_ENDPOINT, by_variant=True)
+    try:
+        r = httpx.put(f"{c.url}/control/endpoints/{AB_ENDPOINT}/weights", json={"weights": {"A": 0, "B": 1}},
+                      timeout=70)
+        assert r.status_code == 200, r.text
+        answered, delta = Counter(), {}
+        with httpx.Client(timeout=15) as client, ThreadPoolExecutor(8) as pool:
+            while len({replica for replica, _ in delta}) < 2 and answered.total() < 1024:  # until both answered
+                answered += Counter(pool.map(lambda _: client.post(url, content=row, headers={
+                    "content-type": "text/csv"}).headers["x-amzn-invoked-production-variant"], range(64)))
+                deadline = time.monotonic() + 15
+                while sum(delta.values()) < answered.total() and time.monotonic() < deadline:
+                    time.sleep(1)  # replicas push their counts once a second
+                    after = _served_by_replica(c.url, AB_ENDPOINT, by_variant=True)
+                    delta = {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
+        assert answered == Counter({"B": answered.total()})  # from the very first request after the answer
+        assert {variant for _, variant in delta} == {"B"} and sum(delta.values()) == answered.total(), delta
+        assert len({replica for replica, _ in delta}) == 2, delta  # both replicas answered, with the new weights
+    finally:
+        httpx.put(f"{c.url}/control/endpoints/{AB_ENDPOINT}/weights", json={"weights": {"A": 90, "B": 10}},
+                  timeout=70)
 
 
 @pytest.mark.parametrize("compute", ["tasks", "actors"])

@@ -31,6 +31,8 @@ def test_render_serve_config_builds_the_ferry_application(tmp_path):
     assert [ep.name for ep in endpoints] == ["credit-risk", "credit-risk-pipeline", "credit-risk-by-id", "credit-risk-ab"]
     remote = gateway.init_args[3]
     assert remote == {}  # the demo's variants and pipeline steps run inside the gateway (the default shape)
+    control = gateway.init_args[7]._bound_deployment
+    assert control.name == "control" and control.init_args[4]["credit-risk"] == "/etc/ferry/capture"  # resolved
 
 
 def test_builder_applies_env_overrides(monkeypatch, tmp_path):
@@ -86,4 +88,4 @@ def test_a_variant_with_its_own_scaling_gets_its_own_deployment(tmp_path):
         {"name": "Forced", "model": "credit-gbm", "initial_weight": 0, "replicas": 2, "in_process": True}]
     remote = build({"config": doc, "base_dir": str(tmp_path)})._bound_deployment.init_args[3]
     assert set(remote) == {"credit-risk.Scaled"}
-    assert remote["credit-risk.Scaled"]["handle"]._bound_deployment._deployment_config.num_replicas == 2
+    assert remote["credit-risk.Scaled"].handle._bound_deployment._deployment_config.num_replicas == 2

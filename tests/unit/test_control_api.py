@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from serving.adapters.control import ControlAPI
-from serving.spec import ServerSpec
+from serving.control.state import RolloutRequest
+from serving.spec import BatchingSpec, ModelSpec, ServerSpec, VariantSpec
 from tests.unit.test_dataplane import http_request
 
 
@@ -29,6 +30,7 @@ class FakeControl:
         self.calls: list = []
         self.traffic = _Method({"version": 1, "endpoints": {}}, self.calls)
         self.set_weights = _Method({"traffic": {"version": 2}}, self.calls)
+        self.start_rollout = _Method({"rollout": {"endpoint": "ep"}}, self.calls)
 
 
 def _call(api: ControlAPI, parts: list[str], method: str, token: str | None = None, body: bytes = b""):
@@ -66,3 +68,59 @@ def test_a_server_beyond_loopback_needs_a_control_token(host, tokens, refused):
     else:
         server.check_control_exposure()
         assert server.control_secret == (tokens.get("control_token") or tokens.get("auth_token"))
+
+
+def test_a_rollout_request_crosses_to_the_control_plane_typed():
+    """The body is validated once, where it arrives: the control plane gets a RolloutRequest of specs, with
+    the specs' own defaults (none re-stated on the way)."""
+    control = FakeControl()
+    body = {"green": {"G": {"model": {"name": "m", "path": "/models/m.onnx"}, "batching": {"max_batch_size": 8},
+                            "weight": 2},
+                      "P": {"variant": {"model": "m", "replicas": 2}, "models": {"m": {"name": "m", "path": "/m"}}}},
+            "strategy": "linear", "linear_step": 25, "alarms": {"max_error_rate": 0.02}}
+    r = _call(ControlAPI(control, None), ["endpoints", "ep", "rollouts"], "POST", body=orjson.dumps(body))
+    assert r.status_code == 202
+    ((endpoint, request),) = control.calls
+    assert endpoint == "ep" and isinstance(request, RolloutRequest)
+    green = request.green["G"]
+    assert isinstance(green.model, ModelSpec) and green.model.intra_op_threads == 1  # the spec's own default
+    assert green.batching == BatchingSpec(max_batch_size=8) and green.weight == 2.0
+    assert request.green["P"].added("P").variant == VariantSpec(name="P", model="m", replicas=2)
+    assert (request.strategy, request.linear_step, request.canary_percent) == ("linear", 25.0, 10.0)
+    assert request.alarms.max_error_rate == 0.02
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"green": {"G": {"model": {"name": "m"}}}, "strategy": "canary"}, "path"),
+    ({"green": {"G": {"model": {"name": "m", "path": "p"}, "wieght": 1}}, "strategy": "canary"}, "wieght"),
+    ({"green": {}, "strategy": "canary"}, "green"),
+    ({"green": {"G": {"model": {"name": "m", "path": "p"}}}, "strategy": "blue"}, "strategy"),
+    ({"green": {"G": {"model": {"name": "m", "path": "p"}}}, "strategy": "canary", "canary_percent": 0},
+     "canary_percent"),
+    ({"green": {"G": {"model": {"name": "m", "path": "p"}}}, "strategy": "canary",
+      "alarms": {"max_eror_rate": 0.5}}, "max_eror_rate"),
+    ({"green": {"G": {"variant": {"model": "m"}}}, "strategy": "canary"}, "models"),
+    ({"green": {"G": {"variant": {"model": "m", "replicas": 0}, "models": {"m": {"name": "m", "path": "p"}}}},
+      "strategy": "canary"}, "replicas")])
+def test_a_bad_rollout_request_is_a_400_naming_the_field(body, field):
+    control = FakeControl()
+    r = _call(ControlAPI(control, None), ["endpoints", "ep", "rollouts"], "POST", body=orjson.dumps(body))
+    assert r.status_code == 400 and field in orjson.loads(r.body)["error"], r.body
+    assert control.calls == []  # it never reached the control plane
+
+
+@pytest.mark.parametrize("option, field", [("--canary-percent", "canary_percent"), ("--linear-step", "linear_step"),
+                                           ("--max-error-rate", "max_error_rate")])
+def test_the_rollout_cli_checks_its_options_as_the_control_api_does(tmp_path, option, field):
+    """`ferry rollout` builds the same RolloutRequest: an option out of range is refused before any call,
+    naming the request's field (the CLI re-states neither the defaults nor the bounds)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from ferry.cli import app
+
+    (tmp_path / "green.yaml").write_text(yaml.safe_dump({
+        "models": [{"name": "m", "path": "m.onnx"}], "endpoints": [{"name": "ep", "variants": [{"model": "m"}]}]}))
+    result = CliRunner().invoke(app, ["rollout", "ep", "--to", str(tmp_path / "green.yaml"), option, "200",
+                                      "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2 and field in result.output, result.output

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from core.errors import FerryError
+from core.errors import FerryError, unavailable
 from serving.control.deployment import Control
 from serving.control.state import TrafficState
 
@@ -28,8 +28,8 @@ def test_weights_change_and_bad_changes_say_why():
 def test_a_restart_of_the_same_deploy_file_keeps_the_live_state(tmp_path, monkeypatch):
     applied = []
 
-    async def fake_apply(self):
-        applied.append(self.state.version)
+    async def fake_apply(self, state):
+        applied.append(state.version)
 
     async def fake_apply_when_running(self):
         applied.append(("on start", self.state.version))
@@ -53,6 +53,64 @@ def test_a_restart_of_the_same_deploy_file_keeps_the_live_state(tmp_path, monkey
     assert other["endpoints"]["ep"]["weights"] == {"A": 3, "B": 1}
 
 
+def test_a_change_is_shown_once_the_gateways_have_applied_it_and_one_they_did_not_apply_is_a_503(tmp_path,
+                                                                                                monkeypatch):
+    """traffic() (and so GET /control/traffic and the rollout the CLI follows) shows a change only once _apply
+    has returned, i.e. once every gateway replica has applied it; when they do not in time, the caller gets a
+    503 that says so, and the change stays saved."""
+    from serving.status import DeployError
+
+    seen, fail = [], []
+
+    async def fake_apply(self, state):
+        seen.append(self.traffic()["version"])  # what a reader sees while the gateways apply `state`
+        if fail:
+            raise FerryError(unavailable(f"version {state.version} not applied: {fail[0]}"))
+
+    monkeypatch.setattr(Control.func_or_class, "_apply", fake_apply)
+    doc = {"applications": [{"name": "ferry", "route_prefix": "/", "import_path": "ferry.app:build", "args": {}}]}
+
+    async def scenario():
+        control = Control.func_or_class(doc, INITIAL, str(tmp_path))
+        ok = await control.set_weights("ep", {"B": 9})
+        fail.append(str(DeployError("gateway is UNHEALTHY")))
+        return ok, await control.set_weights("ep", {"B": 2}), control.traffic()
+
+    ok, failed, after = asyncio.run(scenario())
+    assert seen == [0, 1] and ok["traffic"]["version"] == 1
+    assert failed["error"]["status"] == 503 and "UNHEALTHY" in failed["error"]["message"]
+    assert after["version"] == 2 and after["endpoints"]["ep"]["weights"]["B"] == 2  # saved and sent
+
+
+@pytest.mark.parametrize("summaries, outcome", [
+    # what Ray Serve reports after deploy_apps: DEPLOYING at once, the gateway UPDATING while replicas reconfigure
+    ([("DEPLOYING", "HEALTHY"), ("DEPLOYING", "UPDATING"), ("RUNNING", "HEALTHY")], 3),
+    ([("DEPLOYING", "UPDATING"), ("UNHEALTHY", "HEALTHY")], 2),  # another deployment's trouble is not ours
+    ([("DEPLOYING", "UPDATING"), ("DEPLOY_FAILED", "DEPLOY_FAILED")], "DEPLOY_FAILED"),
+    ([("DEPLOYING", "UPDATING")] * 1000, "did not apply"),
+])
+def test_waiting_for_the_gateways_reads_serves_status_until_every_replica_runs_the_new_config(summaries, outcome,
+                                                                                             monkeypatch):
+    from serving import status
+
+    calls = iter(summaries)
+    asked = []
+
+    def fake_summary(name):
+        app, gateway = next(calls)
+        asked.append(name)
+        return {"status": app, "message": "", "deployments": {"gateway": {"status": gateway, "message": "",
+                                                                          "replicas": {}}}}
+
+    monkeypatch.setattr(status, "app_summary", fake_summary)
+    if isinstance(outcome, int):
+        status.wait_applied("ferry", "gateway", 5, poll_s=0)
+        assert len(asked) == outcome
+    else:
+        with pytest.raises(status.DeployError, match=outcome):
+            status.wait_applied("ferry", "gateway", 0.05, poll_s=0.001)
+
+
 def test_without_its_config_document_the_control_plane_says_why():
     control = Control.func_or_class(None, INITIAL, "/nonexistent")
     result = asyncio.run(control.set_weights("ep", {"A": 1}))
@@ -62,23 +120,51 @@ def test_without_its_config_document_the_control_plane_says_why():
 def test_green_variants_of_any_shape_become_applications_of_their_own_deployments():
     """A green pipeline with a step on its own replicas, and a model on its own deployment: one route-less
     application per deployment, built by serving.control.green; the in-gateway green needs none; removing a
-    variant removes its applications; a green that names a model it does not give, or is no variant, is a 400."""
+    variant removes its applications; a green that names a model it does not give, or is no variant, is
+    refused naming the field."""
+    from pydantic import ValidationError
+
     from serving.control import green
+    from serving.control.state import GreenVariant
+    from serving.spec import ModelSpec, VariantSpec
 
     model = {"name": "m", "path": "/models/m.onnx"}
-    pipe = green.added_variant("P", {"variant": {"pipeline": [{"python": "steps:encode"},
-                                                              {"model": "m", "in_process": False}]},
-                                     "models": {"m": model, "unused": {"name": "unused", "path": "x"}}})
-    own = green.added_variant("O", {"variant": {"model": "m", "replicas": 2}, "models": {"m": model}})
-    plain = green.added_variant("G", {"model": model})
-    assert list(pipe.models) == ["m"] and pipe.models["m"]["path"] == model["path"] and pipe.variant["name"] == "P"
+    pipe = GreenVariant.model_validate({"variant": {"pipeline": [{"python": "steps:encode"},
+                                                                 {"model": "m", "in_process": False}]},
+                                        "models": {"m": model, "unused": {"name": "unused", "path": "x"}}}).added("P")
+    own = GreenVariant.model_validate({"variant": {"model": "m", "replicas": 2}, "models": {"m": model}}).added("O")
+    plain = GreenVariant.model_validate({"model": model, "batching": {"max_batch_size": 4}}).added("G")
+    assert list(pipe.models) == ["m"] and pipe.models["m"] == ModelSpec(**model) and pipe.variant.name == "P"
+    assert plain.variant == VariantSpec(name="G", model="m", batching={"max_batch_size": 4})
     state = INITIAL.with_variants("ep", added={"P": pipe, "O": own, "G": plain})
     apps = green.applications(state.endpoints, None)
     assert [(a["name"], a["route_prefix"], a["import_path"]) for a in apps] == [
         ("ep.O", None, green.IMPORT_PATH), ("ep.P.m", None, green.IMPORT_PATH)]
     assert [a["name"] for a in green.applications(state.with_variants("ep", removed=["P"]).endpoints, None)] == ["ep.O"]
+    built = green.build(apps[0]["args"])._bound_deployment  # what Ray Serve's builder gets: JSON args
+    assert built.name == "ep.O" and built._deployment_config.num_replicas == 2 and built.init_args[1] == "O"
     for body, needle in [({"variant": {"model": "m"}, "models": {}}, "['m']"),
-                         ({"variant": {"model": "m", "pipeline": [{"model": "m"}, {"model": "m"}]}}, "exactly one")]:
-        with pytest.raises(FerryError) as err:
-            green.added_variant("X", body)
-        assert err.value.error.status == 400 and needle in err.value.error.message, err.value.error.message
+                         ({"variant": {"model": "m", "pipeline": [{"model": "m"}, {"model": "m"}]}}, "exactly one"),
+                         ({"model": model, "variant": {"model": "m"}}, "exactly one"),
+                         ({"variant": {"model": "m"}, "batching": {}, "models": {"m": model}}, "batching")]:
+        with pytest.raises(ValidationError) as err:
+            GreenVariant.model_validate(body)
+        assert needle in str(err.value), str(err.value)
+
+
+def test_a_green_keeps_where_it_runs_through_the_gateways_user_config_and_the_saved_state():
+    """The traffic state crosses to the gateways as JSON (user_config) and is saved as JSON: a green given only
+    `num_cpus` runs on its own deployment (serving.deploy.in_process reads which fields were set), so the
+    fields left at their defaults must stay unset on the way back."""
+    from serving.control.state import GreenVariant
+    from serving.deploy import in_process
+
+    own = GreenVariant.model_validate({"variant": {"model": "m", "num_cpus": 0.5},
+                                       "models": {"m": {"name": "m", "path": "/m.onnx"}}}).added("O")
+    here = GreenVariant.model_validate({"model": {"name": "m", "path": "/m.onnx"}}).added("G")
+    state = INITIAL.with_variants("ep", added={"O": own, "G": here})
+    for again in (TrafficState.model_validate(state.model_dump(mode="json")),
+                  TrafficState.model_validate_json(state.model_dump_json())):
+        added = again.endpoints["ep"].added
+        assert added["O"].variant == own.variant and added["G"].variant == here.variant
+        assert not in_process(added["O"].variant) and in_process(added["G"].variant)

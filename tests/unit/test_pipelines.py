@@ -331,10 +331,10 @@ def test_a_step_with_its_own_scaling_gets_its_own_deployment(demo):
     gateway = application(cfg, out)._bound_deployment
     remote = gateway.init_args[3]
     assert set(remote) == {f"{LOOKUP_ENDPOINT}.AllTraffic.lookup", f"{LOOKUP_ENDPOINT}.AllTraffic.model"}
-    lookup = remote[f"{LOOKUP_ENDPOINT}.AllTraffic.lookup"]["handle"]._bound_deployment
+    lookup = remote[f"{LOOKUP_ENDPOINT}.AllTraffic.lookup"].handle._bound_deployment
     assert lookup.name == f"{LOOKUP_ENDPOINT}.AllTraffic.lookup" and lookup._deployment_config.num_replicas == 2
     assert lookup.init_args[2].groups[0].name == "applicants"  # the feature store's configuration, typed
-    model = remote[f"{LOOKUP_ENDPOINT}.AllTraffic.model"]["handle"]._bound_deployment
+    model = remote[f"{LOOKUP_ENDPOINT}.AllTraffic.model"].handle._bound_deployment
     assert model.ray_actor_options["num_cpus"] == 0.5 and list(model.init_args[1]) == ["credit-gbm"]
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from serving.control.rollout import built_in_alarm, shares, weights_at, window
-from serving.control.state import Alarms, TrafficState
+from serving.control.state import Alarms, GreenVariant, TrafficState
 from serving.metrics import REQUEST_LATENCY
 
 
 def test_strategies_step_to_all_green():
-    assert shares("all-at-once") == [1.0]
-    assert shares("canary", canary_percent=10) == [0.1, 1.0]
-    assert shares("linear", linear_step=25) == [0.25, 0.5, 0.75, 1.0]
+    assert shares("all-at-once", 10, 20) == [1.0]
+    assert shares("canary", 10, 20) == [0.1, 1.0]
+    assert shares("linear", 10, 25) == [0.25, 0.5, 0.75, 1.0]
     with pytest.raises(ValueError):
-        shares("big-bang")
+        shares("big-bang", 10, 20)
 
 
 def test_step_weights_keep_each_fleets_ratios():
@@ -44,7 +44,7 @@ def test_alarms_judge_the_window_not_the_history():
 
 def test_variants_added_and_removed_at_run_time():
     s = TrafficState(endpoints={"ep": {"weights": {"B": 1}}})
-    s = s.with_variants("ep", added={"G": {"model": {"name": "m", "path": "/m.onnx"}}})
+    s = s.with_variants("ep", added={"G": GreenVariant(model={"name": "m", "path": "/m.onnx"}).added("G")})
     assert s.endpoints["ep"].weights == {"B": 1, "G": 0.0} and set(s.endpoints["ep"].added) == {"G"}
     s = s.with_weights("ep", {"B": 0, "G": 1}, replace=True).with_variants("ep", removed=["B"])
     t = s.endpoints["ep"]
