@@ -42,6 +42,9 @@ def wait_running(name: str, timeout_s: float) -> None:
                       + (_explain(name, summary) if summary else "no status"))
 
 
+APPLIED = ("HEALTHY", "UPSCALING", "DOWNSCALING")  # a deployment's states once every replica runs its config
+
+
 def wait_applied(name: str, deployment: str, timeout_s: float, poll_s: float = 0.05) -> None:
     """Block until the config just given to Ray Serve (deploy_apps) runs on every replica of `deployment` of
     application `name`; raise DeployError with Serve's reasons if it fails or takes longer than `timeout_s`.
@@ -50,7 +53,9 @@ def wait_applied(name: str, deployment: str, timeout_s: float, poll_s: float = 0
     the new target in the call); its control loop then gives the deployment the new target version (UPDATING),
     calls each replica's `reconfigure` with a new user_config, and counts a replica at the target version once
     that call has returned; the deployment is HEALTHY again, and the application past DEPLOYING, only when
-    every replica is. So "past DEPLOYING and the deployment HEALTHY" means every replica has applied it."""
+    every replica is. So "past DEPLOYING and the deployment HEALTHY" means every replica has applied it. An
+    autoscaling gateway may then be UPSCALING/DOWNSCALING (the application RUNNING): its replicas are at the new
+    version too (a config change while scaling makes it UPDATING, and new replicas start with the new config)."""
     deadline = time.monotonic() + timeout_s
     summary = None
     while time.monotonic() < deadline:
@@ -58,7 +63,7 @@ def wait_applied(name: str, deployment: str, timeout_s: float, poll_s: float = 0
         if summary is None:
             raise DeployError(f"application {name!r} is gone")
         status = summary["deployments"].get(deployment, {}).get("status")
-        if summary["status"] != "DEPLOYING" and status == "HEALTHY":
+        if summary["status"] != "DEPLOYING" and status in APPLIED:
             return
         if summary["status"] == "DEPLOY_FAILED" or status in ("DEPLOY_FAILED", "UNHEALTHY"):
             raise DeployError(_explain(name, summary))

@@ -85,7 +85,9 @@ def test_a_change_is_shown_once_the_gateways_have_applied_it_and_one_they_did_no
 @pytest.mark.parametrize("summaries, outcome", [
     # what Ray Serve reports after deploy_apps: DEPLOYING at once, the gateway UPDATING while replicas reconfigure
     ([("DEPLOYING", "HEALTHY"), ("DEPLOYING", "UPDATING"), ("RUNNING", "HEALTHY")], 3),
-    ([("DEPLOYING", "UPDATING"), ("UNHEALTHY", "HEALTHY")], 2),  # another deployment's trouble is not ours
+    ([("DEPLOYING", "UPDATING"), ("UNHEALTHY", "HEALTHY")], 2),
+    ([("DEPLOYING", "UPDATING"), ("RUNNING", "UPSCALING")], 2),  # an autoscaling gateway adds replicas after it
+    ([("DEPLOYING", "UPDATING"), ("DEPLOYING", "UPSCALING"), ("RUNNING", "DOWNSCALING")], 3),  # another deployment's trouble is not ours
     ([("DEPLOYING", "UPDATING"), ("DEPLOY_FAILED", "DEPLOY_FAILED")], "DEPLOY_FAILED"),
     ([("DEPLOYING", "UPDATING")] * 1000, "did not apply"),
 ])
