@@ -25,12 +25,37 @@ if TYPE_CHECKING:
 ProblemType = Literal["Regression", "BinaryClassification", "MulticlassClassification"]
 
 
+class FacetSpec(Strict):
+    """A facet of a deploy file or a request: its column, and how it selects d (clarify.Facet's fields)."""
+
+    name: str
+    values: list[Any] | None = Field(None, description="d = rows with one of these values")
+    threshold: int | float | None = Field(None, description="d = rows with a value above it (kept as written)")
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        if self.values is not None and self.threshold is not None:
+            raise ValueError(f"facet {self.name!r}: give values or a threshold, not both")
+        return self
+
+    def facet(self):
+        """The clarify.Facet it describes."""
+        from clarify import Facet
+
+        return Facet(self.name, self.values, self.threshold)
+
+
+def facets(items: list[str | FacetSpec]) -> list:
+    """clarify's facets for the given column names and FacetSpecs."""
+    return [f if isinstance(f, str) else f.facet() for f in items]
+
+
 class BiasSpec(Strict):
     """What clarify.bias_report needs, with column names of the window (captured rows joined to ground truth)."""
 
     label: str = Field("groundTruth", description="label column; ground truth arrives as 'groundTruth'")
     positive_label_values: list[Any] = Field(default_factory=lambda: [1])
-    facets: list[str | dict[str, Any]] = Field(min_length=1, description="facet columns or {name, values|threshold}")
+    facets: list[str | FacetSpec] = Field(min_length=1, description="facet columns or {name, values|threshold}")
     predicted_label: str | None = Field("prediction", description="predicted label column")
     probability: str | None = Field(None, description="or a probability column, thresholded")
     probability_threshold: float = 0.5
@@ -146,7 +171,7 @@ class BiasSchedule(ScheduleBase):
 
         b = self.bias
         return jobs.bias(window, self.baseline, out, label=b.label, positive_label_values=b.positive_label_values,
-                         facets=b.facets, predicted_label=None if b.probability else b.predicted_label,
+                         facets=facets(b.facets), predicted_label=None if b.probability else b.predicted_label,
                          probability=b.probability, probability_threshold=b.probability_threshold, group=b.group)
 
 

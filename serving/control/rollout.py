@@ -133,13 +133,15 @@ def _bias(alarms: Alarms, df, out_dir: Path) -> str | None:
     metrics that need no ground truth, which rarely arrives within a bake window."""
     from monitor import jobs
     from monitor.capture_reader import feature_frame
+    from monitor.spec import facets
 
     outputs = [c for c in df.columns if isinstance(c, str) and c.startswith("prediction")]
     if not alarms.bias_baseline or not outputs:
         return None
     window = feature_frame(df).assign(prediction=df[outputs[0]])
     result = jobs.bias(window, alarms.bias_baseline, out_dir, label="prediction", predicted_label="prediction",
-                       positive_label_values=alarms.bias_positive_label_values, facets=alarms.bias_facets,
+                       positive_label_values=alarms.bias_positive_label_values,
+                       facets=facets(alarms.bias_facets),
                        methods=list(PREDICTION_BIAS_METRICS), stage="post")
     if result.violations:
         found = sorted({f"{v['metric_name']} of {v['facet']} {v['facet_value']}" for v in result.violations})

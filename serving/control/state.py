@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_serializer, model_validator
 
 from core.errors import FerryError, bad_request, not_found
 from core.schema import Strict
+from monitor.spec import FacetSpec
 from serving.spec import BatchingSpec, ModelSpec, VariantSpec
 
 
@@ -49,7 +50,7 @@ class Alarms(Strict):
                                                          "captured inputs rolls back")
     bias_baseline: str | None = Field(None, description="a bias baseline folder (analysis.json of blue's predictions): "
                                                         "green's DPPL or DI farther from the ideal rolls back")
-    bias_facets: list[dict[str, Any]] = Field(default_factory=list, description="the bias alarm's facets: "
+    bias_facets: list[FacetSpec] = Field(default_factory=list, description="the bias alarm's facets: "
                                                                                 "{name, values | threshold}")
     bias_positive_label_values: list[Any] = Field(default_factory=lambda: [1], description="predicted labels that "
                                                                                            "count as positive")

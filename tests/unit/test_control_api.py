@@ -99,6 +99,8 @@ def test_a_rollout_request_crosses_to_the_control_plane_typed():
      "canary_percent"),
     ({"green": {"G": {"model": {"name": "m", "path": "p"}}}, "strategy": "canary",
       "alarms": {"max_eror_rate": 0.5}}, "max_eror_rate"),
+    ({"green": {"G": {"model": {"name": "m", "path": "p"}}}, "strategy": "canary",
+      "alarms": {"bias_facets": [{"name": "age", "treshold": 40}]}}, "treshold"),
     ({"green": {"G": {"variant": {"model": "m"}}}, "strategy": "canary"}, "models"),
     ({"green": {"G": {"variant": {"model": "m", "replicas": 0}, "models": {"m": {"name": "m", "path": "p"}}}},
       "strategy": "canary"}, "replicas")])
