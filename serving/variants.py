@@ -4,8 +4,11 @@ deployment (`ModelServer`) reached from the gateway through `RemoteVariant`. Bot
 
 In-process is the default (no network hop: the fastest shape for small models); a variant that needs its
 own replicas, autoscaling, resources or failure isolation gets its own deployment, named
-``<endpoint>.<variant>``. With batching, concurrent requests are gathered where they wait (in the gateway
-for both shapes), so a remote variant pays the handle hop once per batch.
+``<endpoint>.<variant>``. Concurrent requests to a variant on its own deployment are gathered in the gateway
+and sent as one DeploymentHandle call (the hop costs milliseconds of Ray's CPU on both sides, whatever it
+carries): without `batching` the replica runs each request of the call on its own (`infer_each`: the model
+sees exactly what it would see alone), with `batching` as one onnxruntime run (`infer_many`). A lone request
+goes at once; calls grow with the load (serving.batching).
 """
 
 from __future__ import annotations
@@ -86,6 +89,18 @@ class ModelRunner:
             return ModelResult(self.variant, error=err.error)
         return ModelResult(self.variant, out, model_seconds=time.perf_counter() - start)
 
+    def infer_each(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
+        """Requests gathered elsewhere, each validated and run on its own (as `infer` without batching)."""
+        results = []
+        for payload, names in requests:
+            try:
+                item = self.prepare(payload, names)
+            except FerryError as err:
+                results.append(ModelResult(self.variant, error=err.error))
+                continue
+            results.append(self.run_one(*item))
+        return results
+
     def infer_many(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
         """Requests gathered elsewhere: each validated on its own, the valid ones run together."""
         results: list[ModelResult | None] = [None] * len(requests)
@@ -137,11 +152,18 @@ class Remote:
     scales_to_zero: bool = False  # no replica until traffic comes: ready, not down
 
 
+GATHER_MAX = 32  # requests per gathered call to a variant deployment without batching
+
+
 class RemoteVariant:
-    """A variant served by its own ModelServer deployment, seen from the gateway."""
+    """A variant served by its own ModelServer deployment, seen from the gateway.
+
+    With `gather`, concurrent requests go as one handle call (`max_in_flight` calls at a time: a couple per
+    replica keeps each busy while the next call is on its way); without it, one call per request (a variant
+    with a queue limit counts requests, so it is not gathered)."""
 
     def __init__(self, handle, variant: str, batching: BatchingSpec | None = None, scales_to_zero: bool = False,
-                 max_in_flight: int = 4):
+                 max_in_flight: int = 4, gather: bool = False):
         self.handle = handle
         self.variant = variant
         self.deployment = handle.deployment_name
@@ -150,6 +172,8 @@ class RemoteVariant:
         if batching is not None:
             self._batcher = AdaptiveBatcher(self._send_many, batching.max_batch_size,
                                             batching.batch_wait_timeout_ms / 1000.0, max_in_flight)
+        elif gather:
+            self._batcher = AdaptiveBatcher(self._send_each, GATHER_MAX, 0.0, max_in_flight)
 
     async def metadata(self) -> dict:
         return await self.handle.metadata.remote()
@@ -181,3 +205,6 @@ class RemoteVariant:
 
     async def _send_many(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
         return await self.handle.infer_many.remote(requests)
+
+    async def _send_each(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
+        return await self.handle.infer_each.remote(requests)
