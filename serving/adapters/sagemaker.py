@@ -20,6 +20,7 @@ CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 
 class SageMakerExchange(Exchange):
     protocol = "sagemaker"
+    captured_now = True
 
     def __init__(self, endpoint: str, request):
         super().__init__(endpoint)

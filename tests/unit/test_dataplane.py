@@ -355,3 +355,27 @@ def test_without_gathering_each_request_is_its_own_call(demo):
 
     assert [r.status_code for r in run(scenario())] == [200] * 3
     assert [c[0] for c in handle.calls] == ["infer"] * 3
+
+
+def test_a_captured_http_request_is_let_go_at_once_and_its_record_is_whole(demo, tmp_path):
+    """SageMaker and V2 REST exchanges hand their capture parts over at once: the queued record holds bytes and
+    strings, not the request (whose objects the garbage collector would otherwise walk until the writer runs)."""
+    import weakref
+
+    from serving.adapters.sagemaker import SageMakerExchange
+
+    _, rows, label, _ = demo
+    dp = plane(demo, capture_dir=tmp_path)
+    ep = dp.endpoints["ep"]
+    ep.capture.sink.flush_interval_s = 60  # the writer sleeps: the record stays queued while we look
+    ex = SageMakerExchange("ep", http_request("/", csv(rows[:1]), {"content-type": "text/csv",
+                                                                   "x-amzn-sagemaker-inference-id": "abc"}))
+    result = run(dp.infer(ex))
+    gone = weakref.ref(ex)
+    del ex
+    assert gone() is None and len(ep.capture.sink._queue) == 1
+    ep.close()
+    df = read_capture(tmp_path)
+    assert len(df) == 1 and df["inferenceId"].tolist() == ["abc"] and result.variant == "A"
+    np.testing.assert_allclose(df[[f"_c{i}" for i in range(8)]].to_numpy(float), rows[:1], rtol=1e-6)
+    assert df["prediction_0"].to_numpy(float)[0] == label[0]
