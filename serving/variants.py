@@ -168,6 +168,7 @@ class RemoteVariant:
         self.variant = variant
         self.deployment = handle.deployment_name
         self.scales_to_zero = scales_to_zero  # no replica until traffic comes: ready, not down
+        self._methods: dict = {}  # method name -> the handle for it (handle.<name> makes a new handle per call)
         self._batcher = None
         if batching is not None:
             self._batcher = AdaptiveBatcher(self._send_many, batching.max_batch_size,
@@ -185,7 +186,7 @@ class RemoteVariant:
         try:
             if self._batcher is not None:
                 return await self._batcher.submit((payload, output_names))
-            return await self.handle.infer.remote(payload, output_names)
+            return await self._method("infer").remote(payload, output_names)
         except Exception as err:  # noqa: BLE001 - backpressure or a lost replica: retryable, not the client's fault
             from ray.exceptions import RayTaskError
             from ray.serve.exceptions import BackPressureError
@@ -203,8 +204,14 @@ class RemoteVariant:
         """Requests gathered by the caller, in one handle call; errors (a lost replica, backpressure) raise."""
         return await self.handle.infer_many.remote(requests)
 
+    def _method(self, name: str):
+        handle = self._methods.get(name)
+        if handle is None:
+            handle = self._methods[name] = getattr(self.handle, name)
+        return handle
+
     async def _send_many(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
-        return await self.handle.infer_many.remote(requests)
+        return await self._method("infer_many").remote(requests)
 
     async def _send_each(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
-        return await self.handle.infer_each.remote(requests)
+        return await self._method("infer_each").remote(requests)
