@@ -12,8 +12,10 @@ since runs on 2 shared cores vary by 20-40 %):
   Ray's strongest setting here), and a hand-written V2 ModelInfer for gRPC;
 - a hand-written Ray Serve composition: an ingress that parses CSV and calls a model deployment through a
   DeploymentHandle;
-- Ferry's default (`ferry demo` without capture: the model inside the gateway), the same with capture at
-  100 %, Ferry's composed shape (the variant as its own deployment), and Ferry over gRPC;
+- Ferry's default (`ferry demo` without capture: the model inside the gateway, whose replica also holds the
+  other endpoints below), the same endpoint alone in a gateway of its own (what co-hosted endpoints cost it),
+  the same with capture at 100 %, Ferry's composed shape (the variant as its own deployment, concurrent requests
+  gathered into one handle call), and Ferry over gRPC;
 - a wide MLP (~1 ms per call), unbatched and with Ferry's adaptive batching.
 
 Before the load runs, `handler_cost` times each request handler in this process without Ray or sockets
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
 import platform
@@ -239,6 +242,8 @@ def handler_cost(demo_dir: Path, body: str, n: int = 20000) -> dict:
 
     sink = captured.plane.endpoints["captured"].capture.sink
     sink.max_queue = n + 1000  # every record written: none dropped for a full queue while timing
+    gc.collect()
+    gc.freeze()  # what start-up made is never collected, as in a Ray Serve replica (RAY_SERVE_FREEZE_GC_ON_STARTUP)
 
     async def run():
         out = {"bare_us": await _time_handler(bare, "/", raw, n) * 1e6,
@@ -252,6 +257,7 @@ def handler_cost(demo_dir: Path, body: str, n: int = 20000) -> dict:
         return out
 
     result = asyncio.run(run())
+    gc.unfreeze()
     result["ratio"] = result["ferry_us"] / result["bare_us"]
     result["capture_adds_us"] = result["ferry_capture_us"] - result["ferry_us"]
     return result
@@ -282,7 +288,12 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
         serve.run(composition_app(model), name="bare-composed", route_prefix="/bare-composed")
         serve.run(bare_grpc_app(model), name="bare-grpc", route_prefix="/bare-grpc")
         deploy(application(cfg, demo_dir))
+        alone = ferry_doc(demo_dir, port, grpc_port, ingress)
+        alone["endpoints"] = alone["endpoints"][:1]  # the same default endpoint, alone in its gateway
+        deploy(application(parse_config(alone, base=demo_dir, environ={}), demo_dir), app_name="ferry-alone",
+               route_prefix="/alone")
         http = [("bare Ray Serve", "/bare", body), ("Ferry default", "/endpoints/default/invocations", body),
+                ("Ferry default, alone in its gateway", "/alone/endpoints/default/invocations", body),
                 ("Ferry default, capture 100 %", "/endpoints/captured/invocations", body),
                 ("hand-written composition", "/bare-composed", body),
                 ("Ferry composed", "/endpoints/composed/invocations", body),
@@ -355,6 +366,8 @@ def ratios(rows: list[dict], ingress: str, concurrencies: list[int]) -> dict:
     pairs = []
     for c in concurrencies:
         pairs += [(f"default/bare rps c={c}", "Ferry default", "bare Ray Serve", c, "rps"),
+                  (f"default co-hosted/alone rps c={c}", "Ferry default", "Ferry default, alone in its gateway", c,
+                   "rps"),
                   (f"composed/hand-written rps c={c}", "Ferry composed", "hand-written composition", c, "rps"),
                   (f"MLP batched/unbatched rps c={c}", "Ferry MLP, batched", "Ferry MLP", c, "rps")]
     pairs += [("default/bare p50 c=1", "Ferry default", "bare Ray Serve", 1, "p50_ms"),

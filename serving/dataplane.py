@@ -61,6 +61,9 @@ class Exchange(ABC):
     target_variant: str | None = None
     inference_id: str | None = None
     output_names: list[str] | None = None
+    # `captured` only hands back bytes and strings it already holds: the capture takes them at once and lets the
+    # exchange go (a queued exchange keeps its request's objects alive for the garbage collector to walk)
+    captured_now = False
 
     def __init__(self, endpoint: str):
         self.endpoint = endpoint

@@ -55,8 +55,13 @@ class EndpointCapture:
         return self.rate >= 1.0 or random.random() < self.rate
 
     def put(self, exchange, result) -> None:
-        """Queue the exchange; the sink's writer thread builds its record (off the request path)."""
-        self.sink.put(partial(self._record, exchange, result.variant, time.time()))
+        """Queue the exchange (or its captured parts when they are at hand); the sink's writer thread builds the
+        record (off the request path)."""
+        if exchange.captured_now:
+            self.sink.put(partial(self._record_parts, exchange.captured(), result.variant, exchange.inference_id,
+                                  time.time()))
+        else:
+            self.sink.put(partial(self._record, exchange, result.variant, time.time()))
 
     def put_shadow(self, exchange, shadow: str, outputs: dict) -> None:
         """Queue a shadow's answer to a captured request (built off the request path, like the others)."""
@@ -65,10 +70,14 @@ class EndpointCapture:
         self.sink.put(partial(shadow_record, self.format, exchange, shadow, outputs, time.time()))
 
     def _record(self, exchange, variant: str, at: float) -> dict:
-        in_body, in_type, out_body, out_type = exchange.captured()
+        return self._record_parts(exchange.captured(), variant, exchange.inference_id, at)
+
+    def _record_parts(self, parts: tuple[bytes, str, bytes, str], variant: str, inference_id: str | None,
+                      at: float) -> dict:
+        in_body, in_type, out_body, out_type = parts
         return self.format.record(variant=variant, input_data=in_body, input_content_type=in_type,
                                   output_data=out_body, output_content_type=out_type,
-                                  inference_id=exchange.inference_id, inference_time=at)
+                                  inference_id=inference_id, inference_time=at)
 
     def close(self) -> None:
         self.sink.close()

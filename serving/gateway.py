@@ -254,7 +254,9 @@ def variant_runner(endpoint: str, v: VariantSpec, models: dict[str, ModelSpec], 
     if v.pipeline:
         return PipelineRunner.build(endpoint, v, models, remote, features)
     target = remote.get(f"{endpoint}.{v.name}")
-    runner = (RemoteVariant(target.handle, v.name, v.batching, target.scales_to_zero)
+    runner = (RemoteVariant(target.handle, v.name, v.batching, target.scales_to_zero,
+                            max_in_flight=max(4, 2 * (v.autoscaling.max_replicas if v.autoscaling else v.replicas)),
+                            gather=v.serverless is None and v.max_queued_requests == -1)
               if target else ModelRunner(models[v.model], v.name, v.batching))
     if v.serverless is not None:
         runner = ServerlessVariant(runner, endpoint, v.serverless, serverless.gateway_share(v.serverless,

@@ -12,7 +12,7 @@ from serving.variants import ModelRunner
 
 @serve.deployment
 class ModelServer:
-    """`<endpoint>.<variant>`; batches arrive already gathered by the gateway (infer_many)."""
+    """`<endpoint>.<variant>`; requests arrive gathered by the gateway (infer_each, or infer_many to batch)."""
 
     def __init__(self, model: ModelSpec, variant: str):
         self.runner = ModelRunner(model, variant)
@@ -33,3 +33,6 @@ class ModelServer:
 
     async def infer_many(self, requests):
         return self.runner.infer_many(requests)
+
+    async def infer_each(self, requests):
+        return self.runner.infer_each(requests)

@@ -4,8 +4,11 @@ deployment (`ModelServer`) reached from the gateway through `RemoteVariant`. Bot
 
 In-process is the default (no network hop: the fastest shape for small models); a variant that needs its
 own replicas, autoscaling, resources or failure isolation gets its own deployment, named
-``<endpoint>.<variant>``. With batching, concurrent requests are gathered where they wait (in the gateway
-for both shapes), so a remote variant pays the handle hop once per batch.
+``<endpoint>.<variant>``. Concurrent requests to a variant on its own deployment are gathered in the gateway
+and sent as one DeploymentHandle call (the hop costs milliseconds of Ray's CPU on both sides, whatever it
+carries): without `batching` the replica runs each request of the call on its own (`infer_each`: the model
+sees exactly what it would see alone), with `batching` as one onnxruntime run (`infer_many`). A lone request
+goes at once; calls grow with the load (serving.batching).
 """
 
 from __future__ import annotations
@@ -86,6 +89,18 @@ class ModelRunner:
             return ModelResult(self.variant, error=err.error)
         return ModelResult(self.variant, out, model_seconds=time.perf_counter() - start)
 
+    def infer_each(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
+        """Requests gathered elsewhere, each validated and run on its own (as `infer` without batching)."""
+        results = []
+        for payload, names in requests:
+            try:
+                item = self.prepare(payload, names)
+            except FerryError as err:
+                results.append(ModelResult(self.variant, error=err.error))
+                continue
+            results.append(self.run_one(*item))
+        return results
+
     def infer_many(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
         """Requests gathered elsewhere: each validated on its own, the valid ones run together."""
         results: list[ModelResult | None] = [None] * len(requests)
@@ -137,19 +152,29 @@ class Remote:
     scales_to_zero: bool = False  # no replica until traffic comes: ready, not down
 
 
+GATHER_MAX = 32  # requests per gathered call to a variant deployment without batching
+
+
 class RemoteVariant:
-    """A variant served by its own ModelServer deployment, seen from the gateway."""
+    """A variant served by its own ModelServer deployment, seen from the gateway.
+
+    With `gather`, concurrent requests go as one handle call (`max_in_flight` calls at a time: a couple per
+    replica keeps each busy while the next call is on its way); without it, one call per request (a variant
+    with a queue limit counts requests, so it is not gathered)."""
 
     def __init__(self, handle, variant: str, batching: BatchingSpec | None = None, scales_to_zero: bool = False,
-                 max_in_flight: int = 4):
+                 max_in_flight: int = 4, gather: bool = False):
         self.handle = handle
         self.variant = variant
         self.deployment = handle.deployment_name
         self.scales_to_zero = scales_to_zero  # no replica until traffic comes: ready, not down
+        self._methods: dict = {}  # method name -> the handle for it (handle.<name> makes a new handle per call)
         self._batcher = None
         if batching is not None:
             self._batcher = AdaptiveBatcher(self._send_many, batching.max_batch_size,
                                             batching.batch_wait_timeout_ms / 1000.0, max_in_flight)
+        elif gather:
+            self._batcher = AdaptiveBatcher(self._send_each, GATHER_MAX, 0.0, max_in_flight)
 
     async def metadata(self) -> dict:
         return await self.handle.metadata.remote()
@@ -161,7 +186,7 @@ class RemoteVariant:
         try:
             if self._batcher is not None:
                 return await self._batcher.submit((payload, output_names))
-            return await self.handle.infer.remote(payload, output_names)
+            return await self._method("infer").remote(payload, output_names)
         except Exception as err:  # noqa: BLE001 - backpressure or a lost replica: retryable, not the client's fault
             from ray.exceptions import RayTaskError
             from ray.serve.exceptions import BackPressureError
@@ -179,5 +204,14 @@ class RemoteVariant:
         """Requests gathered by the caller, in one handle call; errors (a lost replica, backpressure) raise."""
         return await self.handle.infer_many.remote(requests)
 
+    def _method(self, name: str):
+        handle = self._methods.get(name)
+        if handle is None:
+            handle = self._methods[name] = getattr(self.handle, name)
+        return handle
+
     async def _send_many(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
-        return await self.handle.infer_many.remote(requests)
+        return await self._method("infer_many").remote(requests)
+
+    async def _send_each(self, requests: list[tuple[Payload, list[str] | None]]) -> list[ModelResult]:
+        return await self._method("infer_each").remote(requests)

@@ -48,6 +48,13 @@ class CsvCodec(Codec):
         return _numbers(joined.split(","), width).reshape(len(lines), width)
 
     def encode(self, outputs: dict[str, np.ndarray]) -> bytes:
+        arrays = [a if isinstance(a, np.ndarray) else np.asarray(a) for a in outputs.values()]
+        key = tuple((a.dtype, a.shape) for a in arrays)
+        fmt = _ONE_ROW.get(key)
+        if fmt is None and len(_ONE_ROW) < _ONE_ROW_MAX:
+            fmt = _ONE_ROW[key] = _one_row_format(arrays)
+        if fmt:  # one row of numbers: one %-format (the same text as the general path below)
+            return (fmt % tuple(chain.from_iterable(a.ravel().tolist() for a in arrays))).encode()
         blocks = []
         for arr in outputs.values():
             a = np.asarray(arr)
@@ -130,6 +137,18 @@ def _is_number(token: str) -> bool:
 
 # %-specs writing a value as _formatter does (float64 by repr, other floats in 9 digits, bools as 0/1)
 _PERCENT = {"<f8": "%r", "f": "%.9g", "b": "%d", "i": "%d", "u": "%d"}
+_ONE_ROW: dict[tuple, str] = {}  # (dtype, shape) of each output -> the %-format of its one response row, or ""
+_ONE_ROW_MAX = 256  # signatures remembered (a model's outputs have few); past it, the general path
+
+
+def _one_row_format(arrays: list[np.ndarray]) -> str:
+    """The %-format of a response whose outputs hold one row of numbers each, "" for any other response."""
+    if not arrays or any(a.ndim and a.shape[0] != 1 or not a.size for a in arrays):
+        return ""
+    specs = [_PERCENT.get(a.dtype.str) or _PERCENT.get(a.dtype.kind) for a in arrays]
+    if not all(specs):
+        return ""
+    return ",".join(spec for a, spec in zip(arrays, specs) for _ in range(a.size)) + "\n"
 
 
 def _formatter(a: np.ndarray):

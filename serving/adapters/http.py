@@ -64,5 +64,16 @@ async def authorized(plane, request: Request) -> Request:
     return Request(request.scope, replay)
 
 
+class RawResponse(Response):
+    """A starlette Response from header bytes made once (the inference routes' headers repeat per variant and
+    type): no per-request header assembly. `raw_headers` must not hold content-length; it is added here."""
+
+    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]], status_code: int = 200):
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [*raw_headers, (b"content-length", b"%d" % len(body))]
+
+
 def json_response(doc, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type="application/json")

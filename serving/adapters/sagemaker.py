@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from core import payloads
 from core.errors import FerryError, InferenceError, bad_request
-from serving.adapters.http import header, headers_of, read_body
+from serving.adapters.http import RawResponse, header, headers_of, read_body
 from serving.dataplane import DataPlane, Exchange, ModelResult, Payload
 
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
@@ -20,6 +20,7 @@ CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 
 class SageMakerExchange(Exchange):
     protocol = "sagemaker"
+    captured_now = True
 
     def __init__(self, endpoint: str, request):
         super().__init__(endpoint)
@@ -32,6 +33,7 @@ class SageMakerExchange(Exchange):
         self.content_type = header(h, b"content-type")
         self.body = b""
         self.accept = ""
+        self.response_codec = None
         self.response = b""
 
     async def read(self, limit: int) -> None:
@@ -40,18 +42,47 @@ class SageMakerExchange(Exchange):
     def decode(self) -> Payload:
         if self.inference_id is not None and not 1 <= len(self.inference_id) <= 64:
             raise FerryError(bad_request("X-Amzn-SageMaker-Inference-Id must be 1-64 characters"))
-        codec = payloads.codec_for(self.content_type)
-        if codec is None or codec.media_type not in payloads.RESPONSE_TYPES:
-            raise FerryError(payloads.unsupported(self.content_type))
-        self.accept = payloads.choose_accept(header(self.headers, b"accept"), self.content_type)
+        accept = self.headers.get(b"accept")
+        types = _TYPES.get((self.content_type, accept))
+        if types is None:
+            types = _types(self.content_type, accept)
+        codec, self.accept, self.response_codec = types
         decoded = codec.decode(self.body)
         return Payload(named=decoded) if isinstance(decoded, dict) else Payload(matrix=decoded)
 
     def encode(self, result: ModelResult) -> None:
-        self.response = payloads.CODECS[self.accept].encode(result.outputs)
+        self.response = self.response_codec.encode(result.outputs)
 
     def captured(self) -> tuple[bytes, str, bytes, str]:
         return self.body, self.content_type or "", self.response, self.accept
+
+
+_TYPES: dict[tuple, tuple] = {}  # (Content-Type, Accept) -> (request codec, response type, its codec)
+_HEADERS: dict[tuple[str, str], list] = {}  # (variant, response type) -> the response's raw headers
+_CACHED = 256  # distinct header values remembered (clients send few); past it, worked out per request
+
+
+def _types(content_type: str | None, accept: bytes | None) -> tuple:
+    """The request's codec, the response type and its codec, or FerryError (415, 406)."""
+    codec = payloads.codec_for(content_type)
+    if codec is None or codec.media_type not in payloads.RESPONSE_TYPES:
+        raise FerryError(payloads.unsupported(content_type))
+    answer = payloads.choose_accept(accept.decode("latin-1") if accept is not None else None, content_type)
+    types = (codec, answer, payloads.CODECS[answer])
+    if len(_TYPES) < _CACHED:
+        _TYPES[(content_type, accept)] = types
+    return types
+
+
+def _raw_headers(variant: str, media_type: str) -> list[tuple[bytes, bytes]]:
+    """The headers starlette writes for Response(media_type=..., headers={invoked variant}), made once."""
+    raw = _HEADERS.get((variant, media_type))
+    if raw is None:
+        raw = Response(b"", media_type=media_type, headers={"x-amzn-invoked-production-variant": variant}).raw_headers
+        raw = [h for h in raw if h[0] != b"content-length"]
+        if len(_HEADERS) < _CACHED:
+            _HEADERS[(variant, media_type)] = raw
+    return raw
 
 
 async def invoke(plane: DataPlane, request, endpoint: str) -> Response:
@@ -60,11 +91,11 @@ async def invoke(plane: DataPlane, request, endpoint: str) -> Response:
         result = await plane.infer(ex)
     except FerryError as err:
         return error_response(err.error)
-    headers = {"x-amzn-invoked-production-variant": result.variant}
+    raw = _raw_headers(result.variant, ex.accept)
     attrs = ex.headers.get(CUSTOM_ATTRIBUTES)
     if attrs is not None:
-        headers["X-Amzn-SageMaker-Custom-Attributes"] = attrs.decode("latin-1")
-    return Response(ex.response, media_type=ex.accept, headers=headers)
+        raw = [*raw, (b"x-amzn-sagemaker-custom-attributes", attrs)]
+    return RawResponse(ex.response, raw)
 
 
 def error_response(error: InferenceError) -> Response:

@@ -17,6 +17,7 @@ EXTENSIONS = ["binary_tensor_data"]
 
 class V2Exchange(Exchange):
     protocol = "v2"
+    captured_now = True
 
     def __init__(self, endpoint: str, version: str | None, request):
         super().__init__(endpoint)

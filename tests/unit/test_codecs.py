@@ -110,3 +110,28 @@ def test_csv_rows_are_written_value_by_value_as_one_row_is(dtypes):
     rows = encode(outputs, "text/csv").decode().splitlines()
     assert rows == [encode({k: v[i:i + 1] for k, v in outputs.items()}, "text/csv").decode().rstrip("\n")
                     for i in range(50)]
+
+
+@pytest.mark.parametrize("shapes", [((1,), (1, 2)), ((), (1, 3)), ((1, 1),), ((1, 4), (1,), ())])
+@pytest.mark.parametrize("dtypes", [("<i8", "<f4", "<f8"), ("<f2", "bool", "<u2"), (">f8", "<i4", "<f4")])
+def test_a_one_row_answer_is_written_value_by_value(shapes, dtypes):
+    """One row of numbers is written by one cached %-format: the text must be each value as _formatter writes it."""
+    from core.payloads.csv import _formatter
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        outputs = {}
+        for k, shape in enumerate(shapes):
+            dt = dtypes[k % len(dtypes)]
+            with np.errstate(over="ignore"):
+                x = rng.standard_normal(shape) * 10.0 ** rng.integers(-40, 40, shape)
+            if dt == "bool":
+                x = x > 0
+            elif dt[1] in "iu":
+                x = np.abs(x) % 10**6
+            outputs[f"o{k}"] = np.asarray(x).astype(dt)
+        first = next(iter(outputs.values()))
+        if first.dtype.kind == "f" and first.size:
+            first.reshape(-1)[0] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.1])
+        want = ",".join(_formatter(a)(v) for a in outputs.values() for v in np.asarray(a).reshape(-1).tolist())
+        assert encode(outputs, "text/csv").decode() == want + "\n"

@@ -270,3 +270,112 @@ def test_a_full_shadow_queue_drops_copies_and_counts_them(demo):
         await asyncio.sleep(0)
     run(scenario())
     assert stats.dropped >= 14  # one copy may already be with the worker
+
+
+def test_the_sagemaker_response_has_the_headers_starlette_would_write(demo):
+    """The inference route's headers are made once per variant and type (RawResponse); they must be the ones a
+    plain starlette Response with the same media type and headers has, custom attributes passed back."""
+    from starlette.responses import Response
+
+    dp, rows = plane(demo), demo[1]
+    for ctype, accept in (("text/csv", None), ("text/csv", "application/json"), ("application/json", None)):
+        body = csv(rows[:1]) if ctype == "text/csv" else json.dumps({"instances": rows[:1].tolist()}).encode()
+        h = {"content-type": ctype, **({"accept": accept} if accept else {}),
+             "x-amzn-sagemaker-custom-attributes": "trace=1"}
+        for _ in range(2):  # the second time from the cache
+            r = run(sagemaker.invoke(dp, http_request("/", body, h), "ep"))
+            want = Response(r.body, media_type=accept or ctype, headers={
+                "x-amzn-invoked-production-variant": "A", "X-Amzn-SageMaker-Custom-Attributes": "trace=1"})
+            assert r.status_code == 200 and sorted(r.raw_headers) == sorted(want.raw_headers)
+    r = run(sagemaker.invoke(dp, http_request("/", csv(rows), {"content-type": "text/csv", "accept": "image/png"}),
+                             "ep"))
+    assert r.status_code == 406
+
+
+class _Method:
+    def __init__(self, handle, name):
+        self.handle, self.name = handle, name
+
+    def remote(self, *args):
+        self.handle.calls.append((self.name, len(args[0]) if args and isinstance(args[0], list) else 1))
+
+        async def answer():
+            await asyncio.sleep(0.01)  # the hop: requests arriving meanwhile are gathered
+            result = getattr(self.handle.runner, self.name)(*args)
+            return await result if asyncio.iscoroutine(result) else result
+        return answer()
+
+
+class _Handle:
+    """A DeploymentHandle's shape (method.remote(...) is awaitable) over an in-process ModelServer's runner."""
+
+    deployment_name = "ep.A"
+
+    def __init__(self, runner):
+        self.runner, self.calls = runner, []
+
+    def __getattr__(self, name):
+        return _Method(self, name)
+
+
+def test_a_variant_deployment_gets_concurrent_requests_in_one_call_each_run_on_its_own(demo):
+    from serving.variants import RemoteVariant
+
+    out, rows, label, proba = demo
+    runner = ModelRunner(ModelSpec(name="m", path=str(out / "model.onnx")), "A")
+    handle = _Handle(runner)
+    remote = RemoteVariant(handle, "A", max_in_flight=1, gather=True)
+    dp = DataPlane({"ep": Endpoint("ep", {"A": remote}, {"A": 1.0})}, 1_000_000)
+
+    async def scenario():
+        bodies = [csv(rows[i:i + 1]) for i in range(5)] + [b"1,2"]  # the last has too few columns
+        return await asyncio.gather(*(sagemaker.invoke(dp, http_request("/", b, {"content-type": "text/csv"}), "ep")
+                                      for b in bodies))
+
+    answers = run(scenario())
+    assert [r.status_code for r in answers] == [200] * 5 + [400]
+    for i, r in enumerate(answers[:5]):
+        got = r.body.decode().strip().split(",")
+        assert int(got[0]) == label[i] and np.allclose(np.array(got[1:], dtype=np.float32), proba[i])
+    assert handle.calls == [("infer_each", 6)]  # arrived together: one call, each request run on its own
+    assert runner.infer_each([]) == []
+
+
+def test_without_gathering_each_request_is_its_own_call(demo):
+    from serving.variants import RemoteVariant
+
+    out, rows = demo[0], demo[1]
+    handle = _Handle(ModelRunner(ModelSpec(name="m", path=str(out / "model.onnx")), "A"))
+    dp = DataPlane({"ep": Endpoint("ep", {"A": RemoteVariant(handle, "A")}, {"A": 1.0})}, 1_000_000)
+
+    async def scenario():
+        return await asyncio.gather(*(sagemaker.invoke(dp, http_request("/", csv(rows[i:i + 1]),
+                                                                        {"content-type": "text/csv"}), "ep")
+                                      for i in range(3)))
+
+    assert [r.status_code for r in run(scenario())] == [200] * 3
+    assert [c[0] for c in handle.calls] == ["infer"] * 3
+
+
+def test_a_captured_http_request_is_let_go_at_once_and_its_record_is_whole(demo, tmp_path):
+    """SageMaker and V2 REST exchanges hand their capture parts over at once: the queued record holds bytes and
+    strings, not the request (whose objects the garbage collector would otherwise walk until the writer runs)."""
+    import weakref
+
+    from serving.adapters.sagemaker import SageMakerExchange
+
+    _, rows, label, _ = demo
+    dp = plane(demo, capture_dir=tmp_path)
+    ep = dp.endpoints["ep"]
+    ep.capture.sink.flush_interval_s = 60  # the writer sleeps: the record stays queued while we look
+    ex = SageMakerExchange("ep", http_request("/", csv(rows[:1]), {"content-type": "text/csv",
+                                                                   "x-amzn-sagemaker-inference-id": "abc"}))
+    result = run(dp.infer(ex))
+    gone = weakref.ref(ex)
+    del ex
+    assert gone() is None and len(ep.capture.sink._queue) == 1
+    ep.close()
+    df = read_capture(tmp_path)
+    assert len(df) == 1 and df["inferenceId"].tolist() == ["abc"] and result.variant == "A"
+    np.testing.assert_allclose(df[[f"_c{i}" for i in range(8)]].to_numpy(float), rows[:1], rtol=1e-6)
+    assert df["prediction_0"].to_numpy(float)[0] == label[0]
