@@ -47,21 +47,24 @@ def sklearn_vote(x: np.ndarray, d: np.ndarray, predicted: np.ndarray, rows: np.n
     return np.asarray(knn.predict(x[d] if rows is None else x[rows]), dtype=bool)
 
 
-def spatial_order(x: np.ndarray) -> np.ndarray:
-    """The rows of x in a KD-tree's leaf order; on large inputs two halves (split at the median of the widest
-    column) are ordered by two threads at once."""
+def spatial_order(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of x in a KD-tree's leaf order, and x's rows in that order; on large inputs two halves (split at
+    the median of the widest column) are ordered and gathered by two threads at once."""
     from scipy.spatial import cKDTree
 
-    def leaf_order(rows: np.ndarray) -> np.ndarray:
-        return rows[cKDTree(x[rows], leafsize=256, balanced_tree=False, compact_nodes=False).indices]
+    def leaf_order(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = rows[cKDTree(x[rows], leafsize=256, balanced_tree=False, compact_nodes=False).indices]
+        return rows, x[rows]
 
     n = len(x)
     if n < 50_000:
         return leaf_order(np.arange(n))
-    widest = int(np.argmax(x.max(axis=0) - x.min(axis=0)))
+    sample = x[:: max(1, n // 65_536)]  # the widest column, from a sample: any split column gives a valid order
+    widest = int(np.argmax(sample.max(axis=0) - sample.min(axis=0)))
     halves = np.argpartition(x[:, widest], n // 2)
     with ThreadPoolExecutor(BUILD_THREADS) as pool:
-        return np.concatenate(list(pool.map(leaf_order, (halves[: n // 2], halves[n // 2:]))))
+        (lo, x_lo), (hi, x_hi) = pool.map(leaf_order, (halves[: n // 2], halves[n // 2:]))
+    return np.concatenate((lo, hi)), np.concatenate((x_lo, x_hi))
 
 
 def _query(tree, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,17 +103,23 @@ class FlipVotes:
 
         codes = [c for c in dict.fromkeys(codes) if 0 < (self.codes == c).sum() < len(self.codes)]
         if self._order is None:  # one spatial order of all rows: trees build faster on it, queries run along it
-            self._order = spatial_order(self.xf)
-            self._xo = self.xf[self._order]
+            self._order, self._xo = spatial_order(self.xf)
         order, xo, ordered_codes = self._order, self._xo, self.codes[self._order]
-        for c in codes:
+
+        def build(c: int):
             d_mask = ordered_codes == c
-            a_rows = order[~d_mask]
-            tree = KDTree(xo[~d_mask], leafsize=LEAF_SIZE)
-            vote = self._knn_vote(tree, a_rows, xo[d_mask], c, order[d_mask])
-            out = np.empty(len(self.codes), dtype=bool)
-            out[order[d_mask]] = vote
-            self._votes[c] = out[self.codes == c]
+            return d_mask, KDTree(xo[~d_mask], leafsize=LEAF_SIZE), xo[d_mask]
+
+        # the next value's tree builds while a value's rows are queried (pykdtree releases the GIL in both)
+        with ThreadPoolExecutor(1) as builder:
+            trees = [builder.submit(build, c) for c in codes]
+            for c, tree in zip(codes, trees):
+                d_mask, tree, xd = tree.result()
+                d_rows = order[d_mask]
+                vote = self._knn_vote(tree, order[~d_mask], xd, c, d_rows)
+                out = np.empty(len(self.codes), dtype=bool)
+                out[d_rows] = vote
+                self._votes[c] = out[self.codes == c]
 
     def _knn_vote(self, tree, a_rows: np.ndarray, xd: np.ndarray, code: int, d_rows: np.ndarray) -> np.ndarray:
         """Votes for the rows xd (d_rows, in that order) from the tree over a_rows."""
