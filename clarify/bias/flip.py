@@ -52,19 +52,22 @@ def spatial_order(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the median of the widest column) are ordered and gathered by two threads at once."""
     from scipy.spatial import cKDTree
 
-    def leaf_order(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = rows[cKDTree(x[rows], leafsize=256, balanced_tree=False, compact_nodes=False).indices]
-        return rows, x[rows]
+    def leaf_order(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        xr = x[rows]
+        leaves = cKDTree(xr, leafsize=256, balanced_tree=False, compact_nodes=False).indices
+        np.take(xr, leaves, axis=0, out=out)
+        return rows[leaves]
 
     n = len(x)
+    xo = np.empty_like(x)
     if n < 50_000:
-        return leaf_order(np.arange(n))
+        return leaf_order(np.arange(n), xo), xo
     sample = x[:: max(1, n // 65_536)]  # the widest column, from a sample: any split column gives a valid order
     widest = int(np.argmax(sample.max(axis=0) - sample.min(axis=0)))
     halves = np.argpartition(x[:, widest], n // 2)
     with ThreadPoolExecutor(BUILD_THREADS) as pool:
-        (lo, x_lo), (hi, x_hi) = pool.map(leaf_order, (halves[: n // 2], halves[n // 2:]))
-    return np.concatenate((lo, hi)), np.concatenate((x_lo, x_hi))
+        lo, hi = pool.map(leaf_order, (halves[: n // 2], halves[n // 2:]), (xo[: n // 2], xo[n // 2:]))
+    return np.concatenate((lo, hi)), xo
 
 
 def _query(tree, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
