@@ -2,15 +2,14 @@
 
 smclarify fits sklearn's ``KNeighborsClassifier`` (k = 5, or 1 when a has at most 9 rows; a KD-tree on the raw
 features) on a's rows and predictions and asks it about d's rows, once per facet value. Ferry finds the same
-neighbours with scipy's cKDTree:
+neighbours with pykdtree's KD-tree (its queries run on every core):
 
 - all rows are put once in a spatial order (a KD-tree's leaf order; on large inputs the two halves of a median
   split are ordered by two threads at once); each facet value's tree (over its a) is built on rows in that
-  order (about 2x faster to build), two trees at a time (cKDTree builds release the GIL) while the first
-  values' queries run;
-- each facet value's rows are queried in that order, on every core, so consecutive queries walk the same
-  nodes (3-4x faster than in row order), for their k + 1 nearest in one pass: the vote is the k nearest's
-  majority unless the (k+1)-th distance ties the k-th, and only those rows look further.
+  order, so a leaf's rows are neighbours in memory;
+- each facet value's rows are queried in that order, so consecutive queries walk the same nodes (3-4x faster
+  than in row order), for their k + 1 nearest in one pass: the vote is the k nearest's majority unless the
+  (k+1)-th distance ties the k-th, and only those rows look further.
 
 The k nearest rows are unique except where distances tie at the k-th place; there sklearn's own tree decides
 which tied row counts, so a row whose tie group (rows within 1e-9 relative of the k-th distance) cannot change
@@ -29,8 +28,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 TIE_RTOL = 1e-9  # distances this close to the k-th count as tied (far above any rounding difference)
-LEAF_SIZE = 32
-BUILD_THREADS = 2  # cKDTree builds release the GIL: two trees build at once
+LEAF_SIZE = 16
+BUILD_THREADS = 2  # the spatial order's two halves are ordered at once (cKDTree builds release the GIL)
 
 
 def n_neighbors(n_a: int) -> int:
@@ -48,21 +47,33 @@ def sklearn_vote(x: np.ndarray, d: np.ndarray, predicted: np.ndarray, rows: np.n
     return np.asarray(knn.predict(x[d] if rows is None else x[rows]), dtype=bool)
 
 
-def spatial_order(x: np.ndarray) -> np.ndarray:
-    """The rows of x in a KD-tree's leaf order; on large inputs two halves (split at the median of the widest
-    column) are ordered by two threads at once."""
+def spatial_order(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of x in a KD-tree's leaf order, and x's rows in that order; on large inputs two halves (split at
+    the median of the widest column) are ordered and gathered by two threads at once."""
     from scipy.spatial import cKDTree
 
-    def leaf_order(rows: np.ndarray) -> np.ndarray:
-        return rows[cKDTree(x[rows], leafsize=256, balanced_tree=False, compact_nodes=False).indices]
+    def leaf_order(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        xr = x[rows]
+        leaves = cKDTree(xr, leafsize=256, balanced_tree=False, compact_nodes=False).indices
+        np.take(xr, leaves, axis=0, out=out)
+        return rows[leaves]
 
     n = len(x)
+    xo = np.empty_like(x)
     if n < 50_000:
-        return leaf_order(np.arange(n))
-    widest = int(np.argmax(x.max(axis=0) - x.min(axis=0)))
+        return leaf_order(np.arange(n), xo), xo
+    sample = x[:: max(1, n // 65_536)]  # the widest column, from a sample: any split column gives a valid order
+    widest = int(np.argmax(sample.max(axis=0) - sample.min(axis=0)))
     halves = np.argpartition(x[:, widest], n // 2)
     with ThreadPoolExecutor(BUILD_THREADS) as pool:
-        return np.concatenate(list(pool.map(leaf_order, (halves[: n // 2], halves[n // 2:]))))
+        lo, hi = pool.map(leaf_order, (halves[: n // 2], halves[n // 2:]), (xo[: n // 2], xo[n // 2:]))
+    return np.concatenate((lo, hi)), xo
+
+
+def _query(tree, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest tree rows of each row of xq (on every core): distances (n, k) and row numbers (n, k)."""
+    dist, idx = tree.query(np.ascontiguousarray(xq), k=k)
+    return dist.reshape(len(xq), k), idx.reshape(len(xq), k).astype(np.intp, copy=False)
 
 
 class FlipVotes:
@@ -78,6 +89,7 @@ class FlipVotes:
         self.xf = xf if xf is not None and np.isfinite(xf).all() else None  # else sklearn raises smclarify's error
         self._votes: dict[int, np.ndarray] = {}
         self._order: np.ndarray | None = None
+        self._xo: np.ndarray | None = None
 
     def vote(self, code: int) -> np.ndarray:
         """The votes for the rows of ``code``, in row order."""
@@ -90,40 +102,45 @@ class FlipVotes:
         return self._votes[code]
 
     def _run(self, codes: list[int]) -> None:
-        from scipy.spatial import cKDTree
+        from pykdtree.kdtree import KDTree
 
         codes = [c for c in dict.fromkeys(codes) if 0 < (self.codes == c).sum() < len(self.codes)]
         if self._order is None:  # one spatial order of all rows: trees build faster on it, queries run along it
-            self._order = spatial_order(self.xf)
-        order, ordered_codes = self._order, self.codes[self._order]
-        a_rows = {c: order[ordered_codes != c] for c in codes}
-        with ThreadPoolExecutor(BUILD_THREADS) as builder:  # the next trees build while a value's queries run
-            trees = {c: builder.submit(cKDTree, self.xf[a_rows[c]], leafsize=LEAF_SIZE) for c in codes}
-            for c in codes:
-                d_rows = order[ordered_codes == c]
-                vote = self._knn_vote(trees[c].result(), a_rows[c], d_rows, c)
+            self._order, self._xo = spatial_order(self.xf)
+        order, xo, ordered_codes = self._order, self._xo, self.codes[self._order]
+
+        def build(c: int):
+            d_mask = ordered_codes == c
+            return d_mask, KDTree(xo[~d_mask], leafsize=LEAF_SIZE), xo[d_mask]
+
+        # the next value's tree builds while a value's rows are queried (pykdtree releases the GIL in both)
+        with ThreadPoolExecutor(1) as builder:
+            trees = [builder.submit(build, c) for c in codes]
+            for c, tree in zip(codes, trees):
+                d_mask, tree, xd = tree.result()
+                d_rows = order[d_mask]
+                vote = self._knn_vote(tree, order[~d_mask], xd, c, d_rows)
                 out = np.empty(len(self.codes), dtype=bool)
                 out[d_rows] = vote
                 self._votes[c] = out[self.codes == c]
 
-    def _knn_vote(self, tree, a_rows: np.ndarray, d_rows: np.ndarray, code: int) -> np.ndarray:
-        """Votes for d_rows (in their order) from the tree over a_rows."""
+    def _knn_vote(self, tree, a_rows: np.ndarray, xd: np.ndarray, code: int, d_rows: np.ndarray) -> np.ndarray:
+        """Votes for the rows xd (d_rows, in that order) from the tree over a_rows."""
         k = n_neighbors(len(a_rows))
         a_pred = self.predicted[a_rows]
         kk = min(k + 1, len(a_rows))
-        dist, idx = tree.query(self.xf[d_rows], k=kk, workers=-1)
-        dist, idx = dist.reshape(len(d_rows), kk), idx.reshape(len(d_rows), kk)
+        dist, idx = _query(tree, xd, kk)
         vote = 2 * a_pred[idx[:, :k]].sum(axis=1) > k
         if kk == k:  # a has k rows: every row is a neighbour
             return vote
         # the k nearest are unique unless the (k+1)-th distance ties the k-th: only those rows look further
         edge = np.flatnonzero(dist[:, k] - dist[:, k - 1] <= TIE_RTOL * dist[:, k - 1])
         if len(edge):
-            vote[edge] = self._tied_vote(tree, a_pred, d_rows, edge, code, k)
+            vote[edge] = self._tied_vote(tree, a_pred, xd, d_rows, edge, code, k)
         return vote
 
-    def _tied_vote(self, tree, a_pred: np.ndarray, d_rows: np.ndarray, rows: np.ndarray, code: int,
-                   k: int) -> np.ndarray:
+    def _tied_vote(self, tree, a_pred: np.ndarray, xd: np.ndarray, d_rows: np.ndarray, rows: np.ndarray,
+                   code: int, k: int) -> np.ndarray:
         """Votes for d_rows[rows], whose k-th nearest distance is tied: kept where no choice of the tied rows
         changes the vote, else sklearn's classifier decides."""
         n_a = len(a_pred)
@@ -132,8 +149,7 @@ class FlipVotes:
         queries, extra = np.arange(len(rows)), 4
         while len(queries):
             kk = min(k + extra, n_a)
-            dist, idx = tree.query(self.xf[d_rows[rows[queries]]], k=kk, workers=-1)
-            dist, idx = dist.reshape(len(queries), kk), idx.reshape(len(queries), kk)
+            dist, idx = _query(tree, xd[rows[queries]], kk)
             labels = a_pred[idx]
             kth = dist[:, k - 1:k]
             tied = np.abs(dist - kth) <= TIE_RTOL * kth
