@@ -173,27 +173,28 @@ def _run(job: TransformJob, files: list[dict], record: dict, fs, root: str, addr
 
 
 def _core_rows(chunks: list[dict], worker_job: str, workers: int):
-    """The chunks' answers in order, from Ray tasks (`compute="core"`): two chunks in flight per worker, so a
-    worker never waits for the driver, and the object store holds a bounded part of the output."""
-    from collections import deque
-
+    """The chunks' answers in order, from Ray tasks (`compute="core"`): `workers` tasks at once (one session
+    per worker: MaxConcurrentTransforms), a finished one replaced at once by the next chunk; answers that
+    arrive ahead of their turn wait here, at most 2 x workers chunks ahead of the one being written."""
     import ray
 
     from serving.transform.tasks import run_chunk
 
     task = ray.remote(run_chunk).options(num_cpus=1, name="transform_chunks", max_retries=3,
                                          scheduling_strategy="SPREAD")  # over every node of a cluster
-    todo, running = iter(chunks), deque()
-    for chunk in todo:
-        running.append(task.remote(chunk, worker_job))
-        if len(running) >= 2 * workers:
-            break
-    while running:
-        row = ray.get(running.popleft())
-        for chunk in todo:
-            running.append(task.remote(chunk, worker_job))
-            break
-        yield row
+    running: dict = {}  # ObjectRef -> chunk index
+    done: dict[int, dict] = {}
+    submitted = written = 0
+    while written < len(chunks):
+        while submitted < len(chunks) and len(running) < workers and submitted - written < 2 * workers:
+            running[task.remote(chunks[submitted], worker_job)] = submitted
+            submitted += 1
+        ready, _ = ray.wait(list(running), num_returns=1)
+        for ref in ready:
+            done[running.pop(ref)] = ray.get(ref)
+        while written in done:
+            yield done.pop(written)
+            written += 1
 
 
 def _ray_data_rows(compute: str, chunks: list[dict], worker_job: str, workers: int):
