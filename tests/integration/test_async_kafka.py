@@ -282,9 +282,16 @@ def test_a_worker_killed_between_notifying_and_committing_notifies_once(demo_dir
         assert invocations(w) == 0  # not run again: its result was in place
 
         def read(isolation: str) -> list[str]:
+            """The notifications a reader gets: a read_committed one waits at the dead worker's open transaction
+            until the broker aborts it (its timeout, then the broker's next clean-up: 10 s at most)."""
             consumer = KafkaConsumer(notes, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                                     isolation_level=isolation, consumer_timeout_ms=3000)
-            got = [orjson.loads(r.value)["inferenceId"] for r in consumer]
+                                     isolation_level=isolation)
+            got, deadline = [], time.monotonic() + 60
+            while not got and time.monotonic() < deadline:
+                got += [orjson.loads(r.value)["inferenceId"] for b in consumer.poll(500).values() for r in b]
+            end = time.monotonic() + 2  # then anything more that came with it
+            while time.monotonic() < end:
+                got += [orjson.loads(r.value)["inferenceId"] for b in consumer.poll(500).values() for r in b]
             consumer.close()
             return got
 
