@@ -1,19 +1,21 @@
 """Batch transform of CSV rows on the demo model: Ferry's `run_transform` against a plain single-process
 onnxruntime loop and a hand-written Ray Data job, same files, same run.
 
-    python -m benchmarks.transform [--rows 1000000 4000000] [--out DIR]
+    python -m benchmarks.transform [--rows 1000000 4000000] [--out DIR] [--settle 5]
 
 Each size is one CSV file of the demo's model rows (8 features, no header; the demo's test rows repeated).
 - plain: pandas reads 100k-row chunks, one onnxruntime session (default threads) runs each, pandas writes
   label and probabilities as CSV (`%.9g`);
+- Ferry, whole command: `run_transform` with no Ray running - it starts a local Ray, runs the job and stops
+  Ray, as `ferry transform` does by default (Ray's start and stop are counted);
+- Ferry, first job on a fresh Ray: a Ray is started (not counted) and left to settle (`--settle` seconds,
+  its processes finish starting), then the job runs on worker processes that have not run one (each imports
+  and loads the session: counted); then the next job of this driver (workers warm). For each `compute`:
+  core (Ray tasks, the default), tasks (Ray Data tasks), actors (a Ray Data actor pool, first job only);
 - Ray Data by hand: `read_csv` -> `map_batches` over an actor pool of onnxruntime sessions (one per CPU,
-  one thread each) -> `write_csv`;
-- Ferry: `run_transform` (MultiRecord, 6 MB requests, through the data plane), one session per core: on an
-  actor pool made for the job (`compute="actors"`), then on Ray Data tasks (`compute="tasks"`, the default:
-  each Ray worker process keeps the job's session), then the same tasks job again - the next job on a Ray
-  whose worker processes already ran one (they have imported Ray Data and Ferry and hold the session).
-A fresh Ray is started for each size before the timings (its start-up is not counted; actor and worker
-start-up are, for every Ray job). The plain loop runs first and again last: the two show the noise. Writes benchmarks/results/transform.json and transform.md.
+  one thread each) -> `write_csv`, on the last fresh Ray.
+Ferry runs MultiRecord, 6 MB requests, through the data plane, one session per core. The plain loop runs
+first and again last: the two show the noise. Writes benchmarks/results/transform.json and transform.md.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--settle", type=float, default=5.0, help="seconds a fresh Ray is left to finish starting")
     args = ap.parse_args()
     import ray
     from ray.data import DataContext
@@ -96,33 +99,45 @@ def main() -> None:
     model = str(demo / "model.onnx")
     cpus = os.cpu_count() or 1
     results = []
+
+    def ferry(rows: int, src: Path, compute: str, label: str, runs: dict) -> None:
+        out = work / f"ferry-{rows}-{compute}"
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        record = run_transform(TransformJob(model=ModelSpec(name="credit-gbm", path=model), input=str(src),
+                                            output=str(out), max_concurrent_transforms=cpus, compute=compute))
+        runs[label] = (record["rows"]["done"], time.perf_counter() - t)
+
+    def fresh_ray(num_cpus: int) -> None:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        DataContext.get_current().enable_progress_bars = False
+        time.sleep(args.settle)
+
     try:
         for rows in args.rows:
             src = work / f"rows-{rows}.csv"
             make_input(demo, rows, src)
-            # a fresh Ray per size, started before the timings; one logical CPU more than the cores: the
-            # hand-written job's read and write tasks run beside its actors
-            ray.init(num_cpus=cpus + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            DataContext.get_current().enable_progress_bars = False
             runs = {}
             t = time.perf_counter()
             runs["plain onnxruntime loop"] = (plain(model, src, work / f"plain-{rows}.csv"), time.perf_counter() - t)
-            for label, compute in (("Ferry run_transform (actors)", "actors"), ("Ferry run_transform (tasks)", "tasks"),
-                                   ("Ferry run_transform (tasks, next job: warm workers)", "tasks")):
-                out = work / f"ferry-{rows}-{compute}"
-                shutil.rmtree(out, ignore_errors=True)
-                t = time.perf_counter()
-                record = run_transform(TransformJob(model=ModelSpec(name="credit-gbm", path=model), input=str(src),
-                                                    output=str(out), max_concurrent_transforms=cpus, compute=compute))
-                runs[label] = (record["rows"]["done"], time.perf_counter() - t)
-            dst = work / f"raydata-{rows}"
-            shutil.rmtree(dst, ignore_errors=True)
-            t = time.perf_counter()
-            runs["Ray Data by hand"] = (ray_data(model, src, dst, cpus), time.perf_counter() - t)
+            ferry(rows, src, "core", "Ferry, whole command: Ray start + job + Ray stop (core)", runs)
+            for compute, name in (("core", "core: Ray tasks, the default"), ("tasks", "tasks: Ray Data tasks"),
+                                  ("actors", "actors: Ray Data actor pool")):
+                # a fresh Ray each; one logical CPU more than the cores: the hand-written job's read and write
+                # tasks run beside its actors
+                fresh_ray(cpus + 1)
+                ferry(rows, src, compute, f"Ferry {name}, first job on a fresh Ray", runs)
+                if compute != "actors":  # an actor pool is made per job: its next job is a first job again
+                    ferry(rows, src, compute, f"Ferry {name}, next job (warm workers)", runs)
+                if compute == "actors":
+                    dst = work / f"raydata-{rows}"
+                    shutil.rmtree(dst, ignore_errors=True)
+                    t = time.perf_counter()
+                    runs["Ray Data by hand"] = (ray_data(model, src, dst, cpus), time.perf_counter() - t)
+                ray.shutdown()
             t = time.perf_counter()
             runs["plain onnxruntime loop, again"] = (plain(model, src, work / f"plain-{rows}.csv"),
                                                      time.perf_counter() - t)
-            ray.shutdown()
             base = runs["plain onnxruntime loop"][1]
             for name, (done, seconds) in runs.items():
                 assert done == rows, f"{name} answered {done} of {rows} rows"
@@ -138,7 +153,7 @@ def main() -> None:
     table += [f"| {r['rows']:,} | {r['engine']} | {r['seconds']} | {r['rows_per_s']:,} | {r['vs_plain']} |"
               for r in results]
     RESULT.parent.mkdir(exist_ok=True)
-    RESULT.write_text(json.dumps({"cpus": cpus, "results": results}, indent=2))
+    RESULT.write_text(json.dumps({"cpus": cpus, "settle_s": args.settle, "results": results}, indent=2))
     (ROOT / "results" / "transform.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(stderr=True, soft_wrap=True)
-transform_app = typer.Typer(help="Batch transform (SageMaker's CreateTransformJob) on Ray Data.",
+transform_app = typer.Typer(help="Batch transform (SageMaker's CreateTransformJob) on Ray.",
                             invoke_without_command=True, no_args_is_help=True)
 
 
@@ -58,9 +58,12 @@ def transform(ctx: typer.Context,
               assemble_with: str = typer.Option("Line", "--assemble-with", help="Line | None"),
               max_concurrent: int = typer.Option(None, "--max-concurrent-transforms", help="onnxruntime sessions at "
                                                                                            "once (default: Ray's CPUs)"),
-              compute: str = typer.Option("tasks", "--compute", help="tasks (each Ray worker keeps the session) | "
-                                                                      "actors (an actor pool for the job)"),
-              address: str = typer.Option(None, "--address", help="a Ray cluster's address (default: a local Ray)")):
+              compute: str = typer.Option("core", "--compute", help="core (Ray tasks, each Ray worker keeps the "
+                                                                     "session) | tasks (Ray Data tasks) | actors "
+                                                                     "(a Ray Data actor pool for the job)"),
+              address: str = typer.Option(None, "--address", help="a Ray cluster's address (default: RAY_ADDRESS, "
+                                                                   "else a Ray left by `ray start`, else a new local "
+                                                                   "Ray)")):
     """Run a batch transform job: one <input>.out per input file, and a job record, under --output.
 
     A rerun with the same options skips the files the last run completed."""

@@ -29,6 +29,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -211,9 +212,21 @@ class KafkaClaim:
 
 
 class Ledger:
-    """finish() for Kafka records: the record is acknowledged by the offset commit that follows."""
+    """finish() for Kafka records: the record is acknowledged by the offset commit that follows. `stage` puts
+    a Kafka notification of a record into the transaction of that commit, when its source makes them."""
+
+    def __init__(self, source: "KafkaSource | None" = None):
+        self.source = source
 
     def finish(self, claimed, state: str, reason: str | None = None) -> bool:
+        return True
+
+    def stage(self, claimed, topic: str, key: bytes, value: bytes, sent) -> bool:
+        """Send `value` to `topic` in the transaction that commits `claimed`'s offset; False when the source
+        does not commit in transactions (the caller sends it itself)."""
+        if self.source is None or self.source.producer is None:
+            return False
+        self.source.stage(claimed.partition, claimed.offset, topic, key, value, sent)
         return True
 
 
@@ -255,6 +268,13 @@ class Offsets:
 
     def committable(self, tps=None) -> dict:
         """{tp: next offset to commit} for each partition whose oldest pending records are done; drops them."""
+        out = self.peek(tps)
+        self.forget(out)
+        return out
+
+    def peek(self, tps=None) -> dict:
+        """{tp: next offset to commit} for each partition whose oldest pending records are done (kept until
+        `forget`: a commit that fails is tried again)."""
         from kafka.structs import OffsetAndMetadata
 
         out = {}
@@ -266,10 +286,17 @@ class Offsets:
                     if not offsets[off]:
                         break
                     last = off
-                    del offsets[off]
                 if last is not None:
                     out[tp] = OffsetAndMetadata(last + 1, "", -1)
         return out
+
+    def forget(self, committed: dict) -> None:
+        """Drop the records below the offsets committed."""
+        with self.lock:
+            for tp, meta in committed.items():
+                offsets = self.pending.get(tp, {})
+                for off in [o for o in offsets if o < meta.offset]:
+                    del offsets[off]
 
 
 def _handover_listener(source: "KafkaSource"):
@@ -289,21 +316,24 @@ def _handover_listener(source: "KafkaSource"):
                 waited = time.monotonic()
                 while not source.closing and source.offsets.busy(revoked):
                     await source.consumer._net.sleep(0.05)  # the consumer's IO loop's own sleep (kafka-python 3)
-                offsets = source.offsets.committable(revoked)
-                if offsets:
-                    await source.consumer.commit_async(offsets)
+                if source.producer is not None:  # a transaction: its notifications with its offsets
+                    source.commit(revoked)
+                else:
+                    offsets = source.offsets.committable(revoked)
+                    if offsets:
+                        await source.consumer.commit_async(offsets)
                 if time.monotonic() - waited > 0.1:
                     log.info("async queue %s: partitions handed over after %.1f s of finishing their records",
                              source.topic, time.monotonic() - waited)
             finally:
-                source.offsets.drop(revoked)
+                source.drop(revoked)
                 source.revoking -= revoked
 
         async def on_partitions_assigned(self, assigned):
             pass
 
         async def on_partitions_lost(self, lost):
-            source.offsets.drop(lost)
+            source.drop(lost)
 
     return Handover()
 
@@ -315,11 +345,18 @@ class KafkaSource:
     listener above)."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, slots: int, max_poll_interval_ms: int,
-                 loop: asyncio.AbstractEventLoop | None = None):
-        from kafka import KafkaConsumer
+                 loop: asyncio.AbstractEventLoop | None = None, transactional: bool = False):
+        from kafka import KafkaConsumer, KafkaProducer
 
         self.topic = topic
         self.offsets = Offsets()
+        self.staged: dict = {}  # (tp, offset) -> [(topic, key, value, sent callback)]: in the next transaction
+        self.producer = None
+        if transactional:  # a fresh id per source: a dead worker's open transaction is aborted after its timeout
+            self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="ferry-async-worker",
+                                          transactional_id=f"{group}.{uuid.uuid4().hex}",
+                                          transaction_timeout_ms=SESSION_TIMEOUT_MS)
+            self.producer.init_transactions()
         self.running: dict = {}  # (tp, offset) -> asyncio.Task
         self.revoking: set = set()  # partitions being handed over
         self.closing = False
@@ -347,13 +384,56 @@ class KafkaSource:
                     self.offsets.done(tp, r.offset)
         return out
 
-    def commit(self) -> None:
-        """Commit each owned partition's finished prefix of records."""
-        owned = self.consumer.assignment()
-        self.offsets.drop([tp for tp in list(self.offsets.pending) if tp not in owned])
-        offsets = self.offsets.committable()
-        if offsets:
+    def drop(self, tps) -> None:
+        """Forget the records of partitions `tps` (and their staged notifications): no longer this worker's."""
+        tps = set(tps)
+        self.offsets.drop(tps)
+        with self.offsets.lock:
+            for key in [k for k in self.staged if k[0] in tps]:
+                del self.staged[key]
+
+    def stage(self, tp, offset: int, topic: str, key: bytes, value: bytes, sent) -> None:
+        """A notification of record (tp, offset), sent in the transaction that commits the record's offset."""
+        with self.offsets.lock:
+            self.staged.setdefault((tp, offset), []).append((topic, key, value, sent))
+
+    def commit(self, tps=None) -> None:
+        """Commit each owned partition's finished prefix of records (of `tps` only, when given). With a
+        transactional producer, the notifications of those records and their offsets are one transaction:
+        a reader with isolation_level=read_committed sees each notification once, even when a worker dies
+        between sending and committing (the transaction is aborted, the records are delivered again and
+        notified again, in the next owner's transaction)."""
+        if tps is None:  # the loop's commit: partitions gone without a handover (lost) are forgotten
+            owned = self.consumer.assignment()
+            self.drop([tp for tp in list(self.offsets.pending) if tp not in owned])
+        offsets = self.offsets.peek(tps)
+        if not offsets:
+            return
+        if self.producer is None:
             self.consumer.commit(offsets)
+            self.offsets.forget(offsets)
+            return
+        with self.offsets.lock:
+            keys = [k for k in self.staged if k[0] in offsets and k[1] < offsets[k[0]].offset]
+            notes = [n for k in sorted(keys, key=lambda k: (k[0].partition, k[1])) for n in self.staged[k]]
+        try:
+            self.producer.begin_transaction()
+            for topic, key, value, _ in notes:
+                self.producer.send(topic, key=key, value=value)
+            self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+            self.producer.commit_transaction()
+        except Exception:
+            try:
+                self.producer.abort_transaction()
+            except Exception:  # noqa: BLE001 - a fatal producer error: the next transaction says so
+                log.warning("async queue %s: aborting a transaction failed", self.topic, exc_info=True)
+            raise  # nothing committed: the same records and notifications go in the next transaction
+        self.offsets.forget(offsets)
+        with self.offsets.lock:
+            for k in keys:
+                self.staged.pop(k, None)
+        for *_, sent in notes:
+            sent()
 
     def close(self, commit: bool = True) -> None:
         """Leave the group (committing what is finished, unless a test simulates a crash), without waiting
@@ -365,5 +445,7 @@ class KafkaSource:
             except Exception:  # noqa: BLE001 - uncommitted records are delivered again: nothing is lost
                 log.warning("async queue: final commit failed", exc_info=True)
         else:
-            self.offsets.drop(list(self.offsets.pending))  # a crash commits nothing, not even in the listener
+            self.drop(list(self.offsets.pending))  # a crash commits nothing, not even in the listener
         self.consumer.close(autocommit=False)
+        if self.producer is not None:
+            self.producer.close()

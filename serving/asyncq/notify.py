@@ -5,8 +5,17 @@ POSTed to its webhook.
 A notification is sent after the request is finished, from a task of its own: a slow or failing receiver
 never holds a worker slot, and never changes or loses the result, which is already at its location. The
 webhook gets bounded tries with doubling waits; a notification given up is counted
-(ferry_async_notifications_total{outcome="failed"}) and logged. Delivery is at most once across a crash of
-the worker (a notification pending when it dies is not sent again); receivers key on `inferenceId`.
+(ferry_async_notifications_total{outcome="failed"}) and logged.
+
+Across a crash of a worker:
+- Kafka topics, on the Kafka queue: exactly once for readers with isolation_level=read_committed. The
+  notification and the queue's offset commit are one Kafka transaction (serving.asyncq.kafka.KafkaSource):
+  a worker that dies before committing leaves an aborted transaction, and the record delivered again is
+  notified again by the next owner (read_uncommitted readers may see both).
+- Kafka topics, on the SQLite queue: at most once (the request is finished first; a notification pending
+  when the worker dies is not sent again).
+- Webhooks: at least once on the Kafka queue (a record delivered again is announced again), at most once on
+  the SQLite queue. Receivers dedupe on `inferenceId`.
 """
 
 from __future__ import annotations
@@ -69,17 +78,22 @@ class Notifier:
     def wants_body(self) -> bool:
         return self.spec.include_inference_response
 
-    def send(self, msg: dict) -> None:
-        """Send `msg` in the background (returns at once)."""
-        task = asyncio.get_running_loop().create_task(self._send(msg))
+    def kafka_topic(self, msg: dict) -> str | None:
+        """The Kafka topic of `msg` (success or error), or None."""
+        return self.spec.success_topic if msg["invocationStatus"] == "Completed" else self.spec.error_topic
+
+    def send(self, msg: dict, kafka: bool = True) -> None:
+        """Send `msg` in the background (returns at once); to the webhook only when not `kafka` (the Kafka
+        queue's worker puts it in its offset commit's transaction)."""
+        task = asyncio.get_running_loop().create_task(self._send(msg, kafka))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _send(self, msg: dict) -> None:
+    async def _send(self, msg: dict, kafka: bool = True) -> None:
         data = orjson.dumps(msg)
-        topic = self.spec.success_topic if msg["invocationStatus"] == "Completed" else self.spec.error_topic
+        topic = self.kafka_topic(msg)
         sends = []
-        if topic:
+        if topic and kafka:
             sends.append(self._channel("kafka", msg["inferenceId"], self._kafka(topic, msg["inferenceId"], data)))
         if self.spec.webhook_url:
             sends.append(self._channel("webhook", msg["inferenceId"], self._webhook(data)))

@@ -90,16 +90,18 @@ class AsyncWorker:
         spec = self.specs[endpoint]
         slots = spec.max_concurrent_invocations
         topic, group = topic_and_group(spec, endpoint)
+        notifier = self.notifiers.get(endpoint)
+        transactional = notifier is not None and bool(notifier.spec.success_topic or notifier.spec.error_topic)
         source = None
         while source is None:
-            try:
+            try:  # Kafka notifications go in the offset commits' transactions: once for read_committed readers
                 source = await asyncio.to_thread(KafkaSource, kafka_bootstrap, topic, group, slots,
-                                                 MAX_POLL_INTERVAL_MS, asyncio.get_running_loop())
+                                                 MAX_POLL_INTERVAL_MS, asyncio.get_running_loop(), transactional)
             except Exception:  # noqa: BLE001 - the broker not reachable yet: try again
                 log.exception("async worker %s: cannot join the Kafka group %s", endpoint, group)
                 await asyncio.sleep(2)
         self.sources[endpoint] = source
-        await self.consume(endpoint, source, Ledger(), slots)
+        await self.consume(endpoint, source, Ledger(source), slots)
 
     async def consume(self, endpoint: str, source, ledger, slots: int, stop: asyncio.Event | None = None) -> None:
         """The consuming loop of one Kafka source (until `stop` is set: tests). Two records of one inference id
@@ -228,8 +230,13 @@ class AsyncWorker:
             self.processing.labels(endpoint).observe(time.perf_counter() - start)
             notifier = self.notifiers.get(endpoint)
             if notifier is not None:
-                notifier.send(message(endpoint, claimed.id, doc, state, reason, claimed.accepted_at, time.time(),
-                                      body if notifier.wants_body else None))
+                msg = message(endpoint, claimed.id, doc, state, reason, claimed.accepted_at, time.time(),
+                              body if notifier.wants_body else None)
+                topic = notifier.kafka_topic(msg)
+                stage = getattr(queue, "stage", None)  # the Kafka queue's: in its offset commit's transaction
+                staged = bool(topic and stage and stage(claimed, topic, claimed.id.encode(), orjson.dumps(msg),
+                                                        lambda: notifier.count("kafka", "sent")))
+                notifier.send(msg, kafka=not staged)
         else:
             log.warning("async request %s: its claim was lost (lease expired); another worker finishes it", claimed.id)
 

@@ -4,10 +4,10 @@
                                         output="out/"))
 
 The input (a file, a folder or an fsspec prefix) is cut into chunks of whole lines; Ray Data maps them
-over onnxruntime sessions (serving.transform.worker) with the order kept - on tasks by default, each Ray
-worker process keeping the job's session for its next tasks and for the next job (a job pays no actor
-start-up, and on a Ray that ran one before, no import or session either), or on an actor pool made for the
-job (`compute="actors"`) - and this
+over onnxruntime sessions (serving.transform.worker) with the order kept - on tasks by default
+(serving.transform.tasks: each Ray worker process imports and loads the session once, warmed up as soon as
+Ray is up, and keeps it for its next tasks and for this driver's next job of the same model and options),
+or on an actor pool made for the job (`compute="actors"`) - and this
 process writes each file's answers to `<output>/<input relative path>.out` as they arrive. The job record,
 `<output>/transform-job.json`, is rewritten after each file: status, rows done and failed, seconds, each
 file's output and fingerprint. A rerun of the same job skips the files recorded as completed whose input
@@ -136,45 +136,113 @@ def _chunks(job: TransformJob, files: list[dict]) -> list[dict]:
 def _run(job: TransformJob, files: list[dict], record: dict, fs, root: str, address: str | None,
          progress: bool) -> None:
     import ray
-    from ray.data import DataContext
-
-    from serving.transform.worker import TransformWorker
 
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(address=address or "local", include_dashboard=False, configure_logging=False,
-                 log_to_driver=False)
+        _join_ray(address)
     try:
-        ctx = DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # outputs in input order, written as they come
-        ctx.enable_progress_bars = False
         chunks = _chunks(job, files)
-        actors = job.max_concurrent_transforms or max(1, int(ray.available_resources().get("CPU", 1)))
-        items = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+        workers = min(job.max_concurrent_transforms or max(1, int(ray.available_resources().get("CPU", 1))),
+                      len(chunks))
         # what a worker needs (not where the job reads and writes: the next job of the same model and options
         # finds the session a worker process kept)
         worker_job = job.model_copy(update={"input": "", "output": ""}).model_dump_json()
-        if job.compute == "tasks":  # no actor to start; a Ray worker process keeps the session for its next tasks
-            from serving.transform.worker import transform_chunks
-
-            ds = items.map_batches(transform_chunks, fn_kwargs={"job_json": worker_job}, batch_size=1,
-                                   compute=ray.data.TaskPoolStrategy(size=min(actors, len(chunks))), num_cpus=1)
+        warming = []
+        if job.compute == "core":
+            rows = _core_rows(chunks, worker_job, workers)
         else:
-            ds = items.map_batches(
-                TransformWorker, fn_constructor_args=(worker_job,), batch_size=1,
-                compute=ray.data.ActorPoolStrategy(size=min(actors, len(chunks))), num_cpus=1)
+            if job.compute == "tasks":  # the worker processes import and load the session while this one plans
+                from serving.transform.tasks import warm
+
+                warming = [ray.remote(warm).options(num_cpus=1, name="transform_warm").remote(worker_job)
+                           for _ in range(workers)]
+            rows = _ray_data_rows(job.compute, chunks, worker_job, workers)
         left = {i: sum(1 for c in chunks if c["file"] == i) for i in range(len(files))}
         with _Progress(progress, sum(f["size"] for f in files)) as bar:
             writer = _Writer(fs, root, files, record)
-            for row in ds.iter_rows():
+            for row in rows:
                 writer.add(row)
                 bar.advance(int(row["bytes"]))
                 left[int(row["file"])] -= 1
                 if not left[int(row["file"])]:
                     writer.close(int(row["file"]))
+        _settle(warming)
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _core_rows(chunks: list[dict], worker_job: str, workers: int):
+    """The chunks' answers in order, from Ray tasks (`compute="core"`): `workers` tasks at once (one session
+    per worker: MaxConcurrentTransforms), a finished one replaced at once by the next chunk; answers that
+    arrive ahead of their turn wait here, at most 2 x workers chunks ahead of the one being written."""
+    import ray
+
+    from serving.transform.tasks import run_chunk
+
+    task = ray.remote(run_chunk).options(num_cpus=1, name="transform_chunks", max_retries=3,
+                                         scheduling_strategy="SPREAD")  # over every node of a cluster
+    running: dict = {}  # ObjectRef -> chunk index
+    done: dict[int, dict] = {}
+    submitted = written = 0
+    while written < len(chunks):
+        while submitted < len(chunks) and len(running) < workers and submitted - written < 2 * workers:
+            running[task.remote(chunks[submitted], worker_job)] = submitted
+            submitted += 1
+        ready, _ = ray.wait(list(running), num_returns=1)
+        for ref in ready:
+            done[running.pop(ref)] = ray.get(ref)
+        while written in done:
+            yield done.pop(written)
+            written += 1
+
+
+def _ray_data_rows(compute: str, chunks: list[dict], worker_job: str, workers: int):
+    """The chunks' answers in order, from Ray Data: map_batches on tasks (each Ray worker process keeps the
+    session for its next tasks) or on an actor pool made for the job."""
+    import ray
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # outputs in input order, written as they come
+    ctx.enable_progress_bars = False
+    ctx.op_resource_reservation_enabled = False  # one operator: every CPU works from the first chunks
+    items = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+    if compute == "tasks":
+        from serving.transform.tasks import transform_chunks
+
+        ds = items.map_batches(transform_chunks, fn_kwargs={"job_json": worker_job}, batch_size=1,
+                               compute=ray.data.TaskPoolStrategy(size=workers), num_cpus=1)
+    else:
+        from serving.transform.worker import TransformWorker
+
+        ds = items.map_batches(TransformWorker, fn_constructor_args=(worker_job,), batch_size=1,
+                               compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
+    yield from ds.iter_rows()
+
+
+def _join_ray(address: str | None) -> None:
+    """Join the Ray at `address`, else the one RAY_ADDRESS names, else the one `ray start` left running on this
+    machine (Ray's own rule: no start-up to pay), else start a lean local Ray for the job: no dashboard, no
+    usage report, the job's logs kept out of the terminal."""
+    import ray
+
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    log.info("transform on Ray %s (%s CPUs)", ray.get_runtime_context().gcs_address,
+             ray.cluster_resources().get("CPU", 0))
+
+
+def _settle(warming: list) -> None:
+    """Collect the warm-up tasks (their errors, e.g. a model that does not load, are the job's tasks' too)."""
+    import ray
+
+    for ref in warming:
+        try:
+            ray.get(ref, timeout=30)
+        except Exception:  # noqa: BLE001 - the job's own tasks reported it
+            log.debug("transform warm-up task failed", exc_info=True)
 
 
 class _Writer:

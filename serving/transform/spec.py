@@ -36,11 +36,12 @@ class TransformJob(Strict):
     assemble_with: Literal["None", "Line"] = Field("Line", description="AssembleWith: Line puts one output record "
                                                                        "per line")
     max_concurrent_transforms: int | None = Field(None, ge=1, description=(
-        "onnxruntime sessions working at once (Ray Data actors); default: the Ray cluster's CPUs"))
-    chunk_mb: float = Field(8, gt=0, description="input read per Ray Data task (a file is split at line ends)")
-    compute: Literal["tasks", "actors"] = Field("tasks", description=(
-        "how Ray Data runs the onnxruntime sessions: tasks (each Ray worker process keeps the job's session for "
-        "its next tasks, and for the next job of the same model and options: no actor to start) or actors (an "
+        "onnxruntime sessions working at once (Ray tasks or actors); default: the Ray cluster's CPUs"))
+    chunk_mb: float = Field(8, gt=0, description="input read per task (a file is split at line ends)")
+    compute: Literal["core", "tasks", "actors"] = Field("core", description=(
+        "how Ray runs the onnxruntime sessions: core (Ray tasks; a worker process imports no Ray Data, keeps the "
+        "job's session for its next tasks and for this driver's next job of the same model and options), tasks "
+        "(Ray Data map_batches on tasks, each worker process keeping the session likewise) or actors (a Ray Data "
         "actor pool made for the job, one session per actor)"))
 
     @model_validator(mode="after")

@@ -170,16 +170,3 @@ class TransformWorker:
                     + await self._run(records, keep, mid, b, outputs, failures))
         outputs.append(ex.block)
         return ex.count
-
-
-_CACHED: dict[str, TransformWorker] = {}  # per worker process: the last job's worker (Ray reuses task processes)
-
-
-def transform_chunks(batch: dict[str, np.ndarray], job_json: str) -> dict[str, np.ndarray]:
-    """`map_batches` function for Ray Data tasks: the process's worker for this job (made by its first task,
-    reused by the next ones and by the next job of the same model and options), one chunk per call."""
-    worker = _CACHED.get(job_json)
-    if worker is None:
-        _CACHED.clear()  # one job's session per process: a long-lived Ray does not collect models
-        worker = _CACHED[job_json] = TransformWorker(job_json)
-    return worker(batch)

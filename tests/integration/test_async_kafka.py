@@ -202,3 +202,103 @@ def test_a_rebalance_hands_partitions_over_only_after_their_running_records(demo
                 or 0 for w in (a, b)]
     # each request run once (the second r0 waited for the first and found its result), by A only
     assert (invocations(a), invocations(b)) == (8, 0) and finished == [9, 0]
+
+
+FIRST_WORKER = r"""
+import asyncio, os, signal, sys
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer
+
+import serving.asyncq.kafka as kq
+from serving.spec import AsyncSpec
+from tests.unit.test_async_worker import worker
+
+bootstrap, notes, demo, spec_json = sys.argv[1:]
+kq.SESSION_TIMEOUT_MS = 6000  # the broker's least: the partition and an open transaction move on sooner
+
+
+def die_once_the_notification_is_on_the_broker(flush):
+    flush()
+    seen = KafkaConsumer(notes, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                         isolation_level="read_uncommitted", consumer_timeout_ms=20_000)
+    next(iter(seen))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# killed between notifying and committing the record's offset, whichever way the worker commits it
+KafkaProducer.commit_transaction = lambda self: die_once_the_notification_is_on_the_broker(self.flush)
+KafkaConsumer.commit = lambda self, offsets=None: die_once_the_notification_is_on_the_broker(lambda: None)
+spec = AsyncSpec.model_validate_json(spec_json)
+w = worker(Path(demo), spec.notification.model_dump(), bootstrap)
+w.specs["ep"], w.sources = spec, {}
+asyncio.run(w._work_kafka("ep", bootstrap))
+"""
+
+
+def test_a_worker_killed_between_notifying_and_committing_notifies_once(demo_dir, tmp_path, spec, kafka_bootstrap,
+                                                                       monkeypatch):  # noqa: F811
+    import subprocess
+    import sys
+
+    from kafka import KafkaConsumer
+    from kafka.admin import NewTopic
+
+    import serving.asyncq.kafka as kq
+    from serving.spec import NotificationSpec
+
+    notes = f"{spec.topic}.notes"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic(notes, 1, 1)])
+    spec = spec.model_copy(update={"notification": NotificationSpec(success_topic=notes, error_topic=notes)})
+    topic, group = topic_and_group(spec, "ep")
+    queue = KafkaQueue(kafka_bootstrap, topic, group, spec.partitions)
+    body = b"\n".join((demo_dir / "test_features.csv").read_bytes().splitlines()[:20])
+    doc = put(queue, tmp_path, "r0", body)
+    queue.close()
+    try:
+        first = subprocess.run([sys.executable, "-c", FIRST_WORKER, kafka_bootstrap, notes, str(demo_dir),
+                                spec.model_dump_json()], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "PYTHONPATH": os.getcwd()})
+        assert first.returncode == -9, first.stderr[-3000:]  # killed after the notification reached the broker
+        assert os.path.exists(doc["output"]) and consumer_lag(kafka_bootstrap, topic, group) == 1
+
+        async def second_worker():  # takes the record again: finished with its result, notified again
+            monkeypatch.setattr(kq, "SESSION_TIMEOUT_MS", 6000)
+            w = worker(demo_dir, spec.notification.model_dump(), kafka_bootstrap)
+            w.specs["ep"], w.sources = spec, {}
+            task = asyncio.create_task(w._work_kafka("ep", kafka_bootstrap))
+            for _ in range(600):
+                if await asyncio.to_thread(consumer_lag, kafka_bootstrap, topic, group) == 0:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the record was not committed within 60 s")
+            task.cancel()
+            w.sources["ep"].close()
+            return w
+
+        w = asyncio.run(second_worker())
+        assert invocations(w) == 0  # not run again: its result was in place
+
+        def read(isolation: str) -> list[str]:
+            """The notifications a reader gets: a read_committed one waits at the dead worker's open transaction
+            until the broker aborts it (its timeout, then the broker's next clean-up: 10 s at most)."""
+            consumer = KafkaConsumer(notes, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                                     isolation_level=isolation)
+            got, deadline = [], time.monotonic() + 60
+            while not got and time.monotonic() < deadline:
+                got += [orjson.loads(r.value)["inferenceId"] for b in consumer.poll(500).values() for r in b]
+            end = time.monotonic() + 2  # then anything more that came with it
+            while time.monotonic() < end:
+                got += [orjson.loads(r.value)["inferenceId"] for b in consumer.poll(500).values() for r in b]
+            consumer.close()
+            return got
+
+        assert read("read_uncommitted") == ["r0", "r0"]  # the dead worker's notification reached the broker,
+        assert read("read_committed") == ["r0"]  # in a transaction that was aborted: a reader sees one
+        assert w.registry.get_sample_value("ferry_async_notifications_total",
+                                           {"endpoint": "ep", "channel": "kafka", "outcome": "sent"}) == 1
+    finally:
+        admin.delete_topics([notes])
+        admin.close()

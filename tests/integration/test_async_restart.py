@@ -50,6 +50,32 @@ def start(deploy_file: Path, log_path: Path, env: dict) -> subprocess.Popen:
     raise AssertionError(f"ferry up did not come up:\n{log_path.read_text()[-3000:]}")
 
 
+def left_by(http: int, sessions: list[int]) -> list[str]:
+    """What a `ferry up` on port `http` may leave running once stopped or killed: a process of its sessions
+    (itself and what it started in them), an HAProxy of its state folder (`haproxy-<http>`: HAProxy is a child
+    of Ray Serve's proxy actor and outlives it, parent 1, when the actor is killed)."""
+    marker = f"/haproxy-{http}/"
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if stat[0] != "Z" and (int(stat[3]) in sessions or marker in cmdline):
+            found.append(f"{pid} (parent {stat[1]}): {cmdline[:200]}")
+    return found
+
+
+def stop_leftovers(http: int, sessions: list[int]) -> None:
+    """SIGKILL what `left_by` finds (the test's own processes only: its sessions, its port's HAProxy)."""
+    for line in left_by(http, sessions):
+        try:
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def session_processes(sid: int) -> list[int]:
     """Processes still alive in session `sid` (the killed `ferry up` and everything it started)."""
     alive = []
@@ -90,6 +116,7 @@ def test_kill_9_with_requests_queued_then_restart_loses_none_and_completes_none_
     urls = {ep: f"http://127.0.0.1:{http}/endpoints/{ep}/async-invocations" for ep in ("queued", "kqueued")}
     outs = {"queued": tmp_path / "out", "kqueued": tmp_path / "kout"}
     proc = start(deploy_file, log, env)
+    sessions = [proc.pid]
     try:
         with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda a: client.post(urls[a[0]], headers={
@@ -119,6 +146,7 @@ def test_kill_9_with_requests_queued_then_restart_loses_none_and_completes_none_
         with open(log, "a") as f:
             f.write("--- restart ---\n")
         proc = start(deploy_file, log, env)
+        sessions.append(proc.pid)
         try:
             deadline = time.monotonic() + 90
             with httpx.Client(timeout=30) as client:
@@ -152,8 +180,16 @@ def test_kill_9_with_requests_queued_then_restart_loses_none_and_completes_none_
         print(f"kill -9 with {len(waiting)} of {N} SQLite and {lag} of {N} Kafka requests waiting: lost 0, "
               "completed twice 0")
     finally:
-        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         try:
-            admin.delete_topics([topic])
+            deadline = time.monotonic() + 30  # a stopped ferry up's Ray takes a moment to go
+            while left_by(http, sessions) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            left = left_by(http, sessions)
+            stop_leftovers(http, sessions)
+            assert not left, "left running after the test:\n" + "\n".join(left)
         finally:
-            admin.close()
+            admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+            try:
+                admin.delete_topics([topic])
+            finally:
+                admin.close()

@@ -165,7 +165,7 @@ def test_a_weight_change_is_applied_by_both_gateway_replicas_when_the_control_ap
                   timeout=70)
 
 
-@pytest.mark.parametrize("compute", ["tasks", "actors"])
+@pytest.mark.parametrize("compute", ["core", "actors"])  # the default (Ray tasks), a Ray Data actor pool
 def test_transform_runs_its_job_across_both_nodes(cluster, compute):
     c = cluster
     lines = (c.demo / "test_features.csv").read_text().splitlines()
@@ -186,7 +186,7 @@ def test_transform_runs_its_job_across_both_nodes(cluster, compute):
         np.testing.assert_allclose(got, c.expected[k::4], rtol=0, atol=1e-6)
     if compute == "actors":  # Ray Data names its pool's actor class MapWorker(<operator>)
         ran = [a for a in c.ray.state("actors") if a["class_name"].startswith("MapWorker(")]
-    else:  # and its tasks after the operator, whose function is transform_chunks
+    else:  # Ray tasks named transform_chunks
         ran = [t for t in c.ray.state("tasks") if "transform_chunks" in (t.get("name") or "")]
     placed = {a["node_id"] for a in ran if a.get("node_id")}
     where = [(a.get("name") or a.get("class_name"), a.get("node_id") and ("head" if a["node_id"] == c.head else

@@ -1,4 +1,4 @@
-"""Batch transform on a real Ray Data (the session's Ray): outputs equal onnxruntime row by row, with
+"""Batch transform on a real Ray (the session's Ray; Ray tasks by default, Ray Data tasks and actors): outputs equal onnxruntime row by row, with
 filters and join, on a folder and on a file; a rejected record named by its file and line; a rerun skips
 the finished files; `ferry transform` and `ferry transform status` from the command line."""
 
@@ -72,8 +72,8 @@ def test_folder_with_filters_join_a_bad_record_and_a_rerun(ray_serve, demo_dir, 
                  labels[3000:][keep], probs[3000:, 1][keep])
     assert job_status(str(out))["files"]["a.csv"]["status"] == "Completed"
 
-    # fixed, then rerun on an actor pool (the first run was on tasks, the default; how it runs is not an
-    # option of the job's outputs): a.csv was finished and is skipped (its output untouched), b.csv is done again
+    # fixed, then rerun on a Ray Data actor pool (the first run was on Ray tasks, the default; how it runs is
+    # not an option of the job's outputs): a.csv was finished and is skipped (its output untouched), b.csv is done again
     b[1233] = csv_lines(rows[4233:4234], 4233)[0]
     (src / "sub" / "b.csv").write_text("\n".join(b) + "\n")
     before = (out / "a.csv.out").stat().st_mtime_ns
@@ -88,7 +88,8 @@ def test_file_plain_csv_and_jsonlines_join(ray_serve, demo_dir, model, rows, tmp
     labels, probs = predict(demo_dir, rows)
     plain = tmp_path / "rows.csv"
     plain.write_text("\n".join(",".join(repr(float(v)) for v in r) for r in rows) + "\n")
-    record = run_transform(TransformJob(model=model, input=str(plain), output=str(tmp_path / "out1"), chunk_mb=0.2))
+    record = run_transform(TransformJob(model=model, input=str(plain), output=str(tmp_path / "out1"), chunk_mb=0.2,
+                                        compute="tasks"))  # on Ray Data tasks
     assert record["status"] == "Completed" and record["rows"]["done"] == len(rows)
     out = np.loadtxt(tmp_path / "out1" / "rows.csv.out", delimiter=",", dtype=np.float64)
     assert out[:, 0].astype(int).tolist() == labels.tolist()
