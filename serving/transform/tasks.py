@@ -1,6 +1,7 @@
-"""What a Ray worker process runs for a transform job on Ray Data tasks (`compute="tasks"`, the default).
+"""What a Ray worker process runs for a transform job: a Ray task per chunk (`compute="core"`, the default,
+`run_chunk`) or Ray Data tasks (`compute="tasks"`, `transform_chunks`).
 
-This module is light on purpose: the driver imports it only to name `transform_chunks` to Ray Data, and the
+This module is light on purpose: the driver imports it only to name these functions to Ray, and the
 heavy modules (Ray Data, pyarrow, onnxruntime, the data plane) load in the worker process, once. A worker
 process keeps the job's `TransformWorker` (its onnxruntime session behind a data plane) for its next tasks,
 and for the next job of the same model and options that this driver runs.
