@@ -86,6 +86,10 @@ class SqliteQueue:
                 "AND state='running'", (state, time.time(), reason, claimed.id, claimed.claim))
             return cur.rowcount == 1
 
+    def stage(self, claimed: Claimed, topic: str, key: bytes, value: bytes, sent) -> bool:
+        """No transaction to put a Kafka notification in (serving.asyncq.kafka.Ledger.stage): the caller sends it."""
+        return False
+
     def status(self, inference_id: str) -> dict | None:
         row = self._db.execute("SELECT endpoint, doc, state, accepted_at, finished_at, reason, attempts FROM requests "
                                "WHERE id=?", (inference_id,)).fetchone()

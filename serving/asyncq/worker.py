@@ -233,9 +233,9 @@ class AsyncWorker:
                 msg = message(endpoint, claimed.id, doc, state, reason, claimed.accepted_at, time.time(),
                               body if notifier.wants_body else None)
                 topic = notifier.kafka_topic(msg)
-                stage = getattr(queue, "stage", None)  # the Kafka queue's: in its offset commit's transaction
-                staged = bool(topic and stage and stage(claimed, topic, claimed.id.encode(), orjson.dumps(msg),
-                                                        lambda: notifier.count("kafka", "sent")))
+                # on the Kafka queue, in its offset commit's transaction
+                staged = bool(topic) and queue.stage(claimed, topic, claimed.id.encode(), orjson.dumps(msg),
+                                                     lambda: notifier.count("kafka", "sent"))
                 notifier.send(msg, kafka=not staged)
         else:
             log.warning("async request %s: its claim was lost (lease expired); another worker finishes it", claimed.id)

@@ -4,10 +4,10 @@
                                         output="out/"))
 
 The input (a file, a folder or an fsspec prefix) is cut into chunks of whole lines; Ray Data maps them
-over onnxruntime sessions (serving.transform.worker) with the order kept - on tasks by default
-(serving.transform.tasks: each Ray worker process imports and loads the session once, warmed up as soon as
-Ray is up, and keeps it for its next tasks and for this driver's next job of the same model and options),
-or on an actor pool made for the job (`compute="actors"`) - and this
+over onnxruntime sessions (serving.transform.worker) with the order kept - on Ray tasks by default
+(`compute="core"`, serving.transform.tasks: each Ray worker process imports and loads the session once and
+keeps it for its next tasks and for this driver's next job of the same model and options), on Ray Data tasks
+(`compute="tasks"`) or on a Ray Data actor pool made for the job (`compute="actors"`) - and this
 process writes each file's answers to `<output>/<input relative path>.out` as they arrive. The job record,
 `<output>/transform-job.json`, is rewritten after each file: status, rows done and failed, seconds, each
 file's output and fingerprint. A rerun of the same job skips the files recorded as completed whose input
@@ -147,15 +147,9 @@ def _run(job: TransformJob, files: list[dict], record: dict, fs, root: str, addr
         # what a worker needs (not where the job reads and writes: the next job of the same model and options
         # finds the session a worker process kept)
         worker_job = job.model_copy(update={"input": "", "output": ""}).model_dump_json()
-        warming = []
         if job.compute == "core":
             rows = _core_rows(chunks, worker_job, workers)
         else:
-            if job.compute == "tasks":  # the worker processes import and load the session while this one plans
-                from serving.transform.tasks import warm
-
-                warming = [ray.remote(warm).options(num_cpus=1, name="transform_warm").remote(worker_job)
-                           for _ in range(workers)]
             rows = _ray_data_rows(job.compute, chunks, worker_job, workers)
         left = {i: sum(1 for c in chunks if c["file"] == i) for i in range(len(files))}
         with _Progress(progress, sum(f["size"] for f in files)) as bar:
@@ -166,7 +160,6 @@ def _run(job: TransformJob, files: list[dict], record: dict, fs, root: str, addr
                 left[int(row["file"])] -= 1
                 if not left[int(row["file"])]:
                     writer.close(int(row["file"]))
-        _settle(warming)
     finally:
         if started_ray:
             ray.shutdown()
@@ -206,7 +199,6 @@ def _ray_data_rows(compute: str, chunks: list[dict], worker_job: str, workers: i
     ctx = DataContext.get_current()
     ctx.execution_options.preserve_order = True  # outputs in input order, written as they come
     ctx.enable_progress_bars = False
-    ctx.op_resource_reservation_enabled = False  # one operator: every CPU works from the first chunks
     items = ray.data.from_items(chunks, override_num_blocks=len(chunks))
     if compute == "tasks":
         from serving.transform.tasks import transform_chunks
@@ -232,17 +224,6 @@ def _join_ray(address: str | None) -> None:
     ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
     log.info("transform on Ray %s (%s CPUs)", ray.get_runtime_context().gcs_address,
              ray.cluster_resources().get("CPU", 0))
-
-
-def _settle(warming: list) -> None:
-    """Collect the warm-up tasks (their errors, e.g. a model that does not load, are the job's tasks' too)."""
-    import ray
-
-    for ref in warming:
-        try:
-            ray.get(ref, timeout=30)
-        except Exception:  # noqa: BLE001 - the job's own tasks reported it
-            log.debug("transform warm-up task failed", exc_info=True)
 
 
 class _Writer:

@@ -5,15 +5,9 @@ This module is light on purpose: the driver imports it only to name these functi
 heavy modules (Ray Data, pyarrow, onnxruntime, the data plane) load in the worker process, once. A worker
 process keeps the job's `TransformWorker` (its onnxruntime session behind a data plane) for its next tasks,
 and for the next job of the same model and options that this driver runs.
-
-`warm` is the same start-up done ahead: the driver sends one per worker as soon as Ray is up, so the worker
-processes import and load the session while the driver imports Ray Data and plans the job, and every worker
-is ready when the first chunks arrive.
 """
 
 from __future__ import annotations
-
-import os
 
 _CACHED: dict = {}  # per worker process: the last job's TransformWorker (Ray reuses task processes)
 
@@ -28,14 +22,6 @@ def worker_for(job_json: str):
         _CACHED.clear()
         worker = _CACHED[job_json] = TransformWorker(job_json)
     return worker
-
-
-def warm(job_json: str) -> int:
-    """Import what the job's Ray Data tasks will need and load the session, in this worker process; its pid."""
-    import ray.data  # noqa: F401 - the module of Ray Data's task function, the worker's largest import
-
-    worker_for(job_json)
-    return os.getpid()
 
 
 def transform_chunks(batch: dict, job_json: str) -> dict:
