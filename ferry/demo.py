@@ -181,10 +181,18 @@ def write_demo(out_dir: str | Path, n_rows: int = 5000, seed: int = 7) -> Path:
     (out / "model.onnx").write_bytes(train_model(train, seed))
     (out / CHALLENGER).write_bytes(train_model(train, seed, n_estimators=25, max_depth=2))
     (out / f"{STEPS_MODULE}.py").write_text(Path(demo_steps.__file__).read_text())
-    (out / "ferry.yaml").write_text(yaml.safe_dump(demo_config(monitoring=True), sort_keys=False))
+    (out / "ferry.yaml").write_text(yaml.dump(demo_config(monitoring=True), Dumper=_IndentedDumper, sort_keys=False))
     load_demo_features(out, df)
     log.debug("demo written to %s", out)
     return out / "ferry.yaml"
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    """Lists indented under their key, as the docs' ferry.yaml snippets are, so a snippet pasted under a section
+    of the demo's file (e.g. docs/endpoints.md's endpoints under `endpoints:`) is valid YAML."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
 
 
 def load_demo_features(out: Path, df: pd.DataFrame) -> int:

@@ -32,6 +32,16 @@ def test_write_demo_makes_a_valid_deploy_file_and_loads_the_feature_store(tmp_pa
         store.close()
 
 
+def test_the_docs_endpoints_pasted_under_the_demos_endpoints_make_a_valid_deploy_file(tmp_path):
+    """docs/endpoints.md: "Add [these endpoints] to the demo's deploy file, under `endpoints:`"."""
+    docs = (Path(__file__).parents[2] / "docs" / "endpoints.md").read_text()
+    snippet = docs.split("### On the demo", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = write_demo(tmp_path, n_rows=400)
+    path.write_text(path.read_text().replace("endpoints:\n", "endpoints:\n" + snippet, 1))
+    cfg = load_config(path, environ={})
+    assert [e.name for e in cfg.endpoints][:3] == ["credit-risk-serverless", "credit-risk-async", "credit-risk"]
+
+
 def test_demo_rows_are_named_full_precision_and_what_the_model_takes(tmp_path):
     """Issue 10 item 5: model rows are written at full precision; a table written with a header names the
     features; the model's metadata names them too."""
