@@ -5,12 +5,18 @@ admin socket world-writable. This wrapper rewrites those lines of the generated 
 over to the real binary (exec: same pid, same arguments): the two listeners bind to
 FERRY_HAPROXY_BIND_HOST (default 127.0.0.1) and the admin socket becomes mode 600. The request listeners
 are untouched (they already bind to server.host).
+
+HAProxy also dies with the process that started it (Ray's proxy actor). Ray kills the HAProxy it knows of
+when it shuts down, but a graceful reload still starting at that moment (`-sf`) is not yet known, and that
+process outlived Ray, holding its ports.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import signal
 import sys
 
 BIND_HOST_ENV = "FERRY_HAPROXY_BIND_HOST"
@@ -33,7 +39,21 @@ def real_binary() -> str:
     return get_haproxy_binary()
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the parent exits (kept across exec); exit now if it already has (this
+    process then belongs to init)."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:
+        sys.exit("ferry-haproxy: the process that started HAProxy has exited")
+
+
 def main() -> None:
+    die_with_parent()
     args = sys.argv[1:]
     if "-f" in args and args.index("-f") + 1 < len(args):
         path = args[args.index("-f") + 1]

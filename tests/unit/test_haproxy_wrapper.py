@@ -1,5 +1,14 @@
 """ferry-haproxy confines the listeners Ray Serve's HAProxy template binds to every interface."""
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
 from ray.serve._private import haproxy_templates
 
 from serving.haproxy import confine
@@ -23,3 +32,48 @@ def test_rays_template_still_has_the_lines_the_wrapper_rewrites():
     assert "bind :{{ config.metrics_port }}" in text
     assert "bind *:{{ config.stats_port }}" in text
     assert "mode 666" in text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+def test_haproxy_dies_with_the_process_that_started_it(tmp_path):
+    """Ray kills the HAProxy it knows of; one it started during shutdown (a reload) must not outlive it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "haproxy.cfg"
+    config.write_text("defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n"
+                      f"    timeout server 1s\nfrontend f\n    bind 127.0.0.1:{port}\n"
+                      "    http-request return status 200\n")
+    parent = subprocess.Popen(  # stands in for Ray's proxy actor: starts the wrapper, then is killed
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         f"p = subprocess.Popen([sys.executable, '-m', 'serving.haproxy', '-db', '-f', {str(config)!r}])\n"
+         "print(p.pid, flush=True)\ntime.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    haproxy = 0
+    try:
+        haproxy = int(parent.stdout.readline())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # HAProxy serves: the wrapper has handed over
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("HAProxy did not start")
+        assert os.readlink(f"/proc/{haproxy}/exe").endswith("haproxy")
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(haproxy) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(haproxy), "HAProxy outlived the process that started it"
+    finally:
+        parent.kill()
+        if haproxy and _alive(haproxy):
+            os.kill(haproxy, signal.SIGKILL)
