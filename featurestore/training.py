@@ -24,7 +24,16 @@ from featurestore.spec import FeatureGroupSpec, FeatureType
 def _epoch_seconds(s: pd.Series, name: str) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=np.float64)
-    ts = pd.to_datetime(s, utc=True, errors="raise")
+    if pd.api.types.is_datetime64_any_dtype(s):
+        ts = pd.to_datetime(s, utc=True)
+    else:  # ISO-8601 in any of its spellings, row by row if need be (pandas would guess one format from row 1)
+        try:
+            ts = pd.to_datetime(s, utc=True, format="ISO8601")
+        except (ValueError, TypeError):
+            try:
+                ts = pd.to_datetime(s, utc=True, format="mixed")
+            except (ValueError, TypeError, OverflowError) as e:
+                raise ValueError(f"{name}: entity timestamps must be numbers (unix seconds) or dates: {e}") from None
     if ts.isna().any():
         raise ValueError(f"{name}: entity timestamps must not be null")
     return ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]").astype(np.int64).to_numpy() / 1e6

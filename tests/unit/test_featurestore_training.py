@@ -95,6 +95,17 @@ def test_no_leakage_and_ties(tmp_path):
     assert got["x"].isna().tolist() == [True, False, True, False]
 
 
+def test_entity_timestamps_in_mixed_iso_spellings(tmp_path):
+    """One column may mix ISO-8601 spellings (pandas alone guesses one format from the first row and fails)."""
+    off = OfflineStore(tmp_path)
+    off.append(SPEC, [Record("1", T0 + 43200, {"user_id": 1, "et": T0 + 43200, "x": 1.0})], api_invocation_time=T0)
+    ents = pd.DataFrame({"user_id": [1, 1, 1, 1], "event_timestamp": [
+        "2026-01-01T12:00:00Z", "2026-01-01", "2026-01-01 13:00:00.250+02:00", "2026-01-02"]})
+    assert point_in_time_join(off, SPEC, ents, features=["x"])["x"].isna().tolist() == [False, True, True, False]
+    with pytest.raises(ValueError, match="event_timestamp: entity timestamps must be numbers .* or dates"):
+        point_in_time_join(off, SPEC, ents.assign(event_timestamp=["2026-01-01", "soon", "2026-01-01", "2026-01-01"]))
+
+
 def test_empty_log_and_bad_input(tmp_path):
     ents = pd.DataFrame({"user_id": [1], "event_timestamp": [T0]})
     got = point_in_time_join(OfflineStore(tmp_path), SPEC, ents)
