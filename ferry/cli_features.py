@@ -128,6 +128,7 @@ def training_set(group: str, entities: Path = typer.Option(..., help="CSV or Par
                  ttl: Optional[float] = typer.Option(None, help="ignore feature rows older than this many seconds"),
                  file: Path = FILE, data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
     """Point-in-time join of entity rows with the group's offline log."""
+    import numpy as np
     import pandas as pd
 
     from featurestore.training import point_in_time_join
@@ -140,7 +141,13 @@ def training_set(group: str, entities: Path = typer.Option(..., help="CSV or Par
                                 timestamp_column=timestamp_column, ttl=ttl)
     except (ValueError, LookupError) as e:
         raise typer.BadParameter(str(e)) from None
-    df.to_parquet(out, index=False) if out.suffix == ".parquet" else df.to_csv(out, index=False)
+    if out.suffix == ".parquet":
+        df.to_parquet(out, index=False)
+    else:  # a collection as a JSON array, not numpy's repr ("['a' 'b']" reads back as one string)
+        for f in spec.features:
+            if f.collection is not None and f.name in df:
+                df[f.name] = df[f.name].map(lambda v: None if v is None else json.dumps(np.asarray(v).tolist()))
+        df.to_csv(out, index=False)
     typer.echo(f"{len(df)} rows -> {out}")
 
 

@@ -43,6 +43,23 @@ def test_put_get_training_set(tmp_path):
     assert out["score"].tolist()[:2] == [0.9, 0.5] and pd.isna(out["score"][2])
 
 
+def test_training_set_csv_writes_collections_as_json_arrays(tmp_path):
+    cfg = tmp_path / "ferry.yaml"
+    group = {**GROUP, "features": GROUP["features"] + [
+        {"name": "tags", "type": "String", "collection": "Set"},
+        {"name": "emb", "type": "Fractional", "collection": "Vector", "dimension": 2}]}
+    cfg.write_text(yaml.safe_dump({"feature_groups": [group]}))
+    f = ["-f", str(cfg)]
+    record = {"user_id": 1, "ts": 10, "score": 0.5, "tags": ["a", "b"], "emb": [3, 4]}
+    assert run("put", "users", "--record", json.dumps(record), *f).exit_code == 0
+    pd.DataFrame({"user_id": [1, 2], "event_timestamp": [12, 12]}).to_csv(tmp_path / "e.csv", index=False)
+    r = run("training-set", "users", "--entities", str(tmp_path / "e.csv"), "--out", str(tmp_path / "o.csv"), *f)
+    assert r.exit_code == 0, r.output
+    out = pd.read_csv(tmp_path / "o.csv")
+    assert sorted(json.loads(out["tags"][0])) == ["a", "b"] and json.loads(out["emb"][0]) == [3.0, 4.0]
+    assert out[["tags", "emb"]].iloc[1].isna().all()
+
+
 def test_create_from_spec_file_and_bad_config(tmp_path):
     cfg = tmp_path / "ferry.yaml"
     cfg.write_text(yaml.safe_dump({"feature_groups": []}))
