@@ -11,7 +11,9 @@ since runs on 2 shared cores vary by 20-40 %):
 - bare Ray Serve: one deployment that parses CSV, runs onnxruntime and answers CSV (max_ongoing_requests 64,
   Ray's strongest setting here), and a hand-written V2 ModelInfer for gRPC;
 - a hand-written Ray Serve composition: an ingress that parses CSV and calls a model deployment through a
-  DeploymentHandle;
+  DeploymentHandle (on Ray Serve's gRPC transport, as Ferry's hops are: the environment's
+  RAY_SERVE_USE_GRPC_BY_DEFAULT, which Ray applies only to handles made where it was set before Ray Serve was
+  imported, applied to the handle bound here, as serving.variants.hop applies it to Ferry's);
 - Ferry's default (`ferry demo` without capture: the model inside the gateway, whose replica also holds the
   other endpoints below), the same endpoint alone in a gateway of its own (what co-hosted endpoints cost it),
   the same with capture at 100 %, Ferry's composed shape (the variant as its own deployment, concurrent requests
@@ -136,7 +138,10 @@ def composition_app(model_path: str):
     @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25}, logging_config=quiet)
     class Ingress:
         def __init__(self, model):
-            self.model = model
+            # the environment's RAY_SERVE_USE_GRPC_BY_DEFAULT, as Ferry's hop applies it (serving.variants.hop):
+            # Ray applies it only to handles made in the replica, and this one was bound in the driver
+            grpc = os.environ.get("RAY_SERVE_USE_GRPC_BY_DEFAULT") == "1"
+            self.model = model.options(_by_reference=False) if grpc else model
 
         async def __call__(self, request):
             text = (await request.body()).decode()

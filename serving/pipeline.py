@@ -30,7 +30,9 @@ class RemoteStep:
     """A step served by its own StepServer deployment, seen from the gateway."""
 
     def __init__(self, handle, scales_to_zero: bool = False):
-        self.handle = handle
+        from serving.variants import hop
+
+        self.handle = hop(handle)
         self.deployment = handle.deployment_name
         self.scales_to_zero = scales_to_zero
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -155,6 +156,20 @@ class Remote:
 GATHER_MAX = 32  # requests per gathered call to a variant deployment without batching
 
 
+def hop(handle):
+    """The handle as the gateway calls a deployment of its own: over Ray Serve's gRPC transport when the replica's
+    environment asks for it (RAY_SERVE_USE_GRPC_BY_DEFAULT, one of Ferry's throughput switches, serving/deploy.py).
+
+    Ray applies that switch to the handles a process makes after importing Ray Serve with it set, so a handle
+    bound by the driver (`ferry up` imports Ray Serve before it sets Ray's environment) arrives in the replica
+    on Ray's actor-call path. On this machine the gRPC transport halves the CPU a hop costs on both sides
+    (README, Performance); results and errors come back the same (a replica's exception as a RayTaskError, a
+    lost replica as ActorUnavailableError), and Ferry never asks a hop for an ObjectRef."""
+    if os.environ.get("RAY_SERVE_USE_GRPC_BY_DEFAULT") == "1":
+        return handle.options(_by_reference=False)
+    return handle
+
+
 class RemoteVariant:
     """A variant served by its own ModelServer deployment, seen from the gateway.
 
@@ -164,7 +179,7 @@ class RemoteVariant:
 
     def __init__(self, handle, variant: str, batching: BatchingSpec | None = None, scales_to_zero: bool = False,
                  max_in_flight: int = 4, gather: bool = False):
-        self.handle = handle
+        self.handle = hop(handle)
         self.variant = variant
         self.deployment = handle.deployment_name
         self.scales_to_zero = scales_to_zero  # no replica until traffic comes: ready, not down

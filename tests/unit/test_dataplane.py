@@ -337,7 +337,8 @@ def test_a_variant_deployment_gets_concurrent_requests_in_one_call_each_run_on_i
     for i, r in enumerate(answers[:5]):
         got = r.body.decode().strip().split(",")
         assert int(got[0]) == label[i] and np.allclose(np.array(got[1:], dtype=np.float32), proba[i])
-    assert handle.calls == [("infer_each", 6)]  # arrived together: one call, each request run on its own
+    # the first goes at once, alone; the five that arrive while it is on its way go in one call, each run on its own
+    assert handle.calls == [("infer_each", 1), ("infer_each", 5)]
     assert runner.infer_each([]) == []
 
 
@@ -379,3 +380,24 @@ def test_a_captured_http_request_is_let_go_at_once_and_its_record_is_whole(demo,
     assert len(df) == 1 and df["inferenceId"].tolist() == ["abc"] and result.variant == "A"
     np.testing.assert_allclose(df[[f"_c{i}" for i in range(8)]].to_numpy(float), rows[:1], rtol=1e-6)
     assert df["prediction_0"].to_numpy(float)[0] == label[0]
+
+
+def test_a_hop_takes_ray_serves_grpc_transport_when_the_environment_asks_for_it(monkeypatch):
+    """RAY_SERVE_USE_GRPC_BY_DEFAULT (Ferry's throughput switches) reaches handles bound in the driver too."""
+    from serving.pipeline import RemoteStep
+    from serving.variants import RemoteVariant
+
+    class Handle:
+        deployment_name = "ep.A"
+
+        def __init__(self, **options):
+            self.opts = options
+
+        def options(self, **kw):
+            return Handle(**self.opts, **kw)
+
+    monkeypatch.delenv("RAY_SERVE_USE_GRPC_BY_DEFAULT", raising=False)
+    assert RemoteVariant(Handle(), "A").handle.opts == {} and RemoteStep(Handle()).handle.opts == {}
+    monkeypatch.setenv("RAY_SERVE_USE_GRPC_BY_DEFAULT", "1")
+    for remote in (RemoteVariant(Handle(), "A", gather=True), RemoteStep(Handle())):
+        assert remote.handle.opts == {"_by_reference": False} and remote.deployment == "ep.A"
