@@ -2,8 +2,7 @@
 
 Requests that arrive while a batch is running queue up; when it finishes, everything queued (up to
 `max_batch_size`) goes as the next batch at once. An idle model therefore answers a lone request without
-delay (from the caller's own task: no drain task, no future), and a busy one amortises its per-call cost
-over the queue. `wait_s` optionally holds a batch
+delay, and a busy one amortises its per-call cost over the queue. `wait_s` optionally holds a batch
 that is not full a little longer (Ray Serve's batch_wait_timeout_s; 0 by default). `max_in_flight`
 batches run at a time: 1 for a model in this process (its runs go to one worker thread, leaving the
 event loop free to queue the next batch), more for a model deployment with several replicas.
@@ -29,17 +28,6 @@ class AdaptiveBatcher:
         self._in_flight = 0
 
     async def submit(self, item: Any) -> Any:
-        if not self._in_flight and not self._queue and not self.wait_s:
-            # Nothing running or queued: this item is the batch, run from the caller's own task (no drain task,
-            # no future, no extra event-loop turns: what a lone request costs less than a gathered one).
-            self._in_flight = 1
-            try:
-                return (await self._run([item]))[0]
-            finally:
-                self._in_flight -= 1
-                if self._queue and self._in_flight < self.max_in_flight:  # what arrived meanwhile goes next
-                    self._in_flight += 1
-                    asyncio.ensure_future(self._drain())
         fut = asyncio.get_running_loop().create_future()
         self._queue.append((item, fut))
         if self._in_flight < self.max_in_flight:

@@ -34,7 +34,7 @@ THROUGHPUT_ENV = {
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
     "RAY_SERVE_LOG_TO_STDERR": "0",
-    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",  # the gateway's handles apply it themselves (serving.variants.hop)
     "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
 }
 
