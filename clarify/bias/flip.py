@@ -49,10 +49,11 @@ def sklearn_vote(x: np.ndarray, d: np.ndarray, predicted: np.ndarray, rows: np.n
 
 
 def leaf_order(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The positions of ``rows`` in a KD-tree's leaf order (cKDTree's build releases the GIL)."""
+    """The positions of ``rows`` in a KD-tree's leaf order, leaves of 16 (finer orders make faster queries; cKDTree's
+    build releases the GIL)."""
     from scipy.spatial import cKDTree
 
-    return cKDTree(np.take(x, rows, axis=0), leafsize=256, balanced_tree=False, compact_nodes=False).indices
+    return cKDTree(np.take(x, rows, axis=0), leafsize=16, balanced_tree=False, compact_nodes=False).indices
 
 
 def _in_order(pool: ThreadPoolExecutor, fn, items: list, size) -> list:
