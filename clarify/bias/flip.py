@@ -78,7 +78,8 @@ class FlipVotes:
             xf = np.ascontiguousarray(x, dtype=np.float64)
         except (TypeError, ValueError):
             xf = None
-        self.xf = xf if xf is not None and np.isfinite(xf).all() else None  # else sklearn raises smclarify's error
+        finite = xf is not None and (np.isfinite(xf.sum()) or np.isfinite(xf).all())  # a finite sum: all finite
+        self.xf = xf if finite else None  # else sklearn raises smclarify's error
         self._votes: dict[int, np.ndarray] = {}
 
     def vote(self, code: int) -> np.ndarray:
