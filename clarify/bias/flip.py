@@ -78,7 +78,8 @@ class FlipVotes:
             xf = np.ascontiguousarray(x, dtype=np.float64)
         except (TypeError, ValueError):
             xf = None
-        finite = xf is not None and (np.isfinite(xf.sum()) or np.isfinite(xf).all())  # a finite sum: all finite
+        with np.errstate(over="ignore", invalid="ignore"):  # a finite sum means all are finite; else look closer
+            finite = xf is not None and bool(np.isfinite(xf.sum()) or np.isfinite(xf).all())
         self.xf = xf if finite else None  # else sklearn raises smclarify's error
         self._votes: dict[int, np.ndarray] = {}
 
