@@ -18,6 +18,7 @@ from core.errors import FerryError, bad_request, internal_error, throttled, unav
 from serving.dataplane import ModelResult, Payload
 from serving.spec import ModelSpec, VariantSpec
 from serving.steps import MATRIX, Step, decoded_strings, make_step, step_error
+from serving.variants import RemoteDeployment
 
 if TYPE_CHECKING:
     from featurestore.settings import FeatureStoreConfig
@@ -26,21 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class RemoteStep:
+class RemoteStep(RemoteDeployment):
     """A step served by its own StepServer deployment, seen from the gateway."""
-
-    def __init__(self, handle, scales_to_zero: bool = False):
-        from serving.variants import hop
-
-        self.handle = hop(handle)
-        self.deployment = handle.deployment_name
-        self.scales_to_zero = scales_to_zero
-
-    async def metadata(self) -> dict:
-        return await self.handle.metadata.remote()
-
-    async def ready(self) -> bool:
-        return self.scales_to_zero or await self.handle.ready.remote()
 
     async def run(self, data: Payload) -> Payload:
         try:

@@ -170,7 +170,31 @@ def hop(handle):
     return handle
 
 
-class RemoteVariant:
+class RemoteDeployment:
+    """A deployment of its own (a variant's, a shadow's or a pipeline step's), seen from the gateway.
+
+    Its handle is made on first use, in the replica's event loop: `options()` starts the handle's router, which
+    needs the running loop, and a green variant's runner is built in a worker thread."""
+
+    def __init__(self, handle, scales_to_zero: bool = False):
+        self._bound, self._handle = handle, None
+        self.deployment = handle.deployment_name
+        self.scales_to_zero = scales_to_zero  # no replica until traffic comes: ready, not down
+
+    @property
+    def handle(self):
+        if self._handle is None:
+            self._handle = hop(self._bound)
+        return self._handle
+
+    async def metadata(self) -> dict:
+        return await self.handle.metadata.remote()
+
+    async def ready(self) -> bool:
+        return self.scales_to_zero or await self.handle.ready.remote()
+
+
+class RemoteVariant(RemoteDeployment):
     """A variant served by its own ModelServer deployment, seen from the gateway.
 
     With `gather`, concurrent requests go as one handle call (`max_in_flight` calls at a time: a couple per
@@ -179,10 +203,8 @@ class RemoteVariant:
 
     def __init__(self, handle, variant: str, batching: BatchingSpec | None = None, scales_to_zero: bool = False,
                  max_in_flight: int = 4, gather: bool = False):
-        self.handle = hop(handle)
+        super().__init__(handle, scales_to_zero)
         self.variant = variant
-        self.deployment = handle.deployment_name
-        self.scales_to_zero = scales_to_zero  # no replica until traffic comes: ready, not down
         self._methods: dict = {}  # method name -> the handle for it (handle.<name> makes a new handle per call)
         self._batcher = None
         if batching is not None:
@@ -190,12 +212,6 @@ class RemoteVariant:
                                             batching.batch_wait_timeout_ms / 1000.0, max_in_flight)
         elif gather:
             self._batcher = AdaptiveBatcher(self._send_each, GATHER_MAX, 0.0, max_in_flight)
-
-    async def metadata(self) -> dict:
-        return await self.handle.metadata.remote()
-
-    async def ready(self) -> bool:
-        return self.scales_to_zero or await self.handle.ready.remote()
 
     async def infer(self, payload: Payload, output_names: list[str] | None = None) -> ModelResult:
         try:

@@ -314,6 +314,9 @@ class _Handle:
     def __init__(self, runner):
         self.runner, self.calls = runner, []
 
+    def options(self, **_):
+        return self
+
     def __getattr__(self, name):
         return _Method(self, name)
 
@@ -382,7 +385,9 @@ def test_a_captured_http_request_is_let_go_at_once_and_its_record_is_whole(demo,
 
 
 def test_a_hop_takes_ray_serves_grpc_transport_when_the_environment_asks_for_it(monkeypatch):
-    """RAY_SERVE_USE_GRPC_BY_DEFAULT (Ferry's throughput switches) reaches handles bound in the driver too."""
+    """RAY_SERVE_USE_GRPC_BY_DEFAULT (Ferry's throughput switches) reaches handles bound in the driver too, and
+    the handle is made in the event loop, on first use (Ray's options() needs the running loop, and a green
+    variant's runner is built in a worker thread)."""
     from serving.pipeline import RemoteStep
     from serving.variants import RemoteVariant
 
@@ -393,10 +398,14 @@ def test_a_hop_takes_ray_serves_grpc_transport_when_the_environment_asks_for_it(
             self.opts = options
 
         def options(self, **kw):
+            asyncio.get_running_loop()  # as Ray's: RuntimeError outside the event loop
             return Handle(**self.opts, **kw)
 
+    async def opts(remote):
+        return remote.handle.opts
+
     monkeypatch.delenv("RAY_SERVE_USE_GRPC_BY_DEFAULT", raising=False)
-    assert RemoteVariant(Handle(), "A").handle.opts == {} and RemoteStep(Handle()).handle.opts == {}
+    assert run(opts(RemoteVariant(Handle(), "A"))) == {} and run(opts(RemoteStep(Handle()))) == {}
     monkeypatch.setenv("RAY_SERVE_USE_GRPC_BY_DEFAULT", "1")
-    for remote in (RemoteVariant(Handle(), "A", gather=True), RemoteStep(Handle())):
-        assert remote.handle.opts == {"_by_reference": False} and remote.deployment == "ep.A"
+    for remote in (RemoteVariant(Handle(), "A", gather=True), RemoteStep(Handle())):  # made outside the loop
+        assert run(opts(remote)) == {"_by_reference": False} and remote.deployment == "ep.A"
