@@ -17,7 +17,7 @@ from ferry.demo import make_credit_data, model_matrix, write_demo
 from monitor.capture_reader import read_capture
 from serving.adapters import grpc as grpc_adapter
 from serving.adapters import sagemaker, v2rest
-from serving.dataplane import DataPlane, Exchange
+from serving.dataplane import DataPlane, Exchange, Payload
 from serving.endpoint import Endpoint, EndpointCapture
 from serving.capture.files import JsonlFileSink
 from serving.protos import inference_pb2 as pb
@@ -408,4 +408,36 @@ def test_a_hop_takes_ray_serves_grpc_transport_when_the_environment_asks_for_it(
     assert run(opts(RemoteVariant(Handle(), "A"))) == {} and run(opts(RemoteStep(Handle()))) == {}
     monkeypatch.setenv("RAY_SERVE_USE_GRPC_BY_DEFAULT", "1")
     for remote in (RemoteVariant(Handle(), "A", gather=True), RemoteStep(Handle())):  # made outside the loop
-        assert run(opts(remote)) == {"_by_reference": False} and remote.deployment == "ep.A"
+        assert run(opts(remote)) == {"_by_reference": False, "request_serialization": "pickle",
+                                     "response_serialization": "pickle"} and remote.deployment == "ep.A"
+
+
+def test_what_a_hop_carries_survives_plain_pickle(demo):
+    """Hops write requests and results with plain pickle (serving.variants.HOP_SERIALIZATION): every type a
+    variant or step deployment gets or gives back must be importable, not made on the fly."""
+    import pickle
+
+    from core.errors import bad_request
+    from serving.variants import HOP_SERIALIZATION
+
+    out, rows = demo[0], demo[1]
+    runner = ModelRunner(ModelSpec(name="m", path=str(out / "model.onnx")), "A")
+    requests = [(Payload(matrix=rows[:1]), None), (Payload(named={"input": rows[:2].astype(np.float32)},
+                                                                strict_dtype=True), ["label"]),
+                (Payload(matrix=np.ones((1, 3))), None)]
+    results = runner.infer_each(requests)
+    assert HOP_SERIALIZATION == {"request_serialization": "pickle", "response_serialization": "pickle"}
+    assert results[2].error is not None  # a 400 carried as a value
+    def same(a, b):
+        if isinstance(a, np.ndarray):
+            return a.dtype == b.dtype and np.array_equal(a, b)
+        if isinstance(a, (list, tuple)):
+            return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if hasattr(a, "__slots__"):
+            return type(a) is type(b) and all(same(getattr(a, f), getattr(b, f)) for f in a.__slots__)
+        return a == b
+
+    for value in (requests, results, bad_request("no")):
+        assert same(pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)), value)
