@@ -13,7 +13,8 @@ since runs on 2 shared cores vary by 20-40 %):
 - a hand-written Ray Serve composition: an ingress that parses CSV and calls a model deployment through a
   DeploymentHandle (on Ray Serve's gRPC transport, as Ferry's hops are: the environment's
   RAY_SERVE_USE_GRPC_BY_DEFAULT, which Ray applies only to handles made where it was set before Ray Serve was
-  imported, applied to the handle bound here, as serving.variants.hop applies it to Ferry's);
+  imported, applied to the handle bound here, as serving.variants.hop applies it to Ferry's; with Ray's default
+  serialization, cloudpickle, as a user gets it, where Ferry's hops ask for plain pickle);
 - Ferry's default (`ferry demo` without capture: the model inside the gateway, whose replica also holds the
   other endpoints below), the same endpoint alone in a gateway of its own (what co-hosted endpoints cost it),
   the same with capture at 100 %, Ferry's composed shape (the variant as its own deployment, concurrent requests
