@@ -14,7 +14,8 @@ since runs on 2 shared cores vary by 20-40 %):
   DeploymentHandle (on Ray Serve's gRPC transport, as Ferry's hops are: the environment's
   RAY_SERVE_USE_GRPC_BY_DEFAULT, which Ray applies only to handles made where it was set before Ray Serve was
   imported, applied to the handle bound here, as serving.variants.hop applies it to Ferry's; with Ray's default
-  serialization, cloudpickle, as a user gets it, where Ferry's hops ask for plain pickle);
+  serialization, cloudpickle, as a user gets it, where Ferry's hops ask for plain pickle), and the same asking
+  for plain pickle too (the strongest composition by hand);
 - Ferry's default (`ferry demo` without capture: the model inside the gateway, whose replica also holds the
   other endpoints below), the same endpoint alone in a gateway of its own (what co-hosted endpoints cost it),
   the same with capture at 100 %, Ferry's composed shape (the variant as its own deployment, concurrent requests
@@ -117,8 +118,9 @@ def bare_app(model_path: str, width: int = 8, max_ongoing: int = 64):
                             logging_config={"enable_access_log": False, "log_level": "WARNING"}).bind(model_path, width)
 
 
-def composition_app(model_path: str):
-    """A hand-written composition: ingress parses CSV, a model deployment runs onnxruntime via a handle."""
+def composition_app(model_path: str, pickle: bool = False):
+    """A hand-written composition: ingress parses CSV, a model deployment runs onnxruntime via a handle; with
+    `pickle`, the handle also asks for plain pickle, as Ferry's hops do (the strongest composition by hand)."""
     from ray import serve
     from starlette.responses import Response
 
@@ -142,7 +144,8 @@ def composition_app(model_path: str):
             # the environment's RAY_SERVE_USE_GRPC_BY_DEFAULT, as Ferry's hop applies it (serving.variants.hop):
             # Ray applies it only to handles made in the replica, and this one was bound in the driver
             grpc = os.environ.get("RAY_SERVE_USE_GRPC_BY_DEFAULT") == "1"
-            self.model = model.options(_by_reference=False) if grpc else model
+            serialization = {"request_serialization": "pickle", "response_serialization": "pickle"} if pickle else {}
+            self.model = model.options(_by_reference=False, **serialization) if grpc else model
 
         async def __call__(self, request):
             text = (await request.body()).decode()
@@ -292,6 +295,7 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
         serve.run(bare_app(model), name="bare", route_prefix="/bare")
         serve.run(bare_app(str(demo_dir / "mlp.onnx"), MLP_WIDTH), name="bare-mlp", route_prefix="/bare-mlp")
         serve.run(composition_app(model), name="bare-composed", route_prefix="/bare-composed")
+        serve.run(composition_app(model, pickle=True), name="bare-composed-pickle", route_prefix="/bare-composed-pickle")
         serve.run(bare_grpc_app(model), name="bare-grpc", route_prefix="/bare-grpc")
         deploy(application(cfg, demo_dir))
         alone = ferry_doc(demo_dir, port, grpc_port, ingress)
@@ -302,6 +306,7 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
                 ("Ferry default, alone in its gateway", "/alone/endpoints/default/invocations", body),
                 ("Ferry default, capture 100 %", "/endpoints/captured/invocations", body),
                 ("hand-written composition", "/bare-composed", body),
+                ("hand-written composition, pickle", "/bare-composed-pickle", body),
                 ("Ferry composed", "/endpoints/composed/invocations", body),
                 ("bare Ray Serve, MLP", "/bare-mlp", mlp_body), ("Ferry MLP", "/endpoints/mlp/invocations", mlp_body),
                 ("Ferry MLP, batched", "/endpoints/mlp-batched/invocations", mlp_body)]
@@ -375,6 +380,8 @@ def ratios(rows: list[dict], ingress: str, concurrencies: list[int]) -> dict:
                   (f"default co-hosted/alone rps c={c}", "Ferry default", "Ferry default, alone in its gateway", c,
                    "rps"),
                   (f"composed/hand-written rps c={c}", "Ferry composed", "hand-written composition", c, "rps"),
+                  (f"composed/hand-written with pickle rps c={c}", "Ferry composed",
+                   "hand-written composition, pickle", c, "rps"),
                   (f"MLP batched/unbatched rps c={c}", "Ferry MLP, batched", "Ferry MLP", c, "rps")]
     pairs += [("default/bare p50 c=1", "Ferry default", "bare Ray Serve", 1, "p50_ms"),
               ("gRPC/HTTP p50 c=1 (Ferry default)", "Ferry default gRPC", "Ferry default", 1, "p50_ms"),

@@ -170,8 +170,9 @@ def hop(handle):
     Ray applies that switch to the handles a process makes after importing Ray Serve with it set, so a handle
     bound by the driver (`ferry up` imports Ray Serve before it sets Ray's environment) arrives in the replica
     on Ray's actor-call path. On this machine the gRPC transport halves the CPU a hop costs on both sides, and
-    pickle instead of cloudpickle takes another ~50-75 us off each side at c=1 (README, Performance); a lost
-    replica comes back as ActorUnavailableError, and Ferry never asks a hop for an ObjectRef."""
+    pickle instead of cloudpickle takes another ~50-75 us off each side at c=1 (README, Performance). Errors come
+    back as on the actor path (Ray's gRPC handle re-raises a replica's exception as its RayTaskError, a lost
+    replica as ActorUnavailableError), and Ferry never asks a hop for an ObjectRef."""
     if os.environ.get("RAY_SERVE_USE_GRPC_BY_DEFAULT") == "1":
         return handle.options(_by_reference=False, **HOP_SERIALIZATION)
     return handle
