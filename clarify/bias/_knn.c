@@ -1,0 +1,392 @@
+/* Exact k-nearest-neighbour search on a KD-tree, for the Flip Test (clarify/bias/knn.py wraps it).
+
+   Tree(x, rows, order_out, leafsize): a KD-tree over the given rows of x (float64, C order, n x d). Splits are
+   at the midpoint of the node's widest side (sides shrunk to the points where a split would leave one side
+   empty); each child keeps the exact extent of its points along the split dimension, so queries prune on it.
+   order_out receives the rows in the tree's leaf order (a spatial order). The coordinates are copied in that
+   order (each leaf's points contiguous), their columns widest first.
+
+   Tree.query(x, qrows, d2_out, idx_out): for each row qrows[i] of x, its k = d2_out.shape[1] nearest tree rows:
+   squared Euclidean distances ascending in d2_out[i] and their row numbers in idx_out[i] (which of equally far
+   rows is returned is unspecified). Each query starts from the previous query's answer: its distances to those
+   k rows bound the search before it descends (queries in a spatial order prune most nodes at once).
+
+   Both release the GIL: two builds or two query chunks run on two threads. Plain C API + buffer protocol. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 200 /* a node this deep is a leaf whatever its size (queries stay exact, only slower) */
+
+typedef struct {
+    double lo_max, hi_min; /* inner node: left child's largest, right child's smallest coordinate on dim */
+    Py_ssize_t start, end; /* the node's points: tree positions [start, end) */
+    int dim;               /* split dimension (a column of pts), -1 for a leaf */
+    int right;             /* right child's node number (the left child follows its parent) */
+} Node;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n, d, dp, n_nodes, cap; /* dp: d rounded up to a multiple of 4 */
+    double *pts;      /* n x dp, tree order, columns widest first, padded with zeros */
+    Py_ssize_t *rows; /* row number in x of each tree position */
+    Py_ssize_t *cols; /* pts column j is x's column cols[j] */
+    Node *nodes;
+} Tree;
+
+/* ---------- buffers ---------- */
+
+/* A C-contiguous buffer of ndim dimensions: float64 (is_float) or intp. */
+static int get_buf(PyObject *o, Py_buffer *b, int writable, int is_float, int ndim, const char *what) {
+    if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    char f = b->format[0] == '@' || b->format[0] == '=' || b->format[0] == '<' ? b->format[1] : b->format[0];
+    int ok = b->ndim == ndim && (is_float ? b->itemsize == 8 && f == 'd'
+                                          : b->itemsize == sizeof(Py_ssize_t) && strchr("lqn", f) && f);
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous %s array of %d dimension(s)", what,
+                     is_float ? "float64" : "intp", ndim);
+        PyBuffer_Release(b);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_rows(const Py_ssize_t *r, Py_ssize_t m, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (r[i] < 0 || r[i] >= n) {
+            PyErr_Format(PyExc_IndexError, "row %zd out of range for %zd rows", r[i], n);
+            return -1;
+        }
+    return 0;
+}
+
+/* ---------- build ---------- */
+
+typedef struct {
+    Tree *t;
+    Py_ssize_t leafsize;
+    double *box; /* per depth: the node's box (lo[dp], hi[dp]) */
+} Build;
+
+static int new_node(Tree *t) {
+    if (t->n_nodes == t->cap) {
+        Py_ssize_t cap = t->cap ? 2 * t->cap : 64;
+        Node *nodes = realloc(t->nodes, cap * sizeof(Node));
+        if (!nodes) return -1;
+        t->nodes = nodes, t->cap = cap;
+    }
+    return (int)t->n_nodes++;
+}
+
+/* Partitions points [s, e) (their coordinates and rows, moved together: each pass reads memory in order) into
+   column c < split (left) and >= split; returns the left count and the sides' extents on c. */
+static Py_ssize_t partition(Tree *t, Py_ssize_t s, Py_ssize_t e, Py_ssize_t c, double split, double *ext) {
+    Py_ssize_t dp = t->dp, i = s, j = e - 1;
+    double *pts = t->pts, lmin = INFINITY, lmax = -INFINITY, rmin = INFINITY, rmax = -INFINITY;
+    while (i <= j) {
+        double v = pts[i * dp + c];
+        if (v < split) {
+            lmin = v < lmin ? v : lmin, lmax = v > lmax ? v : lmax, i++;
+        } else {
+            rmin = v < rmin ? v : rmin, rmax = v > rmax ? v : rmax;
+            double *a = pts + i * dp, *b = pts + j * dp;
+            for (Py_ssize_t m = 0; m < dp; m++) {
+                double tmp = a[m];
+                a[m] = b[m], b[m] = tmp;
+            }
+            Py_ssize_t tmp = t->rows[i];
+            t->rows[i] = t->rows[j], t->rows[j--] = tmp;
+        }
+    }
+    ext[0] = lmin, ext[1] = lmax, ext[2] = rmin, ext[3] = rmax;
+    return i - s;
+}
+
+/* Builds the node of points [s, e), whose box is b->box at this depth (lo then hi), and its subtree. */
+static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth) {
+    Tree *t = b->t;
+    Py_ssize_t d = t->d, dp = t->dp;
+    int me = new_node(t);
+    if (me < 0) return -1;
+    t->nodes[me].start = s, t->nodes[me].end = e, t->nodes[me].dim = -1;
+    if (e - s <= b->leafsize || depth >= MAX_DEPTH) return 0;
+    double *lo = b->box + 2 * dp * depth, *hi = lo + dp, *clo = hi + dp, *chi = clo + dp, ext[4];
+    for (;;) {
+        Py_ssize_t c = 0;
+        for (Py_ssize_t j = 1; j < d; j++)
+            if (hi[j] - lo[j] > hi[c] - lo[c]) c = j;
+        if (!(hi[c] > lo[c])) return 0; /* all points equal: one leaf */
+        double split = 0.5 * (lo[c] + hi[c]);
+        if (split <= lo[c]) split = hi[c]; /* adjacent doubles */
+        Py_ssize_t nl = partition(t, s, e, c, split, ext);
+        if (nl == 0 || nl == e - s) { /* one side empty: shrink the side to the points and choose again */
+            lo[c] = nl ? ext[0] : ext[2], hi[c] = nl ? ext[1] : ext[3];
+            continue;
+        }
+        t->nodes[me].dim = (int)c, t->nodes[me].lo_max = ext[1], t->nodes[me].hi_min = ext[2];
+        memcpy(clo, lo, 2 * dp * sizeof(double));
+        clo[c] = ext[0], chi[c] = ext[1];
+        if (build(b, s, s + nl, depth + 1) < 0) return -1;
+        t->nodes[me].right = (int)t->n_nodes;
+        memcpy(clo, lo, 2 * dp * sizeof(double));
+        clo[c] = ext[2], chi[c] = ext[3];
+        return build(b, s + nl, e, depth + 1);
+    }
+}
+
+/* Builds t over rows r of x; fills order (t->rows) with the rows in tree order. Returns -1 when out of memory. */
+static int build_tree(Tree *t, const double *x, const Py_ssize_t *r, Py_ssize_t leafsize, Py_ssize_t *order) {
+    Py_ssize_t n = t->n, d = t->d, dp = t->dp;
+    double *box = calloc(2 * dp * (MAX_DEPTH + 1), sizeof(double)), *ext = malloc(2 * d * sizeof(double));
+    t->pts = malloc(n * dp * sizeof(double));
+    t->cols = malloc(d * sizeof(Py_ssize_t));
+    t->rows = order;
+    int rc = -1;
+    if (!box || !ext || !t->pts || !t->cols) goto done;
+    double *lo = ext, *hi = ext + d;
+    for (Py_ssize_t j = 0; j < d; j++) lo[j] = INFINITY, hi[j] = -INFINITY;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *p = x + r[i] * d;
+        for (Py_ssize_t j = 0; j < d; j++) lo[j] = p[j] < lo[j] ? p[j] : lo[j], hi[j] = p[j] > hi[j] ? p[j] : hi[j];
+    }
+    for (Py_ssize_t j = 0; j < d; j++) { /* columns widest first (insertion sort: d is small) */
+        Py_ssize_t i = j;
+        for (; i > 0 && hi[t->cols[i - 1]] - lo[t->cols[i - 1]] < hi[j] - lo[j]; i--) t->cols[i] = t->cols[i - 1];
+        t->cols[i] = j;
+    }
+    for (Py_ssize_t j = 0; j < d; j++) box[j] = lo[t->cols[j]], box[dp + j] = hi[t->cols[j]]; /* the root's box */
+    Build b = {t, leafsize, box};
+    Py_BEGIN_ALLOW_THREADS
+    memcpy(order, r, n * sizeof(Py_ssize_t));
+    for (Py_ssize_t i = 0; i < n; i++) { /* coordinates in the tree's column order, padded with zeros */
+        const double *p = x + r[i] * d;
+        double *q = t->pts + i * dp;
+        for (Py_ssize_t j = 0; j < d; j++) q[j] = p[t->cols[j]];
+        for (Py_ssize_t j = d; j < dp; j++) q[j] = 0.0;
+    }
+    rc = build(&b, 0, n, 0);
+    Py_END_ALLOW_THREADS
+done:
+    free(box), free(ext);
+    return rc;
+}
+
+/* ---------- query ---------- */
+
+typedef struct {
+    const Tree *t;
+    double *q, *off;  /* the query (pts columns) and its offset from the current node's box per column */
+    double *hd;       /* max-heap of the best distances so far */
+    Py_ssize_t *hp;   /* their tree positions */
+    Py_ssize_t k, cnt;
+    double bound;     /* heap's largest once full; before that, the seed's bound */
+} Search;
+
+static void heap_sift(double *hd, Py_ssize_t *hp, Py_ssize_t cnt, Py_ssize_t i) {
+    double v = hd[i];
+    Py_ssize_t p = hp[i];
+    for (;;) {
+        Py_ssize_t c = 2 * i + 1;
+        if (c >= cnt) break;
+        if (c + 1 < cnt && hd[c + 1] > hd[c]) c++;
+        if (hd[c] <= v) break;
+        hd[i] = hd[c], hp[i] = hp[c], i = c;
+    }
+    hd[i] = v, hp[i] = p;
+}
+
+static inline void offer(Search *s, double dist, Py_ssize_t pos) {
+    if (s->cnt < s->k) {
+        if (!(dist <= s->bound)) return;
+        Py_ssize_t i = s->cnt++;
+        while (i > 0 && s->hd[(i - 1) / 2] < dist) s->hd[i] = s->hd[(i - 1) / 2], s->hp[i] = s->hp[(i - 1) / 2], i = (i - 1) / 2;
+        s->hd[i] = dist, s->hp[i] = pos;
+        if (s->cnt == s->k) s->bound = s->hd[0];
+    } else if (dist < s->bound) {
+        s->hd[0] = dist, s->hp[0] = pos;
+        heap_sift(s->hd, s->hp, s->k, 0);
+        s->bound = s->hd[0];
+    }
+}
+
+/* Squared distance over dp (a multiple of 4) columns, in four running sums. */
+static inline __attribute__((always_inline)) double dist2(const double *q, const double *p, Py_ssize_t dp) {
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+    for (Py_ssize_t j = 0; j < dp; j += 4) {
+        double v0 = q[j] - p[j], v1 = q[j + 1] - p[j + 1], v2 = q[j + 2] - p[j + 2], v3 = q[j + 3] - p[j + 3];
+        a0 += v0 * v0, a1 += v1 * v1, a2 += v2 * v2, a3 += v3 * v3;
+    }
+    return (a0 + a1) + (a2 + a3);
+}
+
+static inline __attribute__((always_inline)) void scan(Search *s, const Node *nd, Py_ssize_t dp) {
+    const double *q = s->q, *p = s->t->pts + nd->start * dp;
+    for (Py_ssize_t i = nd->start; i < nd->end; i++, p += dp) {
+        double dist = dist2(q, p, dp);
+        if (dist <= s->bound) offer(s, dist, i);
+    }
+}
+
+static void search(Search *s, const Node *nodes, int node, double rd) {
+    const Node *nd = &nodes[node];
+    if (nd->dim < 0) {
+        switch (s->t->dp) { /* the loop unrolled for up to 16 columns */
+        case 4: scan(s, nd, 4); break;
+        case 8: scan(s, nd, 8); break;
+        case 12: scan(s, nd, 12); break;
+        case 16: scan(s, nd, 16); break;
+        default: scan(s, nd, s->t->dp);
+        }
+        return;
+    }
+    int c = nd->dim, left = node + 1;
+    double qc = s->q[c], old = s->off[c];
+    double dl = qc - nd->lo_max, dr = nd->hi_min - qc;
+    dl = dl > old ? dl : old, dr = dr > old ? dr : old;
+    double base = rd - old * old, rl = base + dl * dl, rr = base + dr * dr;
+    int first = rl <= rr ? left : nd->right, second = rl <= rr ? nd->right : left;
+    double r1 = rl <= rr ? rl : rr, r2 = rl <= rr ? rr : rl, o1 = rl <= rr ? dl : dr, o2 = rl <= rr ? dr : dl;
+    if (r1 <= s->bound) {
+        s->off[c] = o1;
+        search(s, nodes, first, r1);
+    }
+    if (r2 <= s->bound) {
+        s->off[c] = o2;
+        search(s, nodes, second, r2);
+    }
+    s->off[c] = old;
+}
+
+/* work: 2 * dp + k doubles; hp: k positions. */
+static void run_queries(const Tree *t, const double *x, const Py_ssize_t *qrows, Py_ssize_t m, Py_ssize_t k,
+                        double *d2, Py_ssize_t *idx, double *work, Py_ssize_t *hp) {
+    Py_ssize_t d = t->d, dp = t->dp;
+    Search s = {t, work, work + dp, work + 2 * dp, hp, k, 0, INFINITY};
+    for (Py_ssize_t j = 0; j < dp; j++) s.q[j] = 0.0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const double *xq = x + qrows[i] * d;
+        if (i + 4 < m) /* the query rows are read out of order: fetch ahead */
+            __builtin_prefetch(x + qrows[i + 4] * d), __builtin_prefetch(x + qrows[i + 4] * d + d - 1);
+        for (Py_ssize_t j = 0; j < d; j++) s.q[j] = xq[t->cols[j]];
+        for (Py_ssize_t j = 0; j < dp; j++) s.off[j] = 0.0;
+        s.cnt = 0, s.bound = INFINITY;
+        if (i > 0) { /* the previous answer's rows bound this one's k-th distance */
+            s.bound = 0.0;
+            for (Py_ssize_t r = 0; r < k; r++) {
+                double dist = dist2(s.q, t->pts + hp[r] * dp, dp);
+                s.bound = dist > s.bound ? dist : s.bound;
+            }
+        }
+        search(&s, t->nodes, 0, 0.0);
+        if (s.cnt < k) { /* rounding kept a bounding row out: search again unbounded */
+            s.cnt = 0, s.bound = INFINITY;
+            search(&s, t->nodes, 0, 0.0);
+        }
+        /* heap sort, ascending; hp keeps the positions for the next query's seed */
+        double *od = d2 + i * k;
+        Py_ssize_t *oi = idx + i * k;
+        for (Py_ssize_t r = k - 1; r >= 0; r--) {
+            od[r] = s.hd[0], oi[r] = s.hp[0];
+            s.hd[0] = s.hd[r], s.hp[0] = s.hp[r];
+            heap_sift(s.hd, s.hp, r, 0);
+        }
+        memcpy(hp, oi, k * sizeof(Py_ssize_t));
+        for (Py_ssize_t r = 0; r < k; r++) oi[r] = t->rows[oi[r]];
+    }
+}
+
+/* ---------- the Tree type ---------- */
+
+static void Tree_dealloc(Tree *t) {
+    free(t->pts), free(t->cols), free(t->nodes);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyObject *Tree_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"x", "rows", "order", "leafsize", NULL};
+    PyObject *ox, *orows, *oorder;
+    Py_ssize_t leafsize = 16;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|n", kwlist, &ox, &orows, &oorder, &leafsize)) return NULL;
+    Py_buffer bx, br, bo;
+    if (get_buf(ox, &bx, 0, 1, 2, "x") < 0) return NULL;
+    if (get_buf(orows, &br, 0, 0, 1, "rows") < 0) return PyBuffer_Release(&bx), NULL;
+    if (get_buf(oorder, &bo, 1, 0, 1, "order") < 0) return PyBuffer_Release(&bx), PyBuffer_Release(&br), NULL;
+    Tree *t = NULL;
+    Py_ssize_t n = br.shape[0], d = bx.shape[1];
+    if (bo.shape[0] != n || n < 1 || d < 1 || leafsize < 1)
+        PyErr_SetString(PyExc_ValueError, "need at least one row and one column, order as long as rows, leafsize >= 1");
+    else if (check_rows(br.buf, n, bx.shape[0]) == 0 && (t = (Tree *)type->tp_alloc(type, 0)) != NULL) {
+        t->n = n, t->d = d, t->dp = (d + 3) / 4 * 4;
+        if (build_tree(t, bx.buf, br.buf, leafsize, bo.buf) < 0) {
+            Py_DECREF(t);
+            t = (Tree *)PyErr_NoMemory();
+        }
+    }
+    PyBuffer_Release(&bx), PyBuffer_Release(&br), PyBuffer_Release(&bo);
+    return (PyObject *)t;
+}
+
+static PyObject *Tree_query(Tree *t, PyObject *args) {
+    PyObject *ox, *oq, *od, *oi, *res = NULL;
+    if (!PyArg_ParseTuple(args, "OOOO", &ox, &oq, &od, &oi)) return NULL;
+    Py_buffer bx, bq, bd, bi;
+    if (get_buf(ox, &bx, 0, 1, 2, "x") < 0) return NULL;
+    if (get_buf(oq, &bq, 0, 0, 1, "qrows") < 0) goto fail1;
+    if (get_buf(od, &bd, 1, 1, 2, "d2_out") < 0) goto fail2;
+    if (get_buf(oi, &bi, 1, 0, 2, "idx_out") < 0) goto fail3;
+    Py_ssize_t m = bq.shape[0], k = bd.shape[1];
+    if (bx.shape[1] != t->d || bd.shape[0] != m || bi.shape[0] != m || bi.shape[1] != k || k < 1 || k > t->n)
+        PyErr_Format(PyExc_ValueError, "x needs %zd columns, the outputs (len(qrows), k) with 1 <= k <= %zd",
+                     t->d, t->n);
+    else if (check_rows(bq.buf, m, bx.shape[0]) == 0) {
+        double *work = malloc((2 * t->dp + k) * sizeof(double));
+        Py_ssize_t *hp = malloc(k * sizeof(Py_ssize_t));
+        if (!work || !hp)
+            PyErr_NoMemory();
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            run_queries(t, bx.buf, bq.buf, m, k, bd.buf, bi.buf, work, hp);
+            Py_END_ALLOW_THREADS
+            res = Py_None;
+            Py_INCREF(res);
+        }
+        free(work), free(hp);
+    }
+    PyBuffer_Release(&bi);
+fail3:
+    PyBuffer_Release(&bd);
+fail2:
+    PyBuffer_Release(&bq);
+fail1:
+    PyBuffer_Release(&bx);
+    return res;
+}
+
+static PyMethodDef Tree_methods[] = {
+    {"query", (PyCFunction)Tree_query, METH_VARARGS,
+     "query(x, qrows, d2_out, idx_out): the k = d2_out.shape[1] nearest tree rows of each row qrows[i] of x, "
+     "squared distances ascending in d2_out[i], their row numbers in idx_out[i]; releases the GIL."},
+    {NULL}};
+
+static PyTypeObject TreeType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "clarify.bias._knn.Tree",
+    .tp_basicsize = sizeof(Tree),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Tree(x, rows, order, leafsize=16): a KD-tree over rows of x (float64, C order); order (intp, "
+              "len(rows)) receives the rows in leaf order. The build releases the GIL.",
+    .tp_new = Tree_new,
+    .tp_dealloc = (destructor)Tree_dealloc,
+    .tp_methods = Tree_methods,
+};
+
+static struct PyModuleDef knn_module = {PyModuleDef_HEAD_INIT, "_knn", "Exact k-NN on a KD-tree (see _knn.c).", -1, NULL};
+
+PyMODINIT_FUNC PyInit__knn(void) {
+    if (PyType_Ready(&TreeType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&knn_module);
+    if (m && PyModule_AddObjectRef(m, "Tree", (PyObject *)&TreeType) < 0) Py_CLEAR(m);
+    return m;
+}
