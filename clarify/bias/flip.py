@@ -2,15 +2,14 @@
 
 smclarify fits sklearn's ``KNeighborsClassifier`` (k = 5, or 1 when a has at most 9 rows; a KD-tree on the raw
 features) on a's rows and predictions and asks it about d's rows, once per facet value. Ferry finds the same
-neighbours with pykdtree's KD-tree (its queries run on every core):
+neighbours with its own compiled KD-tree (clarify/bias/knn.py):
 
-- each facet value's rows are put in a spatial order of their own (a KD-tree's leaf order; the values' orders are
-  built two at once), so consecutive queries walk the same nodes (3-4x faster than in row order);
-- the ordered rows are laid out once as [v1 .. vm, rest, v1 .. v(m-1)] (the largest value last, not repeated), so
-  each value's rows and its others are each one contiguous slice: each value's tree (over its others, built two
-  at once before the queries) and its queries read the layout without a copy;
-- each value's rows are queried in that order for their k + 1 nearest in one pass (squared distances): the vote
-  is the k nearest's majority unless the (k+1)-th distance ties the k-th, and only those rows look further.
+- each facet value's tree is built over its others (two at once, the smallest first) and hands back its leaf
+  order;
+- each value's rows are asked in a spatial order taken from another value's tree, which holds them all (3x
+  faster queries than in row order; with one value only, a tree over its own rows gives the order);
+- each value's rows are asked for their k + 1 nearest in one pass (squared distances, two threads): the vote is
+  the k nearest's majority unless the (k+1)-th distance ties the k-th, and only those rows look further.
 
 The k nearest rows are unique except where distances tie at the k-th place; there sklearn's own tree decides
 which tied row counts, so a row whose tie group (rows within 1e-9 relative of the k-th distance) cannot change
@@ -27,10 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from clarify.bias.knn import KDTree
+
 log = logging.getLogger(__name__)
 TIE_RTOL = 1e-9  # distances this close to the k-th count as tied (far above any rounding difference)
-LEAF_SIZE = 16
-THREADS = 2  # orders and trees are built two at once (cKDTree and pykdtree builds release the GIL)
+THREADS = 2  # trees build and queries run on two threads (the kernel releases the GIL)
 
 
 def n_neighbors(n_a: int) -> int:
@@ -46,26 +46,6 @@ def sklearn_vote(x: np.ndarray, d: np.ndarray, predicted: np.ndarray, rows: np.n
                                leaf_size=30, p=2, metric="minkowski", n_jobs=-1)
     knn.fit(x[~d], predicted[~d])
     return np.asarray(knn.predict(x[d] if rows is None else x[rows]), dtype=bool)
-
-
-def leaf_order(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The positions of ``rows`` in a KD-tree's leaf order, leaves of 16 (finer orders make faster queries; cKDTree's
-    build releases the GIL)."""
-    from scipy.spatial import cKDTree
-
-    return cKDTree(np.take(x, rows, axis=0), leafsize=16, balanced_tree=False, compact_nodes=False).indices
-
-
-def _in_order(pool: ThreadPoolExecutor, fn, items: list, size) -> list:
-    """fn of each item, run on the pool largest first (the two threads end together), in the items' order."""
-    futures = {i: pool.submit(fn, items[i]) for i in sorted(range(len(items)), key=lambda i: -size(items[i]))}
-    return [futures[i].result() for i in range(len(items))]
-
-
-def _query(tree, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest tree rows of each row of xq (on every core): distances (n, k) and row numbers (n, k)."""
-    dist, idx = tree.query(np.ascontiguousarray(xq), k=k)
-    return dist.reshape(len(xq), k), idx.reshape(len(xq), k).astype(np.intp, copy=False)
 
 
 class FlipVotes:
@@ -94,67 +74,53 @@ class FlipVotes:
         return self._votes[code]
 
     def _run(self, codes: list[int]) -> None:
-        from pykdtree.kdtree import KDTree
-
         n = len(self.codes)
         rows_of = {c: np.flatnonzero(self.codes == c) for c in dict.fromkeys(codes)}
         codes = sorted((c for c, r in rows_of.items() if 0 < len(r) < n), key=lambda c: len(rows_of[c]))
         if not codes:
             return
-        rest = np.flatnonzero(~np.isin(self.codes, codes))  # rows of no queried value: always among the others
-        blocks = [rows_of[c] for c in codes] + ([rest] if len(rest) else [])
+        # each value's tree over its others; another value's tree holds all its rows and gives their order: the
+        # largest value's from the second largest's tree, every other value's from the largest's (with one value,
+        # a tree over its own rows). The smallest trees (of the largest values) are built first, and their queries
+        # run while the larger trees build.
+        m = len(codes)
+        tree_rows = [np.flatnonzero(self.codes != c) for c in codes] + ([rows_of[codes[0]]] if m == 1 else [])
+        source = [len(tree_rows) - 1] * (m - 1) + [m - 2 if m > 1 else 1]
         with ThreadPoolExecutor(THREADS) as pool:
-            # each value's rows in a spatial order of their own (its queries run along it: 3-4x faster than in row
-            # order; the trees' own row order does not matter to the queries, only to their builds)
-            perms = _in_order(pool, lambda rows: leaf_order(self.xf, rows), blocks, size=len)
-            ordered = [rows[perm] for rows, perm in zip(blocks, perms)]
-            # the blocks laid out as [v1 .. vm, rest, v1 .. v(m-1)]: each value's rows, and its others (the blocks
-            # after it, round the end), are each one contiguous slice, so no value's rows are copied again
-            layout = np.concatenate(ordered + ordered[:len(codes) - 1])
-            xl = np.empty((len(layout), self.xf.shape[1]))
-            halves = (slice(0, len(layout) // 2), slice(len(layout) // 2, None))
-            list(pool.map(lambda h: np.take(self.xf, layout[h], axis=0, out=xl[h]), halves))
-            pl = self.predicted[layout]
-            starts = np.cumsum([0] + [len(rows) for rows in ordered])
-            spans = [(starts[i], starts[i + 1], starts[i + 1] + n - len(ordered[i])) for i in range(len(codes))]
-            # every value's tree is built (two at once) before the queries take both cores
-            trees = _in_order(pool, lambda span: KDTree(xl[span[1]:span[2]], leafsize=LEAF_SIZE), spans,
-                              size=lambda span: span[2] - span[1])
-        for i, c in enumerate(codes):
-            s, e, a_end = spans[i]
-            vote = self._knn_vote(trees[i], pl[e:a_end], xl[s:e], c, ordered[i])
-            self._votes[c] = np.empty(len(vote), dtype=bool)
-            self._votes[c][perms[i]] = vote  # back to row order
+            trees = {i: pool.submit(KDTree, self.xf, tree_rows[i]) for i in reversed(range(len(tree_rows)))}
+            for i in reversed(range(m)):
+                tree, order = trees[i].result(), trees[source[i]].result().order
+                d_rows = order[self.codes[order] == codes[i]]
+                vote = np.empty(n, dtype=bool)
+                vote[d_rows] = self._knn_vote(tree, d_rows, codes[i], pool)
+                self._votes[codes[i]] = vote[rows_of[codes[i]]]  # back to row order
 
-    def _knn_vote(self, tree, a_pred: np.ndarray, xd: np.ndarray, code: int, d_rows: np.ndarray) -> np.ndarray:
-        """Votes for the rows xd (d_rows, in that order) from the tree over the others, whose predictions are
-        a_pred."""
-        k = n_neighbors(len(a_pred))
-        kk = min(k + 1, len(a_pred))
-        d2, idx = tree.query(xd, k=kk, sqr_dists=True)
-        d2, idx = d2.reshape(len(xd), kk), idx.reshape(len(xd), kk)
-        vote = 2 * np.count_nonzero(a_pred[idx[:, :k]], axis=1) > k
+    def _knn_vote(self, tree: KDTree, d_rows: np.ndarray, code: int, pool: ThreadPoolExecutor) -> np.ndarray:
+        """Votes for d_rows (in that order) from the tree over the others."""
+        k = n_neighbors(tree.n)
+        kk = min(k + 1, tree.n)
+        d2, idx = tree.query(d_rows, kk, pool)
+        vote = 2 * np.count_nonzero(self.predicted[idx[:, :k]], axis=1) > k
         if kk == k:  # a has k rows: every row is a neighbour
             return vote
         # the k nearest are unique unless the (k+1)-th distance ties the k-th: only those rows look further
         # (on squared distances: a relative gap of 2.5 * TIE_RTOL there is more than TIE_RTOL on distances)
         edge = np.flatnonzero(d2[:, k] - d2[:, k - 1] <= 2.5 * TIE_RTOL * d2[:, k - 1])
         if len(edge):
-            vote[edge] = self._tied_vote(tree, a_pred, xd, d_rows, edge, code, k)
+            vote[edge] = self._tied_vote(tree, d_rows[edge], code, k, pool)
         return vote
 
-    def _tied_vote(self, tree, a_pred: np.ndarray, xd: np.ndarray, d_rows: np.ndarray, rows: np.ndarray,
-                   code: int, k: int) -> np.ndarray:
-        """Votes for d_rows[rows], whose k-th nearest distance is tied: kept where no choice of the tied rows
+    def _tied_vote(self, tree: KDTree, rows: np.ndarray, code: int, k: int, pool: ThreadPoolExecutor) -> np.ndarray:
+        """Votes for the rows (of code) whose k-th nearest distance is tied: kept where no choice of the tied rows
         changes the vote, else sklearn's classifier decides."""
-        n_a = len(a_pred)
+        n_a = tree.n
         vote = np.empty(len(rows), dtype=bool)
         undecided: list[np.ndarray] = []
         queries, extra = np.arange(len(rows)), 4
         while len(queries):
             kk = min(k + extra, n_a)
-            dist, idx = _query(tree, xd[rows[queries]], kk)
-            labels = a_pred[idx]
+            d2, idx = tree.query(rows[queries], kk, pool)
+            dist, labels = np.sqrt(d2), self.predicted[idx]
             kth = dist[:, k - 1:k]
             tied = np.abs(dist - kth) <= TIE_RTOL * kth
             closer = (dist < kth) & ~tied
@@ -172,6 +138,7 @@ class FlipVotes:
             queries, extra = queries[open_tie], extra * 4
         rest = np.concatenate(undecided)
         if len(rest):
-            log.debug("Flip Test: %d of %d rows tie at the k-th neighbour, asked of sklearn", len(rest), len(d_rows))
-            vote[rest] = sklearn_vote(self.x, self.codes == code, self.predicted, rows=d_rows[rows[rest]])
+            log.debug("Flip Test: %d of %d rows tie at the k-th neighbour, asked of sklearn", len(rest),
+                      np.count_nonzero(self.codes == code))
+            vote[rest] = sklearn_vote(self.x, self.codes == code, self.predicted, rows=rows[rest])
         return vote

@@ -1,0 +1,47 @@
+"""Exact k nearest neighbours on a KD-tree: Ferry's compiled kernel (clarify/bias/_knn.c), for the Flip Test.
+
+``KDTree(x, rows)`` builds a tree over some rows of x and hands back its leaf order (``order``, a spatial order
+of those rows); ``query`` answers rows of x for their k nearest tree rows (squared distances ascending, row
+numbers), on two threads (the kernel releases the GIL). Queries asked in a spatial order, e.g. another tree's
+``order`` restricted to the rows asked, run about 3x faster than in row order.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from clarify.bias._knn import Tree
+
+LEAF_SIZE = 16
+THREADS = 2
+CHUNK = 65536  # queries per task: small enough to share the threads evenly with builds running beside them
+
+
+class KDTree:
+    """A KD-tree over ``x[rows]`` (all rows when rows is None); x is float64, C order, (n, d)."""
+
+    def __init__(self, x: np.ndarray, rows: np.ndarray | None = None, leafsize: int = LEAF_SIZE):
+        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        rows = np.arange(len(self.x)) if rows is None else np.ascontiguousarray(rows, dtype=np.intp)
+        self.n = len(rows)
+        self.order = np.empty(self.n, dtype=np.intp)  # the rows in the tree's leaf order
+        self._tree = Tree(self.x, rows, self.order, leafsize)
+
+    def query(self, qrows: np.ndarray, k: int, pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest tree rows of each row qrows[i] of x: squared distances (m, k) ascending and row numbers
+        (m, k). Runs in chunks of at most CHUNK rows on ``pool`` (a pool of THREADS threads when None)."""
+        qrows = np.ascontiguousarray(qrows, dtype=np.intp)
+        d2, idx = np.empty((len(qrows), k)), np.empty((len(qrows), k), dtype=np.intp)
+        cuts = np.linspace(0, len(qrows), max(THREADS, -(-len(qrows) // CHUNK)) + 1).astype(int)
+        chunks = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        run = lambda c: self._tree.query(self.x, qrows[c], d2[c], idx[c])  # noqa: E731
+        if len(chunks) < 2:
+            list(map(run, chunks))
+        elif pool is None:
+            with ThreadPoolExecutor(THREADS) as own:
+                list(own.map(run, chunks))
+        else:
+            list(pool.map(run, chunks))
+        return d2, idx
