@@ -1,7 +1,7 @@
 /* Exact k-nearest-neighbour search on a KD-tree, for the Flip Test (clarify/bias/knn.py wraps it).
 
-   Tree(x, rows, order_out, leafsize): a KD-tree over the given rows of x (float64, C order, n x d). Splits are
-   at the midpoint of the node's widest side (sides shrunk to the points where a split would leave one side
+   Tree(x, rows, order_out, leafsize): a KD-tree over the given rows of x (float64, C order, n x d). A node splits
+   its box's widest side at its points' mean there (sides shrunk to the points where a split would leave one side
    empty); each child keeps the exact extent of its points along the split dimension, so queries prune on it.
    order_out receives the rows in the tree's leaf order (a spatial order). The coordinates are copied in that
    order (each leaf's points contiguous), their columns widest first.
@@ -118,8 +118,12 @@ static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth) {
         for (Py_ssize_t j = 1; j < d; j++)
             if (hi[j] - lo[j] > hi[c] - lo[c]) c = j;
         if (!(hi[c] > lo[c])) return 0; /* all points equal: one leaf */
-        double split = 0.5 * (lo[c] + hi[c]);
-        if (split <= lo[c]) split = hi[c]; /* adjacent doubles */
+        double sum = 0.0; /* split at the points' mean (a tree half as deep as at the side's midpoint on skewed
+                             columns), else at the midpoint, else (adjacent doubles) at the top */
+        for (Py_ssize_t i = s; i < e; i++) sum += t->pts[i * dp + c];
+        double split = sum / (double)(e - s);
+        if (!(split > lo[c])) split = 0.5 * (lo[c] + hi[c]);
+        if (split <= lo[c]) split = hi[c];
         Py_ssize_t nl = partition(t, s, e, c, split, ext);
         if (nl == 0 || nl == e - s) { /* one side empty: shrink the side to the points and choose again */
             lo[c] = nl ? ext[0] : ext[2], hi[c] = nl ? ext[1] : ext[3];
@@ -184,7 +188,7 @@ typedef struct {
     double bound;     /* heap's largest once full, else infinity */
 } Search;
 
-static void heap_sift(double *hd, Py_ssize_t *hp, Py_ssize_t cnt, Py_ssize_t i) {
+static inline __attribute__((always_inline)) void heap_sift(double *hd, Py_ssize_t *hp, Py_ssize_t cnt, Py_ssize_t i) {
     double v = hd[i];
     Py_ssize_t p = hp[i];
     for (;;) {
@@ -210,14 +214,18 @@ static inline void offer(Search *s, double dist, Py_ssize_t pos) {
     }
 }
 
-/* Squared distance over dp (a multiple of 4) columns, in four running sums. */
+typedef double v4d __attribute__((vector_size(32))); /* GCC/Clang vectors: SSE2 pairs, or one AVX register */
+
+/* Squared distance over dp (a multiple of 4) columns, in four running sums (one vector). */
 static inline __attribute__((always_inline)) double dist2(const double *q, const double *p, Py_ssize_t dp) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+    v4d acc = {0.0, 0.0, 0.0, 0.0};
     for (Py_ssize_t j = 0; j < dp; j += 4) {
-        double v0 = q[j] - p[j], v1 = q[j + 1] - p[j + 1], v2 = q[j + 2] - p[j + 2], v3 = q[j + 3] - p[j + 3];
-        a0 += v0 * v0, a1 += v1 * v1, a2 += v2 * v2, a3 += v3 * v3;
+        v4d a, b;
+        memcpy(&a, q + j, sizeof a), memcpy(&b, p + j, sizeof b);
+        a -= b;
+        acc += a * a;
     }
-    return (a0 + a1) + (a2 + a3);
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
 static inline __attribute__((always_inline)) void scan(Search *s, const Node *nd, Py_ssize_t dp) {
