@@ -10,7 +10,10 @@
    squared Euclidean distances ascending in d2_out[i] and their row numbers in idx_out[i] (which of equally far
    rows is returned is unspecified). Queries in a spatial order (a tree's order) run 3x faster than in row order.
 
-   Both release the GIL: two builds or two query chunks run on two threads. Plain C API + buffer protocol. */
+   Tree.votes(x, qrows, labels, k, rtol, count_out): the Flip Test's pass, without the (m, k) outputs: how many
+   of each query's k nearest have a true label, or -1 where the (k+1)-th distance ties the k-th.
+
+   All release the GIL: two builds or two query chunks run on two threads. Plain C API + buffer protocol. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -37,16 +40,17 @@ typedef struct {
 
 /* ---------- buffers ---------- */
 
-/* A C-contiguous buffer of ndim dimensions: float64 (is_float) or intp. */
-static int get_buf(PyObject *o, Py_buffer *b, int writable, int is_float, int ndim, const char *what) {
+/* A C-contiguous buffer of ndim dimensions of kind 'f' (float64), 'i' (intp) or 'b' (bool or uint8). */
+static int get_buf(PyObject *o, Py_buffer *b, int writable, char kind, int ndim, const char *what) {
     if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return -1;
     char f = b->format[0] == '@' || b->format[0] == '=' || b->format[0] == '<' ? b->format[1] : b->format[0];
-    int ok = b->ndim == ndim && (is_float ? b->itemsize == 8 && f == 'd'
-                                          : b->itemsize == sizeof(Py_ssize_t) && strchr("lqn", f) && f);
+    int ok = b->ndim == ndim && (kind == 'f'   ? b->itemsize == 8 && f == 'd'
+                                 : kind == 'i' ? b->itemsize == sizeof(Py_ssize_t) && f && strchr("lqn", f)
+                                               : b->itemsize == 1 && (f == '?' || f == 'B'));
     if (!ok) {
         PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous %s array of %d dimension(s)", what,
-                     is_float ? "float64" : "intp", ndim);
+                     kind == 'f' ? "float64" : kind == 'i' ? "intp" : "bool", ndim);
         PyBuffer_Release(b);
         return -1;
     }
@@ -266,30 +270,49 @@ static void search(Search *s, const Node *nodes, int node, double rd) {
     s->off[c] = old;
 }
 
-/* work: 2 * dp + k doubles; hp: k positions. */
-static void run_queries(const Tree *t, const double *x, const Py_ssize_t *qrows, Py_ssize_t m, Py_ssize_t k,
-                        double *d2, Py_ssize_t *idx, double *work, Py_ssize_t *hp) {
-    Py_ssize_t d = t->d, dp = t->dp;
-    Search s = {t, work, work + dp, work + 2 * dp, hp, k, 0, INFINITY};
-    for (Py_ssize_t j = 0; j < dp; j++) s.q[j] = 0.0;
+/* The k nearest tree points of xq (a row of x): squared distances ascending in s->hd, positions in s->hp. */
+static void nearest(Search *s, const double *xq) {
+    const Tree *t = s->t;
+    for (Py_ssize_t j = 0; j < t->d; j++) s->q[j] = xq[t->cols[j]];
+    for (Py_ssize_t j = 0; j < t->dp; j++) s->off[j] = 0.0;
+    s->cnt = 0, s->bound = INFINITY;
+    search(s, t->nodes, 0, 0.0);
+    for (Py_ssize_t r = s->k - 1; r > 0; r--) { /* heap sort, in place */
+        double dr = s->hd[r];
+        Py_ssize_t pr = s->hp[r];
+        s->hd[r] = s->hd[0], s->hp[r] = s->hp[0], s->hd[0] = dr, s->hp[0] = pr;
+        heap_sift(s->hd, s->hp, r, 0);
+    }
+}
+
+/* Runs queries qrows[0:m] of x, k nearest each: out_d2 and out_idx (m x k) when given, else out_count: the
+   positives (labels, by row of x) among the k - 1 nearest, or -1 where the k-th distance is within rtol
+   (relative) of the (k-1)-th. */
+static int run_queries(const Tree *t, const double *x, const Py_ssize_t *qrows, Py_ssize_t m, Py_ssize_t k,
+                       double *out_d2, Py_ssize_t *out_idx, const unsigned char *labels, double rtol,
+                       Py_ssize_t *out_count) {
+    Py_ssize_t d = t->d;
+    double *work = calloc(2 * t->dp + k, sizeof(double));
+    Py_ssize_t *hp = malloc(k * sizeof(Py_ssize_t));
+    if (!work || !hp) return free(work), free(hp), -1;
+    Search s = {t, work, work + t->dp, work + 2 * t->dp, hp, k, 0, INFINITY};
     for (Py_ssize_t i = 0; i < m; i++) {
-        const double *xq = x + qrows[i] * d;
         if (i + 4 < m) /* the query rows are read out of order: fetch ahead */
             __builtin_prefetch(x + qrows[i + 4] * d), __builtin_prefetch(x + qrows[i + 4] * d + d - 1);
-        for (Py_ssize_t j = 0; j < d; j++) s.q[j] = xq[t->cols[j]];
-        for (Py_ssize_t j = 0; j < dp; j++) s.off[j] = 0.0;
-        s.cnt = 0, s.bound = INFINITY;
-        search(&s, t->nodes, 0, 0.0);
-        /* heap sort, ascending */
-        double *od = d2 + i * k;
-        Py_ssize_t *oi = idx + i * k;
-        for (Py_ssize_t r = k - 1; r >= 0; r--) {
-            od[r] = s.hd[0], oi[r] = s.hp[0];
-            s.hd[0] = s.hd[r], s.hp[0] = s.hp[r];
-            heap_sift(s.hd, s.hp, r, 0);
+        nearest(&s, x + qrows[i] * d);
+        if (out_d2) {
+            memcpy(out_d2 + i * k, s.hd, k * sizeof(double));
+            for (Py_ssize_t r = 0; r < k; r++) out_idx[i * k + r] = t->rows[s.hp[r]];
+        } else if (s.hd[k - 1] - s.hd[k - 2] <= rtol * s.hd[k - 2]) {
+            out_count[i] = -1;
+        } else {
+            Py_ssize_t c = 0;
+            for (Py_ssize_t r = 0; r < k - 1; r++) c += labels[t->rows[s.hp[r]]] != 0;
+            out_count[i] = c;
         }
-        for (Py_ssize_t r = 0; r < k; r++) oi[r] = t->rows[oi[r]];
     }
+    free(work), free(hp);
+    return 0;
 }
 
 /* ---------- the Tree type ---------- */
@@ -305,9 +328,9 @@ static PyObject *Tree_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     Py_ssize_t leafsize = 16;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|n", kwlist, &ox, &orows, &oorder, &leafsize)) return NULL;
     Py_buffer bx, br, bo;
-    if (get_buf(ox, &bx, 0, 1, 2, "x") < 0) return NULL;
-    if (get_buf(orows, &br, 0, 0, 1, "rows") < 0) return PyBuffer_Release(&bx), NULL;
-    if (get_buf(oorder, &bo, 1, 0, 1, "order") < 0) return PyBuffer_Release(&bx), PyBuffer_Release(&br), NULL;
+    if (get_buf(ox, &bx, 0, 'f', 2, "x") < 0) return NULL;
+    if (get_buf(orows, &br, 0, 'i', 1, "rows") < 0) return PyBuffer_Release(&bx), NULL;
+    if (get_buf(oorder, &bo, 1, 'i', 1, "order") < 0) return PyBuffer_Release(&bx), PyBuffer_Release(&br), NULL;
     Tree *t = NULL;
     Py_ssize_t n = br.shape[0], d = bx.shape[1];
     if (bo.shape[0] != n || n < 1 || d < 1 || leafsize < 1)
@@ -327,27 +350,20 @@ static PyObject *Tree_query(Tree *t, PyObject *args) {
     PyObject *ox, *oq, *od, *oi, *res = NULL;
     if (!PyArg_ParseTuple(args, "OOOO", &ox, &oq, &od, &oi)) return NULL;
     Py_buffer bx, bq, bd, bi;
-    if (get_buf(ox, &bx, 0, 1, 2, "x") < 0) return NULL;
-    if (get_buf(oq, &bq, 0, 0, 1, "qrows") < 0) goto fail1;
-    if (get_buf(od, &bd, 1, 1, 2, "d2_out") < 0) goto fail2;
-    if (get_buf(oi, &bi, 1, 0, 2, "idx_out") < 0) goto fail3;
+    if (get_buf(ox, &bx, 0, 'f', 2, "x") < 0) return NULL;
+    if (get_buf(oq, &bq, 0, 'i', 1, "qrows") < 0) goto fail1;
+    if (get_buf(od, &bd, 1, 'f', 2, "d2_out") < 0) goto fail2;
+    if (get_buf(oi, &bi, 1, 'i', 2, "idx_out") < 0) goto fail3;
     Py_ssize_t m = bq.shape[0], k = bd.shape[1];
+    int rc = 0;
     if (bx.shape[1] != t->d || bd.shape[0] != m || bi.shape[0] != m || bi.shape[1] != k || k < 1 || k > t->n)
         PyErr_Format(PyExc_ValueError, "x needs %zd columns, the outputs (len(qrows), k) with 1 <= k <= %zd",
                      t->d, t->n);
     else if (check_rows(bq.buf, m, bx.shape[0]) == 0) {
-        double *work = malloc((2 * t->dp + k) * sizeof(double));
-        Py_ssize_t *hp = malloc(k * sizeof(Py_ssize_t));
-        if (!work || !hp)
-            PyErr_NoMemory();
-        else {
-            Py_BEGIN_ALLOW_THREADS
-            run_queries(t, bx.buf, bq.buf, m, k, bd.buf, bi.buf, work, hp);
-            Py_END_ALLOW_THREADS
-            res = Py_None;
-            Py_INCREF(res);
-        }
-        free(work), free(hp);
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_queries(t, bx.buf, bq.buf, m, k, bd.buf, bi.buf, NULL, 0.0, NULL);
+        Py_END_ALLOW_THREADS
+        res = rc < 0 ? PyErr_NoMemory() : Py_NewRef(Py_None);
     }
     PyBuffer_Release(&bi);
 fail3:
@@ -359,10 +375,45 @@ fail1:
     return res;
 }
 
+static PyObject *Tree_votes(Tree *t, PyObject *args) {
+    PyObject *ox, *oq, *ol, *oc, *res = NULL;
+    Py_ssize_t k;
+    double rtol;
+    if (!PyArg_ParseTuple(args, "OOOndO", &ox, &oq, &ol, &k, &rtol, &oc)) return NULL;
+    Py_buffer bx, bq, bl, bc;
+    if (get_buf(ox, &bx, 0, 'f', 2, "x") < 0) return NULL;
+    if (get_buf(oq, &bq, 0, 'i', 1, "qrows") < 0) goto fail1;
+    if (get_buf(ol, &bl, 0, 'b', 1, "labels") < 0) goto fail2;
+    if (get_buf(oc, &bc, 1, 'i', 1, "count_out") < 0) goto fail3;
+    Py_ssize_t m = bq.shape[0];
+    int rc = 0;
+    if (bx.shape[1] != t->d || bl.shape[0] != bx.shape[0] || bc.shape[0] != m || k < 1 || k + 1 > t->n)
+        PyErr_Format(PyExc_ValueError, "x needs %zd columns, labels one per row of x, count_out one per query, "
+                     "1 <= k < %zd", t->d, t->n);
+    else if (check_rows(bq.buf, m, bx.shape[0]) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_queries(t, bx.buf, bq.buf, m, k + 1, NULL, NULL, bl.buf, rtol, bc.buf);
+        Py_END_ALLOW_THREADS
+        res = rc < 0 ? PyErr_NoMemory() : Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&bc);
+fail3:
+    PyBuffer_Release(&bl);
+fail2:
+    PyBuffer_Release(&bq);
+fail1:
+    PyBuffer_Release(&bx);
+    return res;
+}
+
 static PyMethodDef Tree_methods[] = {
     {"query", (PyCFunction)Tree_query, METH_VARARGS,
      "query(x, qrows, d2_out, idx_out): the k = d2_out.shape[1] nearest tree rows of each row qrows[i] of x, "
      "squared distances ascending in d2_out[i], their row numbers in idx_out[i]; releases the GIL."},
+    {"votes", (PyCFunction)Tree_votes, METH_VARARGS,
+     "votes(x, qrows, labels, k, rtol, count_out): count_out[i] = how many of the k nearest tree rows of row "
+     "qrows[i] of x have a true label (labels: bool, one per row of x), or -1 where the (k+1)-th squared "
+     "distance is within rtol (relative) of the k-th (needs k < n); releases the GIL."},
     {NULL}};
 
 static PyTypeObject TreeType = {

@@ -98,14 +98,13 @@ class FlipVotes:
     def _knn_vote(self, tree: KDTree, d_rows: np.ndarray, code: int, pool: ThreadPoolExecutor) -> np.ndarray:
         """Votes for d_rows (in that order) from the tree over the others."""
         k = n_neighbors(tree.n)
-        kk = min(k + 1, tree.n)
-        d2, idx = tree.query(d_rows, kk, pool)
-        vote = 2 * np.count_nonzero(self.predicted[idx[:, :k]], axis=1) > k
-        if kk == k:  # a has k rows: every row is a neighbour
-            return vote
-        # the k nearest are unique unless the (k+1)-th distance ties the k-th: only those rows look further
-        # (on squared distances: a relative gap of 2.5 * TIE_RTOL there is more than TIE_RTOL on distances)
-        edge = np.flatnonzero(d2[:, k] - d2[:, k - 1] <= 2.5 * TIE_RTOL * d2[:, k - 1])
+        if tree.n == k:  # a has k rows: every row is a neighbour
+            return np.full(len(d_rows), 2 * np.count_nonzero(self.predicted[tree.order]) > k)
+        # the k nearest are unique unless the (k+1)-th distance ties the k-th (count -1): only those rows look
+        # further (on squared distances: a relative gap of 2.5 * TIE_RTOL there is more than TIE_RTOL on distances)
+        count = tree.votes(d_rows, self.predicted, k, 2.5 * TIE_RTOL, pool)
+        vote = 2 * count > k
+        edge = np.flatnonzero(count < 0)
         if len(edge):
             vote[edge] = self._tied_vote(tree, d_rows[edge], code, k, pool)
         return vote
