@@ -31,8 +31,8 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    Py_ssize_t n, d, dp, n_nodes, cap; /* dp: d rounded up to a multiple of 4 */
-    double *pts;      /* n x dp, tree order, columns widest first, padded with zeros */
+    Py_ssize_t n, d, n_nodes, cap;
+    double *pts;      /* n x d, tree order, columns widest first */
     Py_ssize_t *rows; /* row number in x of each tree position */
     Py_ssize_t *cols; /* pts column j is x's column cols[j] */
     Node *nodes;
@@ -71,7 +71,7 @@ static int check_rows(const Py_ssize_t *r, Py_ssize_t m, Py_ssize_t n) {
 typedef struct {
     Tree *t;
     Py_ssize_t leafsize;
-    double *box; /* per depth: the node's box (lo[dp], hi[dp]) */
+    double *box; /* per depth: the node's box (lo[d], hi[d]) */
 } Build;
 
 static int new_node(Tree *t) {
@@ -87,16 +87,16 @@ static int new_node(Tree *t) {
 /* Partitions points [s, e) (their coordinates and rows, moved together: each pass reads memory in order) into
    column c < split (left) and >= split; returns the left count and the sides' extents on c. */
 static Py_ssize_t partition(Tree *t, Py_ssize_t s, Py_ssize_t e, Py_ssize_t c, double split, double *ext) {
-    Py_ssize_t dp = t->dp, i = s, j = e - 1;
+    Py_ssize_t d = t->d, i = s, j = e - 1;
     double *pts = t->pts, lmin = INFINITY, lmax = -INFINITY, rmin = INFINITY, rmax = -INFINITY;
     while (i <= j) {
-        double v = pts[i * dp + c];
+        double v = pts[i * d + c];
         if (v < split) {
             lmin = v < lmin ? v : lmin, lmax = v > lmax ? v : lmax, i++;
         } else {
             rmin = v < rmin ? v : rmin, rmax = v > rmax ? v : rmax;
-            double *a = pts + i * dp, *b = pts + j * dp;
-            for (Py_ssize_t m = 0; m < dp; m++) {
+            double *a = pts + i * d, *b = pts + j * d;
+            for (Py_ssize_t m = 0; m < d; m++) {
                 double tmp = a[m];
                 a[m] = b[m], b[m] = tmp;
             }
@@ -111,12 +111,12 @@ static Py_ssize_t partition(Tree *t, Py_ssize_t s, Py_ssize_t e, Py_ssize_t c, d
 /* Builds the node of points [s, e), whose box is b->box at this depth (lo then hi), and its subtree. */
 static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth) {
     Tree *t = b->t;
-    Py_ssize_t d = t->d, dp = t->dp;
+    Py_ssize_t d = t->d;
     int me = new_node(t);
     if (me < 0) return -1;
     t->nodes[me].start = s, t->nodes[me].end = e, t->nodes[me].dim = -1;
     if (e - s <= b->leafsize || depth >= MAX_DEPTH) return 0;
-    double *lo = b->box + 2 * dp * depth, *hi = lo + dp, *clo = hi + dp, *chi = clo + dp, ext[4];
+    double *lo = b->box + 2 * d * depth, *hi = lo + d, *clo = hi + d, *chi = clo + d, ext[4];
     for (;;) {
         Py_ssize_t c = 0;
         for (Py_ssize_t j = 1; j < d; j++)
@@ -124,7 +124,7 @@ static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth) {
         if (!(hi[c] > lo[c])) return 0; /* all points equal: one leaf */
         double sum = 0.0; /* split at the points' mean (a tree half as deep as at the side's midpoint on skewed
                              columns), else at the midpoint, else (adjacent doubles) at the top */
-        for (Py_ssize_t i = s; i < e; i++) sum += t->pts[i * dp + c];
+        for (Py_ssize_t i = s; i < e; i++) sum += t->pts[i * d + c];
         double split = sum / (double)(e - s);
         if (!(split > lo[c])) split = 0.5 * (lo[c] + hi[c]);
         if (split <= lo[c]) split = hi[c];
@@ -134,11 +134,11 @@ static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth) {
             continue;
         }
         t->nodes[me].dim = (int)c, t->nodes[me].lo_max = ext[1], t->nodes[me].hi_min = ext[2];
-        memcpy(clo, lo, 2 * dp * sizeof(double));
+        memcpy(clo, lo, 2 * d * sizeof(double));
         clo[c] = ext[0], chi[c] = ext[1];
         if (build(b, s, s + nl, depth + 1) < 0) return -1;
         t->nodes[me].right = (int)t->n_nodes;
-        memcpy(clo, lo, 2 * dp * sizeof(double));
+        memcpy(clo, lo, 2 * d * sizeof(double));
         clo[c] = ext[2], chi[c] = ext[3];
         return build(b, s + nl, e, depth + 1);
     }
@@ -146,9 +146,9 @@ static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth) {
 
 /* Builds t over rows r of x; fills order (t->rows) with the rows in tree order. Returns -1 when out of memory. */
 static int build_tree(Tree *t, const double *x, const Py_ssize_t *r, Py_ssize_t leafsize, Py_ssize_t *order) {
-    Py_ssize_t n = t->n, d = t->d, dp = t->dp;
-    double *box = calloc(2 * dp * (MAX_DEPTH + 1), sizeof(double)), *ext = malloc(2 * d * sizeof(double));
-    t->pts = malloc(n * dp * sizeof(double));
+    Py_ssize_t n = t->n, d = t->d;
+    double *box = calloc(2 * d * (MAX_DEPTH + 1), sizeof(double)), *ext = malloc(2 * d * sizeof(double));
+    t->pts = malloc(n * d * sizeof(double));
     t->cols = malloc(d * sizeof(Py_ssize_t));
     t->rows = order;
     int rc = -1;
@@ -164,15 +164,14 @@ static int build_tree(Tree *t, const double *x, const Py_ssize_t *r, Py_ssize_t 
         for (; i > 0 && hi[t->cols[i - 1]] - lo[t->cols[i - 1]] < hi[j] - lo[j]; i--) t->cols[i] = t->cols[i - 1];
         t->cols[i] = j;
     }
-    for (Py_ssize_t j = 0; j < d; j++) box[j] = lo[t->cols[j]], box[dp + j] = hi[t->cols[j]]; /* the root's box */
+    for (Py_ssize_t j = 0; j < d; j++) box[j] = lo[t->cols[j]], box[d + j] = hi[t->cols[j]]; /* the root's box */
     Build b = {t, leafsize, box};
     Py_BEGIN_ALLOW_THREADS
     memcpy(order, r, n * sizeof(Py_ssize_t));
-    for (Py_ssize_t i = 0; i < n; i++) { /* coordinates in the tree's column order, padded with zeros */
+    for (Py_ssize_t i = 0; i < n; i++) { /* coordinates in the tree's column order */
         const double *p = x + r[i] * d;
-        double *q = t->pts + i * dp;
+        double *q = t->pts + i * d;
         for (Py_ssize_t j = 0; j < d; j++) q[j] = p[t->cols[j]];
-        for (Py_ssize_t j = d; j < dp; j++) q[j] = 0.0;
     }
     rc = build(&b, 0, n, 0);
     Py_END_ALLOW_THREADS
@@ -220,22 +219,27 @@ static inline void offer(Search *s, double dist, Py_ssize_t pos) {
 
 typedef double v4d __attribute__((vector_size(32))); /* GCC/Clang vectors: SSE2 pairs, or one AVX register */
 
-/* Squared distance over dp (a multiple of 4) columns, in four running sums (one vector). */
-static inline __attribute__((always_inline)) double dist2(const double *q, const double *p, Py_ssize_t dp) {
+/* Squared distance over d columns, in four running sums (one vector, the last d % 4 columns one by one). */
+static inline __attribute__((always_inline)) double dist2(const double *q, const double *p, Py_ssize_t d) {
     v4d acc = {0.0, 0.0, 0.0, 0.0};
-    for (Py_ssize_t j = 0; j < dp; j += 4) {
+    Py_ssize_t j = 0;
+    for (; j + 4 <= d; j += 4) {
         v4d a, b;
         memcpy(&a, q + j, sizeof a), memcpy(&b, p + j, sizeof b);
         a -= b;
         acc += a * a;
     }
+    for (; j < d; j++) {
+        double v = q[j] - p[j];
+        acc[j & 3] += v * v;
+    }
     return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
-static inline __attribute__((always_inline)) void scan(Search *s, const Node *nd, Py_ssize_t dp) {
-    const double *q = s->q, *p = s->t->pts + nd->start * dp;
-    for (Py_ssize_t i = nd->start; i < nd->end; i++, p += dp) {
-        double dist = dist2(q, p, dp);
+static inline __attribute__((always_inline)) void scan(Search *s, const Node *nd, Py_ssize_t d) {
+    const double *q = s->q, *p = s->t->pts + nd->start * d;
+    for (Py_ssize_t i = nd->start; i < nd->end; i++, p += d) {
+        double dist = dist2(q, p, d);
         if (dist <= s->bound) offer(s, dist, i);
     }
 }
@@ -243,12 +247,11 @@ static inline __attribute__((always_inline)) void scan(Search *s, const Node *nd
 static void search(Search *s, const Node *nodes, int node, double rd) {
     const Node *nd = &nodes[node];
     if (nd->dim < 0) {
-        switch (s->t->dp) { /* the loop unrolled for up to 16 columns */
-        case 4: scan(s, nd, 4); break;
-        case 8: scan(s, nd, 8); break;
-        case 12: scan(s, nd, 12); break;
-        case 16: scan(s, nd, 16); break;
-        default: scan(s, nd, s->t->dp);
+#define SCAN(D) case D: scan(s, nd, D); break;
+        switch (s->t->d) { /* the distance loop unrolled for up to 16 columns */
+        SCAN(1) SCAN(2) SCAN(3) SCAN(4) SCAN(5) SCAN(6) SCAN(7) SCAN(8)
+        SCAN(9) SCAN(10) SCAN(11) SCAN(12) SCAN(13) SCAN(14) SCAN(15) SCAN(16)
+        default: scan(s, nd, s->t->d);
         }
         return;
     }
@@ -274,7 +277,7 @@ static void search(Search *s, const Node *nodes, int node, double rd) {
 static void nearest(Search *s, const double *xq) {
     const Tree *t = s->t;
     for (Py_ssize_t j = 0; j < t->d; j++) s->q[j] = xq[t->cols[j]];
-    for (Py_ssize_t j = 0; j < t->dp; j++) s->off[j] = 0.0;
+    for (Py_ssize_t j = 0; j < t->d; j++) s->off[j] = 0.0;
     s->cnt = 0, s->bound = INFINITY;
     search(s, t->nodes, 0, 0.0);
     for (Py_ssize_t r = s->k - 1; r > 0; r--) { /* heap sort, in place */
@@ -292,10 +295,10 @@ static int run_queries(const Tree *t, const double *x, const Py_ssize_t *qrows, 
                        double *out_d2, Py_ssize_t *out_idx, const unsigned char *labels, double rtol,
                        Py_ssize_t *out_count) {
     Py_ssize_t d = t->d;
-    double *work = calloc(2 * t->dp + k, sizeof(double));
+    double *work = calloc(2 * t->d + k, sizeof(double));
     Py_ssize_t *hp = malloc(k * sizeof(Py_ssize_t));
     if (!work || !hp) return free(work), free(hp), -1;
-    Search s = {t, work, work + t->dp, work + 2 * t->dp, hp, k, 0, INFINITY};
+    Search s = {t, work, work + t->d, work + 2 * t->d, hp, k, 0, INFINITY};
     for (Py_ssize_t i = 0; i < m; i++) {
         if (i + 4 < m) /* the query rows are read out of order: fetch ahead */
             __builtin_prefetch(x + qrows[i + 4] * d), __builtin_prefetch(x + qrows[i + 4] * d + d - 1);
@@ -336,7 +339,7 @@ static PyObject *Tree_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     if (bo.shape[0] != n || n < 1 || d < 1 || leafsize < 1)
         PyErr_SetString(PyExc_ValueError, "need at least one row and one column, order as long as rows, leafsize >= 1");
     else if (check_rows(br.buf, n, bx.shape[0]) == 0 && (t = (Tree *)type->tp_alloc(type, 0)) != NULL) {
-        t->n = n, t->d = d, t->dp = (d + 3) / 4 * 4;
+        t->n = n, t->d = d;
         if (build_tree(t, bx.buf, br.buf, leafsize, bo.buf) < 0) {
             Py_DECREF(t);
             t = (Tree *)PyErr_NoMemory();
