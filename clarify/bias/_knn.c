@@ -236,11 +236,22 @@ static inline __attribute__((always_inline)) double dist2(const double *q, const
     return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
+/* Offers a leaf's points, 64 at a time: their distances first, then those within the bound (a mask of them, so
+   the loop does not branch on each point). */
 static inline __attribute__((always_inline)) void scan(Search *s, const Node *nd, Py_ssize_t d) {
-    const double *q = s->q, *p = s->t->pts + nd->start * d;
-    for (Py_ssize_t i = nd->start; i < nd->end; i++, p += d) {
-        double dist = dist2(q, p, d);
-        if (dist <= s->bound) offer(s, dist, i);
+    double dd[64];
+    for (Py_ssize_t i0 = nd->start; i0 < nd->end; i0 += 64) {
+        Py_ssize_t n = nd->end - i0 < 64 ? nd->end - i0 : 64;
+        const double *p = s->t->pts + i0 * d, bound = s->bound;
+        unsigned long long mask = 0;
+        for (Py_ssize_t r = 0; r < n; r++, p += d) {
+            dd[r] = dist2(s->q, p, d);
+            mask |= (unsigned long long)(dd[r] <= bound) << r;
+        }
+        for (; mask; mask &= mask - 1) {
+            int r = __builtin_ctzll(mask);
+            if (dd[r] <= s->bound) offer(s, dd[r], i0 + r);
+        }
     }
 }
 

@@ -17,7 +17,7 @@ from clarify.bias._knn import Tree
 
 LEAF_SIZE = 16
 THREADS = 2
-CHUNK = 65536  # queries per task: small enough to share the threads evenly with builds running beside them
+CHUNK = 16384  # queries per task: small, so the threads share the work evenly beside builds and between values
 
 
 class KDTree:
