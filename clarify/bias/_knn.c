@@ -144,15 +144,16 @@ static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth) {
     }
 }
 
-/* Builds t over rows r of x; fills order (t->rows) with the rows in tree order. Returns -1 when out of memory. */
+/* Builds t over rows r of x (without the GIL) and copies the rows in tree order to order. -1: out of memory. */
 static int build_tree(Tree *t, const double *x, const Py_ssize_t *r, Py_ssize_t leafsize, Py_ssize_t *order) {
     Py_ssize_t n = t->n, d = t->d;
     double *box = calloc(2 * d * (MAX_DEPTH + 1), sizeof(double)), *ext = malloc(2 * d * sizeof(double));
     t->pts = malloc(n * d * sizeof(double));
+    t->rows = malloc(n * sizeof(Py_ssize_t));
     t->cols = malloc(d * sizeof(Py_ssize_t));
-    t->rows = order;
     int rc = -1;
-    if (!box || !ext || !t->pts || !t->cols) goto done;
+    if (!box || !ext || !t->pts || !t->rows || !t->cols) goto done;
+    Py_BEGIN_ALLOW_THREADS
     double *lo = ext, *hi = ext + d;
     for (Py_ssize_t j = 0; j < d; j++) lo[j] = INFINITY, hi[j] = -INFINITY;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -165,15 +166,15 @@ static int build_tree(Tree *t, const double *x, const Py_ssize_t *r, Py_ssize_t 
         t->cols[i] = j;
     }
     for (Py_ssize_t j = 0; j < d; j++) box[j] = lo[t->cols[j]], box[d + j] = hi[t->cols[j]]; /* the root's box */
-    Build b = {t, leafsize, box};
-    Py_BEGIN_ALLOW_THREADS
-    memcpy(order, r, n * sizeof(Py_ssize_t));
+    memcpy(t->rows, r, n * sizeof(Py_ssize_t));
     for (Py_ssize_t i = 0; i < n; i++) { /* coordinates in the tree's column order */
         const double *p = x + r[i] * d;
         double *q = t->pts + i * d;
         for (Py_ssize_t j = 0; j < d; j++) q[j] = p[t->cols[j]];
     }
+    Build b = {t, leafsize, box};
     rc = build(&b, 0, n, 0);
+    if (rc == 0) memcpy(order, t->rows, n * sizeof(Py_ssize_t));
     Py_END_ALLOW_THREADS
 done:
     free(box), free(ext);
@@ -332,7 +333,7 @@ static int run_queries(const Tree *t, const double *x, const Py_ssize_t *qrows, 
 /* ---------- the Tree type ---------- */
 
 static void Tree_dealloc(Tree *t) {
-    free(t->pts), free(t->cols), free(t->nodes);
+    free(t->pts), free(t->rows), free(t->cols), free(t->nodes);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
