@@ -85,24 +85,25 @@ static int new_node(Tree *t) {
 }
 
 /* Partitions points [s, e) (their coordinates and rows, moved together: each pass reads memory in order) into
-   column c < split (left) and >= split; returns the left count and the sides' extents on c. */
+   column c < split (left) and >= split (Hoare's way: only misplaced pairs are swapped); returns the left count
+   and the sides' extents on c. */
 static Py_ssize_t partition(Tree *t, Py_ssize_t s, Py_ssize_t e, Py_ssize_t c, double split, double *ext) {
     Py_ssize_t d = t->d, i = s, j = e - 1;
-    double *pts = t->pts, lmin = INFINITY, lmax = -INFINITY, rmin = INFINITY, rmax = -INFINITY;
-    while (i <= j) {
-        double v = pts[i * d + c];
-        if (v < split) {
-            lmin = v < lmin ? v : lmin, lmax = v > lmax ? v : lmax, i++;
-        } else {
-            rmin = v < rmin ? v : rmin, rmax = v > rmax ? v : rmax;
-            double *a = pts + i * d, *b = pts + j * d;
-            for (Py_ssize_t m = 0; m < d; m++) {
-                double tmp = a[m];
-                a[m] = b[m], b[m] = tmp;
-            }
-            Py_ssize_t tmp = t->rows[i];
-            t->rows[i] = t->rows[j], t->rows[j--] = tmp;
+    double *pts = t->pts, lmin = INFINITY, lmax = -INFINITY, rmin = INFINITY, rmax = -INFINITY, v;
+    for (;;) {
+        for (; i <= j && (v = pts[i * d + c]) < split; i++) lmin = v < lmin ? v : lmin, lmax = v > lmax ? v : lmax;
+        for (; i <= j && (v = pts[j * d + c]) >= split; j--) rmin = v < rmin ? v : rmin, rmax = v > rmax ? v : rmax;
+        if (i > j) break;
+        double *a = pts + i * d, *b = pts + j * d; /* a is >= split, b < split: swap them into place */
+        for (Py_ssize_t m = 0; m < d; m++) {
+            double tmp = a[m];
+            a[m] = b[m], b[m] = tmp;
         }
+        Py_ssize_t tmp = t->rows[i];
+        t->rows[i] = t->rows[j], t->rows[j] = tmp;
+        v = a[c], lmin = v < lmin ? v : lmin, lmax = v > lmax ? v : lmax;
+        v = b[c], rmin = v < rmin ? v : rmin, rmax = v > rmax ? v : rmax;
+        i++, j--;
     }
     ext[0] = lmin, ext[1] = lmax, ext[2] = rmin, ext[3] = rmax;
     return i - s;
