@@ -26,11 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from clarify.bias.knn import KDTree
+from clarify.bias.knn import THREADS, KDTree
 
 log = logging.getLogger(__name__)
 TIE_RTOL = 1e-9  # distances this close to the k-th count as tied (far above any rounding difference)
-THREADS = 2  # trees build and queries run on two threads (the kernel releases the GIL)
 
 
 def n_neighbors(n_a: int) -> int:

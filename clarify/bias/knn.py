@@ -16,12 +16,12 @@ import numpy as np
 from clarify.bias._knn import Tree
 
 LEAF_SIZE = 16
-THREADS = 2
+THREADS = 2  # trees build and queries run on two threads (the kernel releases the GIL)
 CHUNK = 16384  # queries per task: small, so the threads share the work evenly beside builds and between values
 
 
 class KDTree:
-    """A KD-tree over ``x[rows]`` (all rows when rows is None); x is float64, C order, (n, d)."""
+    """A KD-tree over ``x[rows]`` (all rows when rows is None); x (n, d) is taken as float64 in C order."""
 
     def __init__(self, x: np.ndarray, rows: np.ndarray | None = None, leafsize: int = LEAF_SIZE):
         self.x = np.ascontiguousarray(x, dtype=np.float64)
