@@ -16,7 +16,7 @@ RUN groupadd --gid 1000 ferry \
  && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/ferry --shell /bin/bash ferry
 
 WORKDIR /opt/ferry-src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY core core
 COPY ferry ferry
 COPY serving serving

@@ -124,11 +124,12 @@ static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth) {
             if (hi[j] - lo[j] > hi[c] - lo[c]) c = j;
         if (!(hi[c] > lo[c])) return 0; /* all points equal: one leaf */
         double sum = 0.0; /* split at the points' mean (a tree half as deep as at the side's midpoint on skewed
-                             columns), else at the midpoint, else (adjacent doubles) at the top */
+                             columns), else at the midpoint, else (adjacent doubles, or a mean rounded above the
+                             top, which would send every point left for ever) at the top */
         for (Py_ssize_t i = s; i < e; i++) sum += t->pts[i * d + c];
         double split = sum / (double)(e - s);
         if (!(split > lo[c])) split = 0.5 * (lo[c] + hi[c]);
-        if (split <= lo[c]) split = hi[c];
+        if (split <= lo[c] || split > hi[c]) split = hi[c];
         Py_ssize_t nl = partition(t, s, e, c, split, ext);
         if (nl == 0 || nl == e - s) { /* one side empty: shrink the side to the points and choose again */
             lo[c] = nl ? ext[0] : ext[2], hi[c] = nl ? ext[1] : ext[3];

@@ -1,5 +1,9 @@
 """Ferry's compiled k-NN kernel (clarify/bias/knn.py over _knn.c) against brute force in numpy."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,3 +99,27 @@ def test_a_column_of_powers_of_two_stays_exact():
     rows, qrows = np.arange(0, 400, 2), np.arange(1, 400, 2)
     d2, idx = KDTree(x, rows).query(qrows, 3)
     _check(x, rows, qrows, 3, d2, idx)
+
+
+def test_a_mean_rounded_above_the_largest_value_still_splits():
+    """A column of two adjacent doubles whose running sum rounds the mean above the larger: the build splits at
+    the top instead (it looped for ever before). Run in a child process, so a regression fails instead of hanging."""
+    rng = np.random.default_rng(0)
+    for _ in range(100_000):
+        a = rng.uniform(0, 1)
+        vals = [a] * int(rng.integers(17, 40)) + [np.nextafter(a, 2)] * int(rng.integers(1, 5))
+        rng.shuffle(vals)
+        total = 0.0
+        for v in vals:  # summed in row order, as the kernel sums a node's column
+            total += v
+        if total / len(vals) > max(vals):
+            break
+    else:
+        pytest.fail("no column whose mean rounds above its largest value was found")
+    code = ("import sys, numpy as np; from clarify.bias.knn import KDTree\n"
+            "x = np.zeros((len(sys.argv) - 1, 2)); x[:, 0] = [float(v) for v in sys.argv[1:]]\n"
+            "d2, idx = KDTree(x, leafsize=4).query(np.arange(len(x)), 3); print(len(set(KDTree(x).order.tolist())))")
+    out = subprocess.run([sys.executable, "-c", code, *map(repr, map(float, vals))], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(len(vals))]

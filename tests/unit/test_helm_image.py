@@ -91,7 +91,7 @@ def _packages() -> set[str]:
 
 def test_copies_every_package():
     copied = {src for o, a in instructions() if o == "COPY" for src in a.split()[:-1]}
-    assert _packages() | {"pyproject.toml", "README.md"} <= copied
+    assert _packages() | {"pyproject.toml", "setup.py", "README.md"} <= copied
 
 
 def _build_context(dest: Path) -> Path:
