@@ -1,6 +1,7 @@
 """Serving benchmark: Ferry's default shape against hand-written Ray Serve, side by side in one Ray session.
 
     python -m benchmarks.serving [--seconds 3] [--rounds 3] [--concurrency 1,8,32,64] [--ingress haproxy]
+                                 [--targets composed,MLP]  (targets whose name holds one of these; default all)
 
 What runs, on the same cluster, behind the same ingress (HAProxy by default, Ray Serve's fastest here),
 loaded by the same native clients (wrk for HTTP, one CSV row per request; ghz for gRPC, one raw FP32 row
@@ -275,9 +276,10 @@ def handler_cost(demo_dir: Path, body: str, n: int = 20000) -> dict:
 # --- load through the ingress
 
 def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarray, concurrencies: list[int],
-                seconds: float, rounds: int) -> list[dict]:
-    """Every target at every concurrency, `rounds` times over: each round runs the targets one after another,
-    so a reference and the Ferry shape it is compared with are measured seconds apart."""
+                seconds: float, rounds: int, targets: list[str] | None = None) -> list[dict]:
+    """Every target (or those whose name holds one of `targets`) at every concurrency, `rounds` times over: each
+    round runs the targets one after another, so a reference and the Ferry shape it is compared with are
+    measured seconds apart."""
     from ray import serve
 
     from ferry.app import application
@@ -314,6 +316,8 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
         raw = base64.b64encode(row.astype(np.float32).tobytes()).decode()
         call = "inference.GRPCInferenceService/ModelInfer"
         grpc = [("bare Ray Serve gRPC", "bare-grpc", "bare"), ("Ferry default gRPC", "ferry", "default")]
+        if targets:
+            http, grpc = ([t for t in group if any(k.lower() in t[0].lower() for k in targets)] for group in (http, grpc))
 
         def grpc_load(app: str, model_name: str, c: int, secs: float) -> dict:
             data = {"model_name": model_name, "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8]}],
@@ -389,6 +393,8 @@ def ratios(rows: list[dict], ingress: str, concurrencies: list[int]) -> dict:
     rounds = sorted({r["round"] for r in rows if r["ingress"] == ingress})
     out = {}
     for key, target, reference, c, field in pairs:
+        if not (_point(rows, target, c, ingress, rounds[0]) and _point(rows, reference, c, ingress, rounds[0])):
+            continue  # a target not run (--targets)
         values = [value(target, c, n, field) / value(reference, c, n, field) for n in rounds]
         out[key] = {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values))}
     return out
@@ -424,6 +430,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="sweeps over every target; the table shows medians")
     ap.add_argument("--concurrency", default="1,8,32,64")
     ap.add_argument("--ingress", default="haproxy", help="haproxy, python or both (comma-separated)")
+    ap.add_argument("--targets", default="", help="run only the targets whose name holds one of these "
+                                                  "(comma-separated, any case), e.g. 'composed' or 'MLP'")
     args = ap.parse_args()
     require_wrk()
     require_ghz()
@@ -440,7 +448,8 @@ def main() -> None:
     concs = [int(c) for c in args.concurrency.split(",")]
     runs, ratio = [], {}
     for ingress in args.ingress.split(","):
-        runs += run_ingress(ingress, demo_dir, row, mlp_row, concs, args.seconds, args.rounds)
+        runs += run_ingress(ingress, demo_dir, row, mlp_row, concs, args.seconds, args.rounds,
+                            [t.strip() for t in args.targets.split(",") if t.strip()])
         ratio |= {f"{ingress}: {k}": v for k, v in ratios(runs, ingress, concs).items()}
     rows = medians(runs)
     table = markdown(rows, direct, handler, ratio)

@@ -86,7 +86,12 @@ class OnnxModel:
         self.outputs = _select(all_out, output_names, "output")
         self._zipmap = {a.name for a in self.session.get_outputs() if a.type not in ORT_TO_NUMPY}
         self.default_outputs = tuple(t.name for t in self.outputs)
+        self._default_list = list(self.default_outputs)
         self._output_set = frozenset(self.default_outputs)
+        # a single numeric [n, width] input: a numeric matrix of that width is its feed after one cast (from_matrix)
+        one = self.inputs[0] if len(self.inputs) == 1 else None
+        self._plain_matrix = (one is not None and len(one.shape) == 2 and one.shape[0] < 0 and one.shape[1] > 0
+                              and one.dtype.kind in "fiub")
 
     @property
     def input_names(self) -> list[str]:
@@ -103,6 +108,9 @@ class OnnxModel:
                 f"this model takes {len(self.inputs)} inputs {self.input_names}; send named tensors "
                 "(JSON {\"inputs\": {name: data}} or the V2 protocol)"))
         meta = self.inputs[0]
+        if (self._plain_matrix and type(rows) is np.ndarray and rows.ndim == 2 and rows.shape[1] == meta.shape[1]
+                and rows.dtype.kind in "fiub"):  # what _cast does to it, without its general checks
+            return {meta.name: rows if rows.dtype == meta.dtype else rows.astype(meta.dtype)}
         if rows.ndim == 1:
             rows = rows.reshape(1, -1)
         if len(meta.shape) == 2 and meta.shape[1] > 0 and rows.shape[1] != meta.shape[1]:
@@ -130,7 +138,7 @@ class OnnxModel:
             raise FerryError(bad_request(f"unknown output(s) {', '.join(quote(b) for b in bad[:10])}; "
                                          f"the model gives {self.output_names}"))
         try:
-            results = self.session.run(list(names), feed)
+            results = self.session.run(self._default_list if names is self.default_outputs else list(names), feed)
         except Exception as err:  # onnxruntime raises its own exception types
             raise FerryError(model_error(f"the model failed: {str(err)[:500]}")) from None
         if not self._zipmap:

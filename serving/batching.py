@@ -6,6 +6,11 @@ delay, and a busy one amortises its per-call cost over the queue. `wait_s` optio
 that is not full a little longer (Ray Serve's batch_wait_timeout_s; 0 by default). `max_in_flight`
 batches run at a time: 1 for a model in this process (its runs go to one worker thread, leaving the
 event loop free to queue the next batch), more for a model deployment with several replicas.
+
+With `lone_now`, a request that finds nothing running or queued is sent from the caller's own task (no drain
+task, no future: two event-loop turns and ~20 us less at c=1); the gatherer of a composed hop asks for it. A
+batching model does not: its drain task, started a loop turn later, takes what arrived in the same turn too
+(on the ~1 ms MLP at c=32 sending the first one alone cost ~8 % of throughput).
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ class AdaptiveBatcher:
     """Gathers concurrent `submit` calls into calls of `run(items) -> results` (same length, same order)."""
 
     def __init__(self, run: Callable[[list[Any]], Awaitable[list[Any]]], max_batch_size: int = 32,
-                 wait_s: float = 0.0, max_in_flight: int = 1):
+                 wait_s: float = 0.0, max_in_flight: int = 1, lone_now: bool = False):
         self._run = run
+        self.lone_now = lone_now
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
         self.max_in_flight = max_in_flight
@@ -28,6 +34,15 @@ class AdaptiveBatcher:
         self._in_flight = 0
 
     async def submit(self, item: Any) -> Any:
+        if self.lone_now and not self._in_flight and not self._queue:
+            self._in_flight = 1
+            try:
+                return (await self._run([item]))[0]
+            finally:
+                self._in_flight -= 1
+                if self._queue:  # what arrived meanwhile goes next
+                    self._in_flight += 1
+                    asyncio.ensure_future(self._drain())
         fut = asyncio.get_running_loop().create_future()
         self._queue.append((item, fut))
         if self._in_flight < self.max_in_flight:

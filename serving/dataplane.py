@@ -23,6 +23,7 @@ from core.errors import FerryError, InferenceError, internal_error, not_found, q
 from serving import sigv4
 from serving.endpoint import Endpoint
 from serving.metrics import ServingMetrics
+from serving.wire import wire, wire_dict
 
 log = logging.getLogger(__name__)
 PROTOCOLS = ("sagemaker", "v2", "grpc")
@@ -36,6 +37,9 @@ class Payload:
     named: dict[str, np.ndarray] | None = None
     strict_dtype: bool = False  # V2 clients declare datatypes; SageMaker bodies are cast to the model's
 
+    def __reduce_ex__(self, protocol):  # a hop's request: arrays as raw buffers (serving.wire)
+        return Payload, (wire(self.matrix, protocol), wire_dict(self.named, protocol), self.strict_dtype)
+
 
 @dataclass(slots=True)
 class ModelResult:
@@ -46,6 +50,9 @@ class ModelResult:
     error: InferenceError | None = None
     batch_size: int = 1
     model_seconds: float = 0.0
+
+    def __reduce_ex__(self, protocol):  # a hop's result: arrays as raw buffers (serving.wire)
+        return ModelResult, (self.variant, wire_dict(self.outputs, protocol), self.error, self.batch_size, self.model_seconds)
 
 
 class Exchange(ABC):

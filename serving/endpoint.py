@@ -50,16 +50,16 @@ class EndpointCapture:
         self.format = RecordFormat(spec.capture, spec.csv_content_types, spec.json_content_types)
         self.rate = spec.sampling_percentage / 100.0
         self.sink = sink
+        sink.build = self._record_parts
 
     def sampled(self) -> bool:
         return self.rate >= 1.0 or random.random() < self.rate
 
     def put(self, exchange, result) -> None:
-        """Queue the exchange (or its captured parts when they are at hand); the sink's writer thread builds the
-        record (off the request path)."""
+        """Queue the exchange (or its captured parts when they are at hand, as a tuple of bytes and strings); the
+        sink's writer thread builds the record (off the request path)."""
         if exchange.captured_now:
-            self.sink.put(partial(self._record_parts, exchange.captured(), result.variant, exchange.inference_id,
-                                  time.time()))
+            self.sink.put((*exchange.captured(), result.variant, exchange.inference_id, time.time()))
         else:
             self.sink.put(partial(self._record, exchange, result.variant, time.time()))
 
@@ -70,11 +70,10 @@ class EndpointCapture:
         self.sink.put(partial(shadow_record, self.format, exchange, shadow, outputs, time.time()))
 
     def _record(self, exchange, variant: str, at: float) -> dict:
-        return self._record_parts(exchange.captured(), variant, exchange.inference_id, at)
+        return self._record_parts(*exchange.captured(), variant, exchange.inference_id, at)
 
-    def _record_parts(self, parts: tuple[bytes, str, bytes, str], variant: str, inference_id: str | None,
-                      at: float) -> dict:
-        in_body, in_type, out_body, out_type = parts
+    def _record_parts(self, in_body: bytes, in_type: str, out_body: bytes, out_type: str, variant: str,
+                      inference_id: str | None, at: float) -> dict:
         return self.format.record(variant=variant, input_data=in_body, input_content_type=in_type,
                                   output_data=out_body, output_content_type=out_type,
                                   inference_id=inference_id, inference_time=at)

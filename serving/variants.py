@@ -219,7 +219,7 @@ class RemoteVariant(RemoteDeployment):
             self._batcher = AdaptiveBatcher(self._send_many, batching.max_batch_size,
                                             batching.batch_wait_timeout_ms / 1000.0, max_in_flight)
         elif gather:
-            self._batcher = AdaptiveBatcher(self._send_each, GATHER_MAX, 0.0, max_in_flight)
+            self._batcher = AdaptiveBatcher(self._send_each, GATHER_MAX, 0.0, max_in_flight, lone_now=True)
 
     async def infer(self, payload: Payload, output_names: list[str] | None = None) -> ModelResult:
         try:

@@ -1,8 +1,9 @@
 """CaptureSink: a bounded in-memory queue that a background thread writes out in batches, with retries.
 
 put() never blocks and never raises, and costs the request path one deque append: the writer thread wakes
-every `flush_interval_s` (not per record), builds what was queued as a callable into its record, and
-writes batches through the backend's write_batch(). A batch that fails is retried with exponential
+every `flush_interval_s` (not per record), builds what was queued as a callable, or as a tuple of bytes and
+strings for `build` (which the owner sets; such a tuple is left alone by the garbage collector while it waits),
+into its record, and writes batches through the backend's write_batch(). A batch that fails is retried with exponential
 backoff for up to ``retry_for_s`` seconds (new records wait in the queue meanwhile), then dropped and
 counted. A record that finds the queue full is dropped and counted. Every drop increments
 ferry_capture_dropped_records_total{endpoint,sink,reason} and is logged; nothing is lost silently.
@@ -46,12 +47,14 @@ class CaptureSink(ABC):
         self._full = 0
         self._close_deadline: float | None = None
         self._labels = {"endpoint": endpoint, "sink": self.kind}
+        self.build: Callable[..., dict] | None = None  # turns a queued tuple into its record
         self._dropped_full = DROPPED.labels(reason="queue_full", **self._labels)
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.kind}-{endpoint}", daemon=True)
         self._thread.start()
 
-    def put(self, record: dict | Callable[[], dict]) -> None:
-        """Queue one record (or a callable the writer thread turns into one); never blocks, never raises."""
+    def put(self, record: dict | Callable[[], dict] | tuple) -> None:
+        """Queue one record (or a callable, or `build`'s arguments, which the writer thread turns into one); never
+        blocks, never raises."""
         queued = len(self._queue)
         if queued >= self.max_queue:
             self._dropped_full.inc()
@@ -87,9 +90,9 @@ class CaptureSink(ABC):
         batch = []
         while self._queue and len(batch) < self.batch_size:
             item = self._queue.popleft()
-            if callable(item):
+            if type(item) is tuple or callable(item):
                 try:
-                    item = item()
+                    item = self.build(*item) if type(item) is tuple else item()
                 except Exception:  # noqa: BLE001 - a capture must never fail a request; what is lost is counted
                     DROPPED.labels(reason="unencodable", **self._labels).inc()
                     log.exception("capture %s/%s: record could not be built", self.endpoint, self.kind)

@@ -67,3 +67,29 @@ def test_at_most_max_in_flight_batches_run_at_once(in_flight):
 
     assert asyncio.run(scenario()) == list(range(20))
     assert peak == in_flight
+
+
+def test_lone_now_runs_a_lone_request_in_the_callers_task_and_what_queues_meanwhile_goes_next():
+    tasks, calls = [], []
+
+    async def run(items):
+        tasks.append(asyncio.current_task())
+        calls.append(list(items))
+        await asyncio.sleep(0.01)
+        if 13 in items:
+            raise RuntimeError("model broke")
+        return items
+
+    async def scenario():
+        b = AdaptiveBatcher(run, max_batch_size=4, max_in_flight=1, lone_now=True)
+        assert await b.submit(1) == 1
+        with pytest.raises(RuntimeError, match="model broke"):
+            await b.submit(13)
+        first = asyncio.ensure_future(b.submit(2))
+        await asyncio.sleep(0)  # 2 is running alone; 3 and 4 queue behind it
+        rest = await asyncio.gather(b.submit(3), b.submit(4))
+        return asyncio.current_task(), b, [await first, *rest]
+
+    caller, b, results = asyncio.run(scenario())
+    assert tasks[:2] == [caller, caller] and calls == [[1], [13], [2], [3, 4]]
+    assert results == [2, 3, 4] and b._in_flight == 0 and not b._queue

@@ -44,3 +44,15 @@ def test_capture_options_and_custom_content_type_lists():
     assert r["captureData"]["endpointInput"]["encoding"] == "CSV"
     r = build_record(spec, variant="v", input_data="a,b", input_content_type="text/csv")
     assert r["captureData"]["endpointInput"]["encoding"] == "BASE64"
+
+
+def test_event_ids_are_distinct_version_4_uuids_as_uuid4_writes_them():
+    import uuid
+
+    from core.capture import new_event_id
+
+    ids = [new_event_id() for _ in range(1000)]  # several pools
+    assert len(set(ids)) == len(ids)
+    for i in ids[:300]:
+        u = uuid.UUID(i)
+        assert str(u) == i and u.version == 4 and u.variant == uuid.RFC_4122

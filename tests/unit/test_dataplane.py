@@ -340,7 +340,8 @@ def test_a_variant_deployment_gets_concurrent_requests_in_one_call_each_run_on_i
     for i, r in enumerate(answers[:5]):
         got = r.body.decode().strip().split(",")
         assert int(got[0]) == label[i] and np.allclose(np.array(got[1:], dtype=np.float32), proba[i])
-    assert handle.calls == [("infer_each", 6)]  # arrived together: one call, each request run on its own
+    # the first found the variant idle and went at once; the others arrived meanwhile: one call, each run on its own
+    assert handle.calls == [("infer_each", 1), ("infer_each", 5)]
     assert runner.infer_each([]) == []
 
 
@@ -441,3 +442,27 @@ def test_what_a_hop_carries_survives_plain_pickle(demo):
 
     for value in (requests, results, bad_request("no")):
         assert same(pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)), value)
+
+
+def test_hop_types_pickle_their_arrays_as_raw_buffers_and_come_back_equal():
+    import copy
+    import pickle
+
+    from serving.dataplane import ModelResult, Payload
+    from serving.wire import Wire
+
+    named = {"s": np.array(["a", "b"], dtype=object), "strided": np.arange(6, dtype=np.int64).reshape(2, 3)[:, ::2],
+             "f": np.ones((2, 3), np.float32)}
+    p = Payload(matrix=np.arange(8.0).reshape(1, 8), named=named, strict_dtype=True)
+    r = ModelResult("v", {"label": np.array([1, 0]), "p": np.full((2, 2), 0.5, np.float32)}, None, 2, 0.25)
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        q, s = pickle.loads(pickle.dumps(p, protocol)), pickle.loads(pickle.dumps(r, protocol))
+        assert q.strict_dtype and q.matrix.flags.writeable and np.array_equal(q.matrix, p.matrix)
+        for k, v in named.items():
+            assert q.named[k].dtype == v.dtype and np.array_equal(q.named[k], v)
+        assert (s.variant, s.error, s.batch_size, s.model_seconds) == ("v", None, 2, 0.25)
+        assert all(s.outputs[k].dtype == v.dtype and np.array_equal(s.outputs[k], v) for k, v in r.outputs.items())
+    assert len(pickle.dumps(p, 5)) < len(pickle.dumps(p.matrix, 5)) + len(pickle.dumps(named, 5))
+    for c in (copy.copy(r), copy.deepcopy(r), copy.copy(p)):  # copies never hold the pickling wrapper
+        values = [*c.outputs.values()] if isinstance(c, ModelResult) else [c.matrix, *c.named.values()]
+        assert not any(isinstance(v, Wire) for v in values)
