@@ -52,7 +52,8 @@ class ModelResult:
     model_seconds: float = 0.0
 
     def __reduce_ex__(self, protocol):  # a hop's result: arrays as raw buffers (serving.wire)
-        return ModelResult, (self.variant, wire_dict(self.outputs, protocol), self.error, self.batch_size, self.model_seconds)
+        return ModelResult, (self.variant, wire_dict(self.outputs, protocol), self.error, self.batch_size,
+                             self.model_seconds)
 
 
 class Exchange(ABC):
