@@ -69,7 +69,7 @@ class IngestWorker:
 
     def run(self, until_idle: float | None = None) -> None:
         """Consume until stop(), or with `until_idle` until no record arrived for that many seconds and nothing is
-        left to consume (this worker's lag, or with no partitions the group's backlog, is zero).
+        left to consume (this worker's lag and the group's backlog are zero).
         Raises IngestStalled when the watchdog gives up."""
         last_data = time.monotonic()
         try:
@@ -112,11 +112,14 @@ class IngestWorker:
             self.consumer.seek(tp, msgs[0].offset)
 
     def _caught_up(self) -> bool:
+        """Nothing left for the group: this worker's lag is zero and so is the backlog of every partition of its
+        topics. A group mate that died still owns its partitions until its session expires; leaving before that
+        would strand their records, so the worker waits for the rebalance that hands them over."""
         try:
             if self._pending:
                 return False
-            if self.consumer.assignment():
-                return metrics.lag(self.consumer, self.group_of_topic, exact=True) == 0
+            if self.consumer.assignment() and metrics.lag(self.consumer, self.group_of_topic, exact=True):
+                return False
             return all(pos >= end for pos, end in self.watchdog.backlog().values())
         except KafkaError:  # the broker is away: not known to be caught up
             return False
