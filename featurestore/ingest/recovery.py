@@ -17,14 +17,20 @@ from featurestore.store import FeatureStore
 
 
 def recover_partitions(consumer, store: FeatureStore, dlq: DeadLetters, by_topic: dict[str, FeatureGroupSpec],
-                       partitions: Iterable[TopicPartition]) -> None:
+                       partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    """Clean up past each partition's committed offset; return those offsets (partitions with a commit), where the
+    replay must start."""
     committed: dict[str, dict[int, int]] = defaultdict(dict)
     metadata: dict[str, list[str]] = defaultdict(list)
+    start: dict[TopicPartition, int] = {}
     for tp in partitions:
         om = consumer.committed(tp, metadata=True)
         committed[tp.topic][tp.partition] = om.offset if om else 0
-        if om and om.metadata:
-            metadata[tp.topic].append(om.metadata)
+        if om is not None and om.offset >= 0:
+            start[tp] = om.offset
+            if om.metadata:
+                metadata[tp.topic].append(om.metadata)
     for topic, offsets in committed.items():
         store.remove_uncommitted(by_topic[topic], topic, offsets)
         dlq.recover(topic, offsets, metadata[topic])
+    return start

@@ -60,8 +60,21 @@ class IngestWorker:
     def _join(self) -> KafkaConsumer:
         consumer = KafkaConsumer(**self._consumer_options)
         consumer.subscribe(list(self.by_topic), listener=RebalanceListener(
-            commit=self.commit_pending, assigned=self._fresh.update, lost=self._pending.clear))
+            revoked=self._give_up, assigned=self._fresh.update, lost=self._forget))
         return consumer
+
+    def _give_up(self, partitions: set[TopicPartition]) -> None:
+        """Partitions about to be revoked: commit what was written for them, then forget them (an offset that could
+        not be committed now is never committed later, when another member may own them and replay those records)."""
+        try:
+            self.commit_pending()
+        finally:
+            self._forget(partitions)
+
+    def _forget(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self._pending.pop(tp, None)
+        self._fresh.difference_update(partitions)  # recovery on a partition another member owns would undo its work
 
     # ---- lifecycle
     def stop(self) -> None:
@@ -78,7 +91,8 @@ class IngestWorker:
                 if self._pending:  # a commit the broker could not take earlier
                     self.commit_pending()
                 if batch:
-                    if self._fresh and not self._recover(batch):
+                    if self._fresh:
+                        self._recover(batch)
                         continue
                     if self._process(batch):
                         last_data = time.monotonic()
@@ -94,18 +108,21 @@ class IngestWorker:
         finally:
             self.close()
 
-    def _recover(self, batch: dict[TopicPartition, list[Any]]) -> bool:
-        """Recover newly assigned partitions before writing; False (batch rewound, retried) when Kafka is away."""
+    def _recover(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Recover newly assigned partitions, then consume them again from the committed offsets the recovery read
+        (the batch is rewound, not written). The positions were set at assignment; replaying from anywhere but the
+        point recovery cleaned up from would write records twice or skip them. Retried when Kafka is away."""
         fresh, self._fresh = self._fresh, set()
+        self._rewind(batch)
         try:
-            recover_partitions(self.consumer, self.store, self.dlq, self.by_topic, fresh)
-            return True
+            start = recover_partitions(self.consumer, self.store, self.dlq, self.by_topic, fresh)
         except KafkaError as e:
             log.warning("cannot recover %d partitions yet (%s); retrying", len(fresh), e)
             self._fresh |= fresh
-            self._rewind(batch)
             time.sleep(0.5)
-            return False
+            return
+        for tp, offset in start.items():
+            self.consumer.seek(tp, offset)
 
     def _rewind(self, batch: dict[TopicPartition, list[Any]]) -> None:
         for tp, msgs in batch.items():
