@@ -111,21 +111,22 @@ class Gateway:
     async def __call__(self, request: Request) -> Response:
         """Every HTTP route; an unexpected exception is a 500 naming an incident id (the traceback is logged)."""
         try:
-            return await self._route(request)
+            scope = request.scope
+            path = scope["path"]
+            if scope.get("root_path"):
+                path = path.removeprefix(scope["root_path"])
+            endpoint = self.routes.get(path)
+            if endpoint is not None and scope["method"] == "POST":  # the inference routes, without another call
+                return await sagemaker.invoke(self.plane, request, endpoint)
+            return await self._route(request, path)
         except Exception:  # noqa: BLE001 - a bug: no client input may reach here (tests/unit/test_hostile_inputs.py)
             error = internal_error(log, f"{request.method} {request.scope['path'][:80]!r}")
             v2_route = request.scope["path"].startswith("/v2")
             return v2rest.error_response(error) if v2_route else sagemaker.error_response(error)
 
-    async def _route(self, request: Request) -> Response:
-        scope = request.scope
-        path = scope["path"]
-        if scope.get("root_path"):
-            path = path.removeprefix(scope["root_path"])
+    async def _route(self, request: Request, path: str) -> Response:
+        """The routes other than an endpoint's invocations (`path`: the request's, without the root path)."""
         method = request.method
-        endpoint = self.routes.get(path)
-        if endpoint is not None and method == "POST":
-            return await sagemaker.invoke(self.plane, request, endpoint)
         parts = [p for p in path.split("/") if p]
         if parts and parts[0] == "v2":
             return await v2rest.handle(self.plane, request, parts[1:], method)

@@ -2,13 +2,16 @@
 
 Every metric serving exports is declared once below (core.metrics). The request path only adds to plain
 Python numbers held per (endpoint, variant, protocol): no label lookup, no lock (the gateway's event loop
-is the only writer); `collect` fills the declared families when /metrics is scraped.
+is the only writer); a success only appends its timings, added to the histograms in one vectorised pass
+when they are read (or every FOLD_AT successes); `collect` fills the declared families when /metrics is
+scraped.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 
+import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from core.errors import InferenceError
@@ -89,6 +92,12 @@ class _Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
+    def observe_all(self, values: np.ndarray) -> None:
+        """`observe` of each value, in one pass."""
+        hits = np.bincount(np.searchsorted(self.bounds, values), minlength=len(self.counts)).tolist()
+        self.counts = [a + b for a, b in zip(self.counts, hits)]
+        self.sum += float(values.sum())
+
     def buckets(self) -> list[tuple[str, int]]:
         out, total = [], 0
         for bound, n in zip((*map(str, self.bounds), "+Inf"), self.counts):
@@ -100,12 +109,13 @@ class _Histogram:
 # Exported at 0 from the start, so that rate() sees the first failures of a series (a series that appears
 # with its first increment starts from that value: Prometheus cannot tell it rose).
 INITIAL_CODES = ("200", "424", "429", "500", "503")  # at 0 from the start: a first failure is an increase
+FOLD_AT = 4096  # successes a series holds before adding them up, if nothing reads it sooner
 
 
 class _Series:
     """Everything counted for one (endpoint, variant, protocol)."""
 
-    __slots__ = ("codes", "errors", "latency", "model_latency", "batch_size")
+    __slots__ = ("codes", "errors", "latency", "model_latency", "batch_size", "done")
 
     def __init__(self):
         self.codes: dict[str, int] = dict.fromkeys(INITIAL_CODES, 0)
@@ -113,6 +123,18 @@ class _Series:
         self.latency = _Histogram(REQUEST_LATENCY.buckets)
         self.model_latency = _Histogram(MODEL_LATENCY.buckets)
         self.batch_size = _Histogram(BATCH_SIZE.buckets)
+        self.done: list[tuple[float, float, int]] = []  # successes not added yet: (seconds, model seconds, batch)
+
+    def fold(self) -> None:
+        """Add the successes recorded since the last fold to the counts."""
+        if self.done:
+            done, self.done = np.array(self.done), []
+            self.codes["200"] += len(done)
+            self.latency.observe_all(done[:, 0])
+            ran = done[done[:, 1] != 0]  # model time and batch size where a model run was timed
+            if len(ran):
+                self.model_latency.observe_all(ran[:, 1])
+                self.batch_size.observe_all(ran[:, 2])
 
 
 class ShadowStats:
@@ -149,6 +171,7 @@ class ServingMetrics:
         for (endpoint, variant, _), s in list(self._series.items()):
             if not variant:
                 continue
+            s.fold()
             v = variants.setdefault(f"{endpoint}/{variant}", {"codes": {}, "latency_counts": [0] * len(s.latency.counts),
                                                               "latency_sum": 0.0})
             for code, n in s.codes.items():
@@ -170,12 +193,10 @@ class ServingMetrics:
         return s
 
     def succeeded(self, endpoint: str, variant: str, protocol: str, seconds: float, result) -> None:
-        s = self._get(endpoint, variant, protocol)
-        s.codes["200"] = s.codes.get("200", 0) + 1
-        s.latency.observe(seconds)
-        if result.model_seconds:
-            s.model_latency.observe(result.model_seconds)
-            s.batch_size.observe(result.batch_size)
+        s = self._series.get((endpoint, variant, protocol)) or self._get(endpoint, variant, protocol)
+        s.done.append((seconds, result.model_seconds, result.batch_size))
+        if len(s.done) >= FOLD_AT:
+            s.fold()
 
     def failed(self, endpoint: str, variant: str, protocol: str, error: InferenceError, seconds: float) -> None:
         """A failed request; `endpoint` is "" when the request named no known endpoint (bounded labels)."""
@@ -191,6 +212,7 @@ class ServingMetrics:
         model, batch = MODEL_LATENCY.family(), BATCH_SIZE.family()
         per_variant: dict[tuple[str, str], list[_Series]] = {}
         for (endpoint, variant, protocol), s in list(self._series.items()):
+            s.fold()
             for code, n in s.codes.items():
                 requests.add_metric([endpoint, variant, protocol, code], n)
             for (etype, code), n in s.errors.items():

@@ -48,13 +48,21 @@ class CsvCodec(Codec):
         return _numbers(joined.split(","), width).reshape(len(lines), width)
 
     def encode(self, outputs: dict[str, np.ndarray]) -> bytes:
-        arrays = [a if isinstance(a, np.ndarray) else np.asarray(a) for a in outputs.values()]
-        key = tuple((a.dtype, a.shape) for a in arrays)
+        arrays, key = [], []  # one plain loop: comprehensions are calls of their own (this runs per request)
+        for a in outputs.values():
+            if type(a) is not np.ndarray:
+                a = np.asarray(a)
+            arrays.append(a)
+            key.append((a.dtype, a.shape))
+        key = tuple(key)
         fmt = _ONE_ROW.get(key)
         if fmt is None and len(_ONE_ROW) < _ONE_ROW_MAX:
             fmt = _ONE_ROW[key] = _one_row_format(arrays)
         if fmt:  # one row of numbers: one %-format (the same text as the general path below)
-            return (fmt % tuple(chain.from_iterable(a.ravel().tolist() for a in arrays))).encode()
+            values: list = []
+            for a in arrays:
+                values += a.ravel().tolist()
+            return (fmt % tuple(values)).encode()
         blocks = []
         for arr in outputs.values():
             a = np.asarray(arr)

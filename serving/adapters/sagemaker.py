@@ -12,10 +12,12 @@ from starlette.responses import Response
 
 from core import payloads
 from core.errors import FerryError, InferenceError, bad_request
-from serving.adapters.http import RawResponse, header, headers_of, read_body
+from serving.adapters.http import RawResponse, read_body
 from serving.dataplane import DataPlane, Exchange, ModelResult, Payload
 
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
+TARGET_VARIANT = b"x-amzn-sagemaker-target-variant"
+INFERENCE_ID = b"x-amzn-sagemaker-inference-id"
 
 
 class SageMakerExchange(Exchange):
@@ -25,12 +27,14 @@ class SageMakerExchange(Exchange):
     def __init__(self, endpoint: str, request):
         super().__init__(endpoint)
         self.request = request
-        self.headers = h = headers_of(request)
-        self.credentials = header(h, b"authorization")
-        self.http_scope = request.scope
-        self.target_variant = header(h, b"x-amzn-sagemaker-target-variant")
-        self.inference_id = header(h, b"x-amzn-sagemaker-inference-id")
-        self.content_type = header(h, b"content-type")
+        self.http_scope = scope = request.scope
+        self.headers = h = dict(scope["headers"])  # headers_of, and header() below, inlined: made per request
+        credentials, target, inference_id, content_type = (h.get(b"authorization"), h.get(TARGET_VARIANT),
+                                                           h.get(INFERENCE_ID), h.get(b"content-type"))
+        self.credentials = None if credentials is None else credentials.decode("latin-1")
+        self.target_variant = None if target is None else target.decode("latin-1")
+        self.inference_id = None if inference_id is None else inference_id.decode("latin-1")
+        self.content_type = None if content_type is None else content_type.decode("latin-1")
         self.body = b""
         self.accept = ""
         self.response_codec = None
@@ -75,13 +79,12 @@ def _types(content_type: str | None, accept: bytes | None) -> tuple:
 
 
 def _raw_headers(variant: str, media_type: str) -> list[tuple[bytes, bytes]]:
-    """The headers starlette writes for Response(media_type=..., headers={invoked variant}), made once."""
-    raw = _HEADERS.get((variant, media_type))
-    if raw is None:
-        raw = Response(b"", media_type=media_type, headers={"x-amzn-invoked-production-variant": variant}).raw_headers
-        raw = [h for h in raw if h[0] != b"content-length"]
-        if len(_HEADERS) < _CACHED:
-            _HEADERS[(variant, media_type)] = raw
+    """The headers starlette writes for Response(media_type=..., headers={invoked variant}), made once (the caller
+    looks in _HEADERS first)."""
+    raw = Response(b"", media_type=media_type, headers={"x-amzn-invoked-production-variant": variant}).raw_headers
+    raw = [h for h in raw if h[0] != b"content-length"]
+    if len(_HEADERS) < _CACHED:
+        _HEADERS[(variant, media_type)] = raw
     return raw
 
 
@@ -91,7 +94,7 @@ async def invoke(plane: DataPlane, request, endpoint: str) -> Response:
         result = await plane.infer(ex)
     except FerryError as err:
         return error_response(err.error)
-    raw = _raw_headers(result.variant, ex.accept)
+    raw = _HEADERS.get((result.variant, ex.accept)) or _raw_headers(result.variant, ex.accept)
     attrs = ex.headers.get(CUSTOM_ATTRIBUTES)
     if attrs is not None:
         raw = [*raw, (b"x-amzn-sagemaker-custom-attributes", attrs)]

@@ -78,3 +78,37 @@ def test_the_control_planes_counts_ride_the_same_push_and_never_go_down(monkeypa
     assert set(hub.counts()) == {"alive", metrics_hub.RETIRED} and "gone" not in hub.exposition().decode()
     assert variant_totals(list(hub.counts().values()))["ep/v1"]["codes"]["200"] == 6
     assert set(hub.counts(fresh_s=5)) == {"alive"}
+
+
+def test_successes_are_counted_as_if_each_were_observed_on_its_own(monkeypatch):
+    """The request path only appends a success's timings; folded at a read or every FOLD_AT, the histograms are
+    those of one observation each (a value on a bucket's bound counts in that bucket)."""
+    from bisect import bisect_left
+
+    from serving import metrics
+
+    monkeypatch.setattr(metrics, "FOLD_AT", 7)
+    m = ServingMetrics()
+    bounds = metrics.LATENCY_BUCKETS
+    seconds = [bounds[i % len(bounds)] * (1.0, 0.5, 1.5)[i % 3] for i in range(40)]  # bounds, and between them
+    expected, model_expected, batches = [0] * (len(bounds) + 1), [0] * (len(bounds) + 1), 0
+    for i, s in enumerate(seconds):
+        ran = i % 4 != 0  # no model time: no model latency or batch size observed
+        m.succeeded("ep", "v1", "sagemaker", s, ModelResult("v1", model_seconds=s / 2 if ran else 0.0,
+                                                               batch_size=1 + i % 3))
+        expected[bisect_left(bounds, s)] += 1
+        if ran:
+            model_expected[bisect_left(bounds, s / 2)] += 1
+            batches += 1
+        if i == 20:
+            assert m.snapshot()["variants"]["ep/v1"]["codes"]["200"] == 21  # a read folds what is pending
+    snap = m.snapshot()["variants"]["ep/v1"]
+    assert snap["codes"]["200"] == 40 and snap["latency_counts"] == expected
+    assert abs(snap["latency_sum"] - sum(seconds)) < 1e-12
+    samples = _samples(m.exposition())
+    key = (("endpoint", "ep"), ("variant", "v1"))
+    assert samples[("ferry_model_latency_seconds_count", key)] == batches
+    assert samples[("ferry_batch_size_count", key)] == batches
+    buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in samples.items()
+                     if name == "ferry_model_latency_seconds_bucket")
+    assert [v for _, v in buckets] == [sum(model_expected[:i + 1]) for i in range(len(bounds) + 1)]
