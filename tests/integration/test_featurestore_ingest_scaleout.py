@@ -51,6 +51,22 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     return proc.log.read_text()
 
 
+def small_spec(name: str, topic: str) -> FeatureGroupSpec:
+    """A group of integer ids, float event times and one integer value `v`, fed by `topic`."""
+    return FeatureGroupSpec.model_validate({
+        "name": name, "record_identifier": "id", "event_time": "et", "topic": topic,
+        "features": [{"name": "id", "type": "Integral"}, {"name": "et", "type": "Fractional"},
+                     {"name": "v", "type": "Integral"}]})
+
+
+def config(folder: Path, bootstrap: str, spec: FeatureGroupSpec) -> Path:
+    """A ferry.yaml with the broker and the one group, for `ferry features ingest -f`."""
+    cfg = folder / "ferry.yaml"
+    cfg.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": bootstrap},
+                                   "feature_groups": [spec.model_dump(mode="json")]}))
+    return cfg
+
+
 def state(data: Path, spec: FeatureGroupSpec):
     store = FeatureStore(FeatureStoreSettings(data_dir=str(data)), [spec])
     online = {i: (g.event_time, g.values["v"]) for i, g in
@@ -79,13 +95,8 @@ def test_three_workers_one_killed_end_as_one_worker(tmp_path, kafka_bootstrap): 
             producer.send(topic, key=str(uid).encode(), value=orjson.dumps({"id": uid, "et": et, "v": i}))
         producer.flush()
         producer.close()
-        spec = FeatureGroupSpec.model_validate({
-            "name": "scale", "record_identifier": "id", "event_time": "et", "topic": topic,
-            "features": [{"name": "id", "type": "Integral"}, {"name": "et", "type": "Fractional"},
-                         {"name": "v", "type": "Integral"}]})
-        cfg = tmp_path / "ferry.yaml"
-        cfg.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": kafka_bootstrap},
-                                       "feature_groups": [spec.model_dump(mode="json")]}))
+        spec = small_spec("scale", topic)
+        cfg = config(tmp_path, kafka_bootstrap, spec)
 
         many = tmp_path / "three"
         workers = [worker(cfg, many, "three-" + topic) for _ in range(3)]
@@ -161,13 +172,8 @@ def test_an_idle_worker_waits_for_a_dead_mates_partitions(tmp_path, kafka_bootst
             sent[(i % 97, 1000.0 + i, i)] += 1
         producer.flush()
         producer.close()
-        spec = FeatureGroupSpec.model_validate({
-            "name": "idle", "record_identifier": "id", "event_time": "et", "topic": topic,
-            "features": [{"name": "id", "type": "Integral"}, {"name": "et", "type": "Fractional"},
-                         {"name": "v", "type": "Integral"}]})
-        cfg = tmp_path / "ferry.yaml"
-        cfg.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": kafka_bootstrap},
-                                       "feature_groups": [spec.model_dump(mode="json")]}))
+        spec = small_spec("idle", topic)
+        cfg = config(tmp_path, kafka_bootstrap, spec)
         ingest = worker(cfg, tmp_path / "data", group, until_idle=2)
         held(mate, 1)  # the worker joined: one partition each
         mate.send_signal(signal.SIGKILL)
@@ -192,10 +198,7 @@ def test_a_commit_landing_after_the_assignment_writes_nothing_twice(tmp_path, ka
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     admin.create_topics([NewTopic(topic, 1, 1), NewTopic(topic + ".dlq", 1, 1)])
     tp = TopicPartition(topic, 0)
-    spec = FeatureGroupSpec.model_validate({
-        "name": "late", "record_identifier": "id", "event_time": "et", "topic": topic,
-        "features": [{"name": "id", "type": "Integral"}, {"name": "et", "type": "Fractional"},
-                     {"name": "v", "type": "Integral"}]})
+    spec = small_spec("late", topic)
     store = FeatureStore(FeatureStoreSettings(data_dir=str(tmp_path)), [spec])
     try:
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
