@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,14 @@ from serving.spec import BatchingSpec, ModelSpec
 log = logging.getLogger(__name__)
 
 
+# A batching runner's event loop hands each batch to its model thread and waits, the GIL let go, until the thread
+# has started it (at most this long; then the loop goes on). A thread woken while the loop is busy otherwise gets the
+# GIL only when the loop goes idle: uvloop lets go of it and takes it back around each of its callbacks, and each
+# time the waiting thread wakes too late to take it and starts its switch interval again. The batch then started a
+# median 1.6 ms (90th percentile 4.2 ms) after it was handed over at c=32 on the ~1 ms MLP, against 40 us with the wait.
+HANDOFF_TIMEOUT_S = 0.005
+
+
 class ModelRunner:
     """One variant's onnxruntime session, validated inputs, optional adaptive batching."""
 
@@ -47,7 +56,11 @@ class ModelRunner:
             pool = ThreadPoolExecutor(1, thread_name_prefix=f"model-{variant}")
 
             async def run_in_thread(items):
-                return await asyncio.get_running_loop().run_in_executor(pool, self.run_many, items)
+                started = threading.Lock()
+                started.acquire()
+                done = asyncio.get_running_loop().run_in_executor(pool, self._run_started, started, items)
+                started.acquire(timeout=HANDOFF_TIMEOUT_S)  # the loop lets go of the GIL until the thread holds it
+                return await done
 
             self._batcher = AdaptiveBatcher(run_in_thread, batching.max_batch_size,
                                             batching.batch_wait_timeout_ms / 1000.0)
@@ -114,6 +127,10 @@ class ModelRunner:
         for (i, _), res in zip(ready, self.run_many([item for _, item in ready])):
             results[i] = res
         return results
+
+    def _run_started(self, started: threading.Lock, items: list[tuple[dict, tuple]]) -> list[ModelResult]:
+        started.release()
+        return self.run_many(items)
 
     def run_many(self, items: list[tuple[dict, tuple]]) -> list[ModelResult]:
         """Run items with the same input signature as one onnxruntime call, then split the rows."""

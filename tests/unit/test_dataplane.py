@@ -21,7 +21,7 @@ from serving.dataplane import DataPlane, Exchange, Payload
 from serving.endpoint import Endpoint, EndpointCapture
 from serving.capture.files import JsonlFileSink
 from serving.protos import inference_pb2 as pb
-from serving.spec import DataCaptureSpec, ModelSpec
+from serving.spec import BatchingSpec, DataCaptureSpec, ModelSpec
 from serving.variants import ModelRunner
 
 TOKEN = "s3cr3t"
@@ -466,3 +466,18 @@ def test_hop_types_pickle_their_arrays_as_raw_buffers_and_come_back_equal():
     for c in (copy.copy(r), copy.deepcopy(r), copy.copy(p)):  # copies never hold the pickling wrapper
         values = [*c.outputs.values()] if isinstance(c, ModelResult) else [c.matrix, *c.named.values()]
         assert not any(isinstance(v, Wire) for v in values)
+
+
+def test_a_batching_runner_runs_concurrent_requests_as_one_batch_on_its_model_thread(demo):
+    out, rows, label, proba = demo
+    runner = ModelRunner(ModelSpec(name="m", path=str(out / "model.onnx")), "A", BatchingSpec())
+
+    async def scenario():
+        return await asyncio.gather(*(runner.infer(Payload(matrix=rows[i:i + 1])) for i in range(len(rows))))
+
+    for _ in range(2):  # the thread takes each batch as it is handed over
+        results = run(scenario())
+        assert [r.batch_size for r in results] == [len(rows)] * len(rows)
+        for i, r in enumerate(results):
+            assert r.error is None and r.outputs["label"][0] == label[i]
+            assert np.allclose(r.outputs["probabilities"][0], proba[i])
