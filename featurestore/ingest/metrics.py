@@ -40,17 +40,10 @@ class BatchMetrics:
             RATE.labels(name).set(sum(n for _, n in self._window) / span)
 
 
-def lag(consumer, group_of_topic: dict[str, str], exact: bool = False) -> int:
-    """Set the per-partition lag gauges of this worker's assignment; return the total. A partition not fetched
-    yet has no high watermark: skipped, or with `exact` its end offset asked from the broker."""
-    total = 0
+def lag(consumer, group_of_topic: dict[str, str]) -> None:
+    """Set the per-partition lag gauges of this worker's assignment (a partition not fetched yet has no high
+    watermark: skipped)."""
     for tp in consumer.assignment():
         hw = consumer.highwater(tp)
-        if hw is None:
-            if not exact:
-                continue
-            hw = consumer.end_offsets([tp])[tp]
-        n = max(hw - consumer.position(tp), 0)
-        LAG.labels(group_of_topic[tp.topic], tp.topic, str(tp.partition)).set(n)
-        total += n
-    return total
+        if hw is not None:
+            LAG.labels(group_of_topic[tp.topic], tp.topic, str(tp.partition)).set(max(hw - consumer.position(tp), 0))

@@ -129,15 +129,12 @@ class IngestWorker:
             self.consumer.seek(tp, msgs[0].offset)
 
     def _caught_up(self) -> bool:
-        """Nothing left for the group: this worker's lag is zero and so is the backlog of every partition of its
-        topics. A group mate that died still owns its partitions until its session expires; leaving before that
-        would strand their records, so the worker waits for the rebalance that hands them over."""
+        """Nothing left for the group: every partition of its topics is committed up to its end (with nothing
+        pending, that covers this worker's own partitions: what it polled, it wrote and committed). A group mate that
+        died still owns its partitions until its session expires; leaving before that would strand their records,
+        so the worker waits for the rebalance that hands them over."""
         try:
-            if self._pending:
-                return False
-            if self.consumer.assignment() and metrics.lag(self.consumer, self.group_of_topic, exact=True):
-                return False
-            return all(pos >= end for pos, end in self.watchdog.backlog().values())
+            return not self._pending and all(pos >= end for pos, end in self.watchdog.backlog().values())
         except KafkaError:  # the broker is away: not known to be caught up
             return False
 
