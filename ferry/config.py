@@ -123,7 +123,8 @@ class DeployFile(Strict):
             m.path = m.resolved_path(base)
         self.server.read_token_files(base, environ)
         for ep in self.endpoints:
-            ep.data_capture.destination = _local(base, ep.data_capture.destination)
+            if ep.data_capture.sink.type == "file":  # a folder, also when written file://<folder>
+                ep.data_capture.destination = _local(base, ep.data_capture.sink.folder)
             for v in ep.variants:
                 for step in v.pipeline or ():
                     if step.python:  # only a python step has a path (set on another, it would not validate again)
