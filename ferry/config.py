@@ -32,11 +32,10 @@ def is_secret(field: str) -> bool:
 
 
 class KafkaSpec(Strict):
-    """Apache Kafka used by capture sinks and feature ingestion."""
+    """Apache Kafka used by capture sinks, asynchronous endpoints and feature ingestion (PLAINTEXT: Ferry's Kafka
+    clients take no TLS or SASL settings)."""
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="host:port[,host:port]")
-    security_protocol: str = "PLAINTEXT"
-    client_id: str = "ferry"
 
 
 class RedisSpec(Strict):

@@ -31,6 +31,8 @@ def test_demo_config_is_valid_and_defaults_are_safe(tmp_path):
     (lambda d: d["endpoints"][0]["data_capture"].update(destination="s3://bucket/capture"),
      "endpoints.0.data_capture.destination"),
     (lambda d: d["endpoints"][0]["data_capture"].update(destination="kafka://"), "names no topic"),
+    (lambda d: d.update(kafka={"bootstrap_servers": "b:9092", "security_protocol": "SSL"}),
+     "kafka.security_protocol"),  # no Kafka client of Ferry's would use it: an error, not a silent PLAINTEXT
 ])
 def test_invalid_files_name_the_field(mutate, where, tmp_path):
     doc = demo_config()
