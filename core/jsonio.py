@@ -1,7 +1,9 @@
 """JSON files in the dialect of SageMaker's reports (Model Monitor's and Clarify's): NaN as "NaN", infinities as
 "Infinity" / "-Infinity" (smclarify's ``inf_as_str``), numpy scalars and arrays as plain JSON.
 
-The one writer and reader of Ferry's report files: ``write_json(path, obj)``, ``read_json(path)``.
+The one writer and reader of Ferry's report files: ``write_json(path, obj)``, ``read_json(path)``; and the one
+atomic file write under it, ``write_text_atomic``, which the state files (the feature-group registry, the control
+plane's traffic state) use too.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +62,21 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(clean(obj), indent=indent, allow_nan=False)
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write obj to path (parent folders made), in the reports' dialect. Atomic: written beside it under a
-    temporary name, then renamed, so a reader (the executions route, a concurrent listing) never sees half a file."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write text to path (parent folders made), atomically: beside it under a name of this process and thread,
+    then renamed, so a reader never sees half a file and two writers never share a temporary file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(dumps(obj) + "\n")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, p)
     return p
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write obj to path (parent folders made), in the reports' dialect, atomically (write_text_atomic): a reader
+    (the executions route, a concurrent listing) never sees half a file."""
+    return write_text_atomic(path, dumps(obj) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

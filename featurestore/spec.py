@@ -22,7 +22,7 @@ MAX_VECTOR_DIMENSION = 8192
 class _Strict(Strict):
     """Also accepts SageMaker's spellings (the field aliases)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)  # extra="forbid" from Strict
 
 
 def _check_name(kind: str, v: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 from pydantic import ValidationError
 
 from core.errors import quote
+from core.jsonio import read_json, write_text_atomic
 from featurestore.metrics import READ_LATENCY
 from featurestore.offline import OfflineStore
 from featurestore.online import OnlineStore, StoreUnavailable, open_online_store
@@ -52,13 +53,11 @@ class FeatureStore:
     def _load_registry(self) -> list[FeatureGroupSpec]:
         if not self.registry_path.is_file():
             return []
-        return [FeatureGroupSpec.model_validate(g) for g in json.loads(self.registry_path.read_text())]
+        return [FeatureGroupSpec.model_validate(g) for g in read_json(self.registry_path)]
 
     def _save_registry(self, created: list[FeatureGroupSpec]) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.registry_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([g.model_dump(mode="json", exclude_none=True) for g in created], indent=1))
-        tmp.replace(self.registry_path)
+        write_text_atomic(self.registry_path, json.dumps([g.model_dump(mode="json", exclude_none=True)
+                                                          for g in created], indent=1))
 
     def _register(self, spec: FeatureGroupSpec) -> None:
         self._groups[spec.name] = spec

@@ -121,7 +121,8 @@ def ingest(file: Path = FILE, group: Optional[str] = typer.Option(None, "--group
 
 
 @features.command("training-set")
-def training_set(group: str, entities: Path = typer.Option(..., help="CSV or Parquet with the id and timestamp"),
+def training_set(group: str, entities: Path = typer.Option(..., help="CSV, Parquet or JSON Lines with the id and "
+                                                                     "timestamp"),
                  out: Path = typer.Option(..., help="output .parquet or .csv"),
                  timestamp_column: str = typer.Option("event_timestamp"),
                  feature: list[str] = typer.Option(None, "--feature", help="repeatable; default all"),
@@ -129,12 +130,15 @@ def training_set(group: str, entities: Path = typer.Option(..., help="CSV or Par
                  file: Path = FILE, data_dir: Optional[Path] = DATA_DIR, online: Optional[str] = ONLINE) -> None:
     """Point-in-time join of entity rows with the group's offline log."""
     import numpy as np
-    import pandas as pd
 
     from featurestore.training import point_in_time_join
+    from monitor.tables import load_table
 
+    try:
+        ents = load_table(entities)  # the CLIs' one table reader
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--entities") from None
     store, _, _ = _open(file, data_dir, online)
-    ents = pd.read_parquet(entities) if entities.suffix == ".parquet" else pd.read_csv(entities)
     try:
         spec = store.group(group)
         df = point_in_time_join(store.offline(spec), spec, ents, features=feature or None,

@@ -78,27 +78,17 @@ def baseline(
     features: Optional[str] = typer.Option(None, help="attribution: model feature columns, comma-separated"),
 ) -> None:
     """Write a baseline (statistics.json + constraints.json, or analysis.json) from a dataset."""
-    from monitor import jobs
+    from monitor.spec import BaselineOptions
     from monitor.tables import load_window
     try:
         df = load_window(data, _split(input_columns))
-        if kind == Kind.data_quality:
-            from monitor.capture_reader import METADATA_COLUMNS
-            drop = [c for c in [*(_split(exclude) or []), *METADATA_COLUMNS] if c in df.columns]
-            jobs.baseline_data_quality(df.drop(columns=drop), out)
-        elif kind == Kind.model_quality:
-            jobs.baseline_model_quality(df, out, problem_type.value, label, prediction, probability,
-                                        probability_threshold, _label_value(positive_label))
-        elif kind == Kind.bias:
-            if not facet:
-                _fail("--facet is required for a bias baseline")
-            jobs.baseline_bias(df, out, label=label, positive_label_values=[_label_value(positive_label)],
-                               facets=parse_facets(facet, facet_value, facet_threshold),
-                               predicted_label=prediction if prediction in df.columns else None, probability=probability)
-        else:
-            if model is None or not features:
-                _fail("--model and --features are required for an attribution baseline")
-            jobs.baseline_attribution(df, out, str(model), _split(features))
+        facets = parse_facets(facet, facet_value, facet_threshold) if facet else ()
+        options = BaselineOptions(
+            exclude=tuple(_split(exclude) or ()), problem_type=problem_type.value, label=label, prediction=prediction,
+            probability=probability, probability_threshold=probability_threshold,
+            positive_label=_label_value(positive_label), facets=tuple(facets),
+            model=None if model is None else str(model), features=tuple(_split(features) or ()))
+        SCHEDULE_TYPES[kind.name].write_baseline(df, out, options)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
     typer.echo(f"baseline written to {out}")

@@ -32,11 +32,10 @@ def is_secret(field: str) -> bool:
 
 
 class KafkaSpec(Strict):
-    """Apache Kafka used by capture sinks and feature ingestion."""
+    """Apache Kafka used by capture sinks, asynchronous endpoints and feature ingestion (PLAINTEXT: Ferry's Kafka
+    clients take no TLS or SASL settings)."""
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="host:port[,host:port]")
-    security_protocol: str = "PLAINTEXT"
-    client_id: str = "ferry"
 
 
 class RedisSpec(Strict):
@@ -123,7 +122,8 @@ class DeployFile(Strict):
             m.path = m.resolved_path(base)
         self.server.read_token_files(base, environ)
         for ep in self.endpoints:
-            ep.data_capture.destination = _local(base, ep.data_capture.destination)
+            if ep.data_capture.sink.type == "file":  # a folder, also when written file://<folder>
+                ep.data_capture.destination = _local(base, ep.data_capture.sink.folder)
             for v in ep.variants:
                 for step in v.pipeline or ():
                     if step.python:  # only a python step has a path (set on another, it would not validate again)

@@ -65,14 +65,6 @@ def iter_chunks(path: Path, start: datetime | None = None, end: datetime | None 
         yield _keep(records, start, end)
 
 
-def iter_records(path: Path, start: datetime | None = None, end: datetime | None = None,
-                 skipped: Counter | None = None) -> list[dict]:
-    """Every record iter_chunks yields, in one list, once per eventId (its first copy)."""
-    records = [r for c in iter_chunks(path, start, end, skipped) for r in c]
-    dup = _repeated(_strings([r["eventMetadata"].get("eventId") for r in records]))
-    return [r for r, d in zip(records, dup) if not d] if dup.any() else records
-
-
 def _keep(records: list[dict], start: datetime | None, end: datetime | None) -> list[dict]:
     """The records inside [start, end), each one's eventMetadata made a dict."""
     for r in records:

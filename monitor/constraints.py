@@ -57,15 +57,16 @@ class MonitoringConfig:
 
     @classmethod
     def from_json(cls, mc: dict | None) -> "MonitoringConfig":
+        """The config a file's monitoring_config says; each key it leaves out takes the field's default above."""
         mc = mc or {}
         dc = mc.get("distribution_constraints") or {}
         where = "monitoring_config.distribution_constraints."
-        method = dc.get("comparison_method", "Simple")
+        method = dc.get("comparison_method", cls.comparison_method)
         numerical = NUMERICAL_METHODS.get(method, method)
         if numerical not in distance.names(distance.NUMERICAL):
             raise ValueError(f"{where}comparison_method: {method!r} is not one of "
                              f"{', '.join([*NUMERICAL_METHODS, *distance.names(distance.NUMERICAL)])}")
-        cat = dc.get("categorical_drift_method", "LInfinity")
+        cat = dc.get("categorical_drift_method", cls.categorical_drift_method)
         linf = NUMERICAL_METHODS.get(method, "linf_simple")
         categorical = linf if cat == "LInfinity" else CATEGORICAL_METHODS.get(cat, cat)
         if categorical not in distance.names(distance.CATEGORICAL):
@@ -76,8 +77,8 @@ class MonitoringConfig:
         return cls(
             evaluate_constraints=_enabled(mc, "evaluate_constraints"),
             emit_metrics=_enabled(mc, "emit_metrics"),
-            datatype_check_threshold=float(mc.get("datatype_check_threshold", 0.1)),
-            domain_content_threshold=float(mc.get("domain_content_threshold", 0.1)),
+            datatype_check_threshold=float(mc.get("datatype_check_threshold", cls.datatype_check_threshold)),
+            domain_content_threshold=float(mc.get("domain_content_threshold", cls.domain_content_threshold)),
             perform_comparison=_enabled(dc, "perform_comparison", "distribution_constraints."),
             comparison_threshold=threshold,
             comparison_method=method,

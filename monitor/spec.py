@@ -2,7 +2,8 @@
 
 ``SCHEDULE_TYPES`` is the one table of monitor types: each class holds its own fields (a field of another
 type is an error that names it), the violation check types it reports (monitor.metrics), whether its window
-is joined to ground truth, and ``job``, the monitoring job it runs on a window (monitor.runner).
+is joined to ground truth, ``job``, the monitoring job it runs on a window (monitor.runner), and
+``write_baseline``, the baseline it suggests from a dataset (`ferry baseline --type`).
 ``MonitoringScheduleSpec`` validates a dict into the right class, as a field type of the deploy file or
 called directly: ``MonitoringScheduleSpec(**fields)``. An entry without `monitor_type` is data_quality.
 """
@@ -10,6 +11,7 @@ called directly: ``MonitoringScheduleSpec(**fields)``. An entry without `monitor
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
@@ -62,6 +64,22 @@ class BiasSpec(Strict):
     group: str | None = Field(None, description="group variable for CDDL/CDDPL")
 
 
+@dataclass(frozen=True)
+class BaselineOptions:
+    """What `ferry baseline` may say about a dataset; each monitor type's baseline reads the options it needs."""
+
+    exclude: tuple[str, ...] = ()  # data quality: columns left out
+    problem_type: ProblemType = "BinaryClassification"  # model quality
+    label: str = "label"  # model quality and bias: the ground-truth label column
+    prediction: str = "prediction"
+    probability: str | None = None
+    probability_threshold: float | None = None
+    positive_label: Any = 1
+    facets: tuple = ()  # bias: column names or clarify.Facet
+    model: str | None = None  # attribution: the ONNX model explained
+    features: tuple[str, ...] = ()  # attribution: its feature columns
+
+
 class ScheduleBase(Strict):
     """A monitor that runs on an endpoint's captured data every interval (or on a cron) over a window."""
 
@@ -104,6 +122,11 @@ class ScheduleBase(Strict):
     def job(self, window: pd.DataFrame, out: Path) -> JobResult:
         """Check one window (joined to ground truth when the type needs it) and write the reports to out."""
 
+    @staticmethod
+    @abstractmethod
+    def write_baseline(data: pd.DataFrame, out: Path, options: BaselineOptions) -> None:
+        """Write this type's baseline folder (what `baseline` points at) suggested from a dataset."""
+
 
 class DataQualitySchedule(ScheduleBase):
     """Data quality: statistics and constraint checks of the captured inputs against the baseline."""
@@ -130,6 +153,14 @@ class DataQualitySchedule(ScheduleBase):
 
         return jobs.data_quality(feature_frame(window, self.output_columns), self.baseline, out, self.min_window_rows)
 
+    @staticmethod
+    def write_baseline(data, out, options):
+        from monitor import jobs
+        from monitor.capture_reader import METADATA_COLUMNS
+
+        jobs.baseline_data_quality(data.drop(columns=[c for c in (*options.exclude, *METADATA_COLUMNS)
+                                                      if c in data.columns]), out)
+
 
 class ModelQualitySchedule(ScheduleBase):
     """Model quality: metrics of the predictions against ground truth, checked against the baseline's."""
@@ -154,6 +185,14 @@ class ModelQualitySchedule(ScheduleBase):
                                   probability_attribute=self.probability_attribute,
                                   probability_threshold=self.probability_threshold, positive_label=self.positive_label)
 
+    @staticmethod
+    def write_baseline(data, out, options):
+        from monitor import jobs
+
+        o = options
+        jobs.baseline_model_quality(data, out, o.problem_type, o.label, o.prediction, o.probability,
+                                    o.probability_threshold, o.positive_label)
+
 
 class BiasSchedule(ScheduleBase):
     """Bias drift: Clarify's bias metrics of the window against the baseline analysis.json."""
@@ -173,6 +212,17 @@ class BiasSchedule(ScheduleBase):
         return jobs.bias(window, self.baseline, out, label=b.label, positive_label_values=b.positive_label_values,
                          facets=facets(b.facets), predicted_label=None if b.probability else b.predicted_label,
                          probability=b.probability, probability_threshold=b.probability_threshold, group=b.group)
+
+    @staticmethod
+    def write_baseline(data, out, options):
+        from monitor import jobs
+
+        o = options
+        if not o.facets:
+            raise ValueError("a bias baseline needs at least one facet (--facet)")
+        jobs.baseline_bias(data, out, label=o.label, positive_label_values=[o.positive_label], facets=list(o.facets),
+                           predicted_label=o.prediction if o.prediction in data.columns else None,
+                           probability=o.probability)
 
 
 class AttributionSchedule(ScheduleBase):
@@ -195,6 +245,14 @@ class AttributionSchedule(ScheduleBase):
 
         return jobs.attribution(window, self.baseline, out, self.model, self.features, self.ndcg_threshold,
                                 self.explain_max_rows)
+
+    @staticmethod
+    def write_baseline(data, out, options):
+        from monitor import jobs
+
+        if options.model is None or not options.features:
+            raise ValueError("an attribution baseline needs the model and its features (--model, --features)")
+        jobs.baseline_attribution(data, out, options.model, list(options.features))
 
 
 SCHEDULE_TYPES: dict[str, type[ScheduleBase]] = {

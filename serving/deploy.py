@@ -159,8 +159,8 @@ def control_deployment(endpoints: list[EndpointSpec], server: ServerSpec, serve_
 
     initial = TrafficState(endpoints={ep.name: {"weights": {v.name: v.initial_weight for v in ep.variants}}
                                       for ep in endpoints})
-    capture_dirs = {ep.name: ep.data_capture.destination for ep in endpoints  # resolved by ferry.config
-                    if ep.data_capture.enabled and "://" not in ep.data_capture.destination}
+    capture_dirs = {ep.name: ep.data_capture.sink.folder for ep in endpoints  # resolved by ferry.config
+                    if ep.data_capture.enabled and ep.data_capture.sink.type == "file"}
     return Control.options(name="control", ray_actor_options={"num_cpus": 0.05}, logging_config=QUIET).bind(
         serve_doc, initial, server.state_dir, features, capture_dirs)
 

@@ -357,6 +357,21 @@ class DataCaptureSpec(Strict):
     json_content_types: list[str] = Field(default_factory=lambda: ["application/json"])
     destination: str = Field("./capture", description="a folder (JSONL files) or kafka://<topic>")
 
+    @field_validator("destination")
+    @classmethod
+    def _known_sink(cls, v: str) -> str:
+        from serving.capture.factory import capture_config
+
+        capture_config(v)
+        return v
+
+    @property
+    def sink(self):
+        """The capture backend's typed config the destination names (serving.capture.factory.CaptureConfig)."""
+        from serving.capture.factory import capture_config
+
+        return capture_config(self.destination)
+
 
 class NotificationSpec(Strict):
     """SageMaker's AsyncInferenceNotificationConfig: where a finished request is announced."""

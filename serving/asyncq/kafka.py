@@ -32,8 +32,12 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from serving.spec import AsyncSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT_MS = 10_000  # a worker killed (kill -9) holds its partitions this long: then they move on
 
 
-def topic_and_group(spec, endpoint: str) -> tuple[str, str]:
+def topic_and_group(spec: AsyncSpec, endpoint: str) -> tuple[str, str]:
     topic = spec.topic or f"ferry.async.{endpoint}"
     return topic, f"{topic}.workers"
 

@@ -20,13 +20,17 @@ import math
 import sqlite3
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the policy runs in Ray Serve's controller: no import of the deploy-file schema at run time
+    from serving.spec import AsyncSpec
 
 log = logging.getLogger("ray.serve")
 
 POLICY = "serving.asyncq.scaling:BacklogPolicy"
 
 
-def autoscaling_config(endpoint: str, spec, kafka_bootstrap: str | None = None) -> dict:
+def autoscaling_config(endpoint: str, spec: AsyncSpec, kafka_bootstrap: str | None = None) -> dict:
     """The worker deployment's Ray Serve autoscaling_config for an endpoint's AsyncSpec."""
     s = spec.scaling
     return {
@@ -38,9 +42,9 @@ def autoscaling_config(endpoint: str, spec, kafka_bootstrap: str | None = None) 
     }
 
 
-def queue_ref(spec, endpoint: str, kafka_bootstrap: str | None = None) -> dict:
+def queue_ref(spec: AsyncSpec, endpoint: str, kafka_bootstrap: str | None = None) -> dict:
     """Where the policy reads an endpoint's backlog (JSON: policy_kwargs travel as JSON)."""
-    if getattr(spec, "queue", "sqlite") == "kafka":
+    if spec.queue == "kafka":
         from serving.asyncq.kafka import topic_and_group
 
         topic, group = topic_and_group(spec, endpoint)

@@ -1,29 +1,37 @@
-"""make_sink: the capture backend a DataCaptureSpec's destination names, looked up by URI scheme.
+"""The capture backends, one map from a destination's scheme (the backend's `type`) to its sink class.
 
-Each backend class builds itself from the destination (`from_destination`); adding one is a module and a
-line in SINKS.
+A backend is one module: its typed config (a `Strict` model with `type: Literal["<scheme>"]` and
+`from_destination`, read once when the deploy file is: DataCaptureSpec.sink), its sink class (`config_class`,
+`from_config`, `write_batch`), and one line in SINKS.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+from typing import TYPE_CHECKING, Union
 
+from serving.capture.files import FilesCaptureConfig, JsonlFileSink
+from serving.capture.kafka import KafkaCaptureConfig, KafkaSink
 from serving.capture.sink import CaptureSink
-from serving.spec import DataCaptureSpec
 
-SINKS = {  # destination scheme -> "module:class"
-    "file": "serving.capture.files:JsonlFileSink",
-    "kafka": "serving.capture.kafka:KafkaSink",
-}
+if TYPE_CHECKING:
+    from serving.spec import DataCaptureSpec
+
+SINKS: dict[str, type[CaptureSink]] = {"file": JsonlFileSink, "kafka": KafkaSink}
+
+CaptureConfig = Union[FilesCaptureConfig, KafkaCaptureConfig]
+
+
+def capture_config(destination: str) -> CaptureConfig:
+    """The typed config a destination names: a folder (no scheme, or file://) or kafka://<topic>."""
+    scheme, sep, _ = destination.partition("://")
+    scheme = scheme if sep else "file"
+    if scheme not in SINKS:
+        raise ValueError(f"{destination!r} has scheme {scheme!r}; use a folder or one of "
+                         f"{sorted(s + '://' for s in SINKS)}")
+    return SINKS[scheme].config_class.from_destination(destination)
 
 
 def make_sink(spec: DataCaptureSpec, endpoint: str, kafka_bootstrap: str | None = None, **options) -> CaptureSink:
-    """JSONL files under a folder (no scheme, or file://), or a Kafka topic for kafka://<topic>."""
-    scheme, sep, _ = spec.destination.partition("://")
-    scheme = scheme if sep else "file"
-    if scheme not in SINKS:
-        raise ValueError(f"data_capture.destination: {spec.destination!r} has scheme {scheme!r}; "
-                         f"use a folder or one of {sorted(s + '://' for s in SINKS)}")
-    module, _, name = SINKS[scheme].partition(":")
-    return getattr(import_module(module), name).from_destination(spec.destination, endpoint,
-                                                                 kafka_bootstrap=kafka_bootstrap, **options)
+    """The sink of an endpoint's data capture: JSONL files under a folder, or a Kafka topic."""
+    config = spec.sink
+    return SINKS[config.type].from_config(config, endpoint, kafka_bootstrap=kafka_bootstrap, **options)

@@ -11,10 +11,12 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import orjson
+from pydantic import Field
 
+from core.schema import Strict
 from serving.capture.sink import CaptureSink
 
 
@@ -66,12 +68,24 @@ class RotatingJsonlWriter:
         self._open.clear()
 
 
-class JsonlFileSink(CaptureSink):
-    kind = "files"
+class FilesCaptureConfig(Strict):
+    """Rotated JSONL files under a folder: a destination with no scheme, or file://<folder>."""
+
+    type: Literal["file"] = "file"
+    folder: str = Field(min_length=1, description="capture root; files go to <folder>/<endpoint>/...")
 
     @classmethod
-    def from_destination(cls, destination: str, endpoint: str, kafka_bootstrap: str | None = None, **options):
-        return cls(destination.removeprefix("file://"), endpoint, **options)
+    def from_destination(cls, destination: str) -> "FilesCaptureConfig":
+        return cls(folder=destination.removeprefix("file://"))
+
+
+class JsonlFileSink(CaptureSink):
+    kind = "files"
+    config_class = FilesCaptureConfig
+
+    @classmethod
+    def from_config(cls, config: FilesCaptureConfig, endpoint: str, kafka_bootstrap: str | None = None, **options):
+        return cls(config.folder, endpoint, **options)
 
     def __init__(self, destination: str | Path, endpoint: str, max_file_bytes: int = 64 * 1024 * 1024,
                  rotate_after_s: float = 300.0, **kw):

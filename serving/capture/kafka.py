@@ -8,27 +8,45 @@ checked; records whose send failed are retried by CaptureSink.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Literal
 
 import orjson
-from kafka import KafkaProducer
+from pydantic import Field
 
+from core.schema import Strict
 from serving.capture.sink import CaptureSink
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 log = logging.getLogger(__name__)
 
 
-class KafkaSink(CaptureSink):
-    kind = "kafka"
+class KafkaCaptureConfig(Strict):
+    """One JSON message per record on a Kafka topic: kafka://<topic> (the brokers are the deploy file's kafka
+    section)."""
+
+    type: Literal["kafka"] = "kafka"
+    topic: str = Field(min_length=1, description="the capture topic")
 
     @classmethod
-    def from_destination(cls, destination: str, endpoint: str, kafka_bootstrap: str | None = None, **options):
+    def from_destination(cls, destination: str) -> "KafkaCaptureConfig":
         topic = destination.removeprefix("kafka://").strip("/")
         if not topic:
-            raise ValueError(f"data_capture.destination: {destination!r} names no topic (kafka://<topic>)")
+            raise ValueError(f"{destination!r} names no topic (kafka://<topic>)")
+        return cls(topic=topic)
+
+
+class KafkaSink(CaptureSink):
+    kind = "kafka"
+    config_class = KafkaCaptureConfig
+
+    @classmethod
+    def from_config(cls, config: KafkaCaptureConfig, endpoint: str, kafka_bootstrap: str | None = None, **options):
         if not kafka_bootstrap:
-            raise ValueError(f"data_capture.destination: {destination!r} needs kafka.bootstrap_servers in the "
+            raise ValueError(f"data_capture.destination: kafka://{config.topic} needs kafka.bootstrap_servers in the "
                              "deploy file")
-        return cls(kafka_bootstrap, topic, endpoint, **options)
+        return cls(kafka_bootstrap, config.topic, endpoint, **options)
 
     def __init__(self, bootstrap_servers: str, topic: str, endpoint: str, send_timeout_s: float = 10.0, **kw):
         self.bootstrap_servers = bootstrap_servers
@@ -39,6 +57,8 @@ class KafkaSink(CaptureSink):
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
+            from kafka import KafkaProducer  # here, not at import: the config above is read with the deploy file
+
             self._producer = KafkaProducer(
                 bootstrap_servers=self.bootstrap_servers.split(","),
                 client_id=f"ferry-capture-{self.endpoint}",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ray import serve
 
 from core.errors import FerryError, bad_request, unavailable
+from core.jsonio import write_text_atomic
 from serving import metrics_hub
 from serving.control import gauges
 from serving.control import green as green_
@@ -101,10 +102,7 @@ class Control:
             return None
 
     def _save(self, state: TrafficState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(state.model_dump_json())
-        tmp.replace(self.path)
+        write_text_atomic(self.path, state.model_dump_json())
 
     async def _apply_when_running(self) -> None:
         from serving.status import app_summary

@@ -60,3 +60,13 @@ def test_the_autoscaling_config_is_rays(tmp_path):
     assert config.policy.policy_kwargs["queue"] == {"kind": "sqlite", "path": str(tmp_path / "q.db")}
     policy = config.policy.get_policy()(**config.policy.policy_kwargs)
     assert decide(policy, ctx()) == 0
+
+
+def test_the_policy_reads_the_queue_the_spec_names():
+    """queue_ref reads the typed AsyncSpec: the Kafka consumer group's lag for queue: kafka, the SQLite file else."""
+    kafka = AsyncSpec(output_path="out", queue="kafka", topic="t")
+    assert scaling.queue_ref(kafka, "ep", "127.0.0.1:9092") == {
+        "kind": "kafka", "bootstrap": "127.0.0.1:9092", "topic": "t", "group": "t.workers"}
+    assert scaling.queue_ref(AsyncSpec(output_path="out", queue="kafka"), "ep", "b:1")["topic"] == "ferry.async.ep"
+    assert scaling.queue_ref(AsyncSpec(output_path="out", queue_path="q.db"), "ep") == {"kind": "sqlite",
+                                                                                      "path": "q.db"}

@@ -114,3 +114,47 @@ def test_kafka_destination_needs_bootstrap():
     import pytest
     with pytest.raises(ValueError, match="kafka.bootstrap_servers"):
         make_sink(DataCaptureSpec(destination="kafka://captures"), "ep", None)
+
+
+def test_capture_backends_are_typed_configs_in_one_map(tmp_path):
+    """A destination is read once into its backend's typed config (serving.capture.factory: one map from type to
+    sink class); the deploy file resolves a folder, also written file://, beside itself; a Kafka sink needs
+    brokers when it is made (the chart gives them as FERRY_KAFKA__BOOTSTRAP_SERVERS, not in the file)."""
+    import pytest
+
+    from ferry.config import ConfigError, parse_config
+    from ferry.demo import demo_config
+    from serving.capture.factory import SINKS
+    from serving.capture.files import FilesCaptureConfig, JsonlFileSink
+    from serving.capture.kafka import KafkaCaptureConfig, KafkaSink
+
+    assert {t: cls.config_class.model_fields["type"].default for t, cls in SINKS.items()} == {"file": "file",
+                                                                                             "kafka": "kafka"}
+    assert DataCaptureSpec(destination="cap").sink == FilesCaptureConfig(folder="cap")
+    assert DataCaptureSpec(destination="file:///x/cap").sink == FilesCaptureConfig(folder="/x/cap")
+    assert DataCaptureSpec(destination="kafka://t/").sink == KafkaCaptureConfig(topic="t")
+    for bad in ("s3://b/c", "kafka://", "file://"):
+        with pytest.raises(ValueError):
+            DataCaptureSpec(destination=bad)
+    with pytest.raises(ValueError, match="needs kafka.bootstrap_servers"):
+        make_sink(DataCaptureSpec(enabled=True, destination="kafka://t"), "ep", None)
+    sink = make_sink(DataCaptureSpec(enabled=True, destination="kafka://t"), "ep", "127.0.0.1:1")
+    try:
+        assert isinstance(sink, KafkaSink) and (sink.topic, sink.bootstrap_servers) == ("t", "127.0.0.1:1")
+    finally:
+        sink.close()
+
+    doc = demo_config()
+    doc["endpoints"][0]["data_capture"]["destination"] = "file://relative/cap"
+    cfg = parse_config(doc, base=tmp_path, environ={})
+    assert cfg.endpoints[0].data_capture.sink == FilesCaptureConfig(folder=str(tmp_path / "relative" / "cap"))
+    sink = make_sink(cfg.endpoints[0].data_capture, "ep", None)
+    try:
+        assert isinstance(sink, JsonlFileSink) and sink.writer.root == tmp_path / "relative" / "cap" / "ep"
+    finally:
+        sink.close()
+    doc["endpoints"][0]["data_capture"]["destination"] = "kafka://cap"  # brokers may come with the environment
+    assert parse_config(doc, base=tmp_path, environ={}).endpoints[0].data_capture.sink.topic == "cap"
+    with pytest.raises(ConfigError):
+        doc["endpoints"][0]["data_capture"]["destination"] = "s3://b/c"
+        parse_config(doc, base=tmp_path, environ={})

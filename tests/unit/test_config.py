@@ -28,6 +28,11 @@ def test_demo_config_is_valid_and_defaults_are_safe(tmp_path):
      "endpoints.0.async.queue: kafka needs the deploy file's kafka section"),
     (lambda d: d["endpoints"][0].update({"async": {"output_path": "o", "scaling": {"min_instances": 3}}}),
      "min_instances (3) is above max_instances (1)"),
+    (lambda d: d["endpoints"][0]["data_capture"].update(destination="s3://bucket/capture"),
+     "endpoints.0.data_capture.destination"),
+    (lambda d: d["endpoints"][0]["data_capture"].update(destination="kafka://"), "names no topic"),
+    (lambda d: d.update(kafka={"bootstrap_servers": "b:9092", "security_protocol": "SSL"}),
+     "kafka.security_protocol"),  # no Kafka client of Ferry's would use it: an error, not a silent PLAINTEXT
 ])
 def test_invalid_files_name_the_field(mutate, where, tmp_path):
     doc = demo_config()

@@ -28,3 +28,31 @@ def test_read_errors_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text("{oops")
     with pytest.raises(ValueError, match="bad.json: not valid JSON"):
         read_json(tmp_path / "bad.json")
+
+
+def test_concurrent_atomic_writers_never_share_a_temporary_file_nor_leave_half_a_file(tmp_path):
+    """write_text_atomic (under write_json, the feature-group registry and the control plane's state): threads
+    writing one file at once each rename a whole file of their own into place, and no temporary file is left."""
+    import threading
+
+    from core.jsonio import write_text_atomic
+
+    target = tmp_path / "state.json"
+    texts = [json.dumps({"writer": i, "pad": "x" * 200_000}) for i in range(8)]
+    errors = []
+
+    def write(text):
+        try:
+            for _ in range(20):
+                write_text_atomic(target, text)
+                assert json.loads(target.read_text())["pad"]  # whatever is there is whole
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and target.read_text() in texts
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]

@@ -71,3 +71,27 @@ def test_create_from_spec_file_and_bad_config(tmp_path):
     cfg.write_text(yaml.safe_dump({"feature_groups": [{**GROUP, "event_time": "nope"}]}))
     r = run("get", "users", "1", "-f", str(cfg))
     assert r.exit_code != 0 and "event_time" in r.output
+
+
+def test_training_set_reads_entities_with_the_clis_one_table_reader(tmp_path):
+    """--entities is read as every --data is (monitor.tables.load_table): JSON Lines of rows give the same training
+    set as the CSV; a missing or unknown file is a usage error naming it, not a pandas traceback."""
+    cfg = tmp_path / "ferry.yaml"
+    cfg.write_text(yaml.safe_dump({"feature_groups": [GROUP]}))
+    f = ["-f", str(cfg)]
+    assert run("put", "users", "--record", '{"user_id": 1, "ts": 10, "score": 0.5}', *f).exit_code == 0
+    ents = pd.DataFrame({"user_id": [1, 1, 2], "event_timestamp": [7, 12, 12]})
+    ents.to_csv(tmp_path / "e.csv", index=False)
+    ents.to_json(tmp_path / "e.jsonl", orient="records", lines=True)
+    outs = []
+    for name in ("e.csv", "e.jsonl"):
+        r = run("training-set", "users", "--entities", str(tmp_path / name), "--out", str(tmp_path / f"{name}.parquet"),
+                *f)
+        assert r.exit_code == 0, r.output
+        outs.append(pd.read_parquet(tmp_path / f"{name}.parquet"))
+    pd.testing.assert_frame_equal(outs[0], outs[1])
+    assert outs[1]["score"].tolist()[1] == 0.5
+    for name, said in (("none.csv", "no such file"), ("e.xlsx", "data must be CSV")):
+        (tmp_path / "e.xlsx").write_bytes(b"PK")
+        r = run("training-set", "users", "--entities", str(tmp_path / name), "--out", str(tmp_path / "o.parquet"), *f)
+        assert r.exit_code == 2 and said in " ".join(r.output.replace("│", " ").split()), r.output

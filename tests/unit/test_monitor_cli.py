@@ -112,3 +112,39 @@ def test_run_once_from_deploy_file_then_list_and_show(tmp_path):
     (tmp_path / "ferry.yaml").write_text(yaml.safe_dump(cfg))
     r = runner.invoke(app, ["monitor", "run", "--once", "-f", str(tmp_path / "ferry.yaml")])
     assert r.exit_code == 2 and "ground_truth" in r.output
+
+
+def test_every_monitor_type_writes_its_baseline_from_the_one_table(tmp_path):
+    """`ferry baseline --type T` runs SCHEDULE_TYPES[T].write_baseline (no dispatch of its own in the CLI): each type
+    writes its files, and a type missing what it needs says so."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from monitor.spec import SCHEDULE_TYPES, ScheduleBase
+
+    df = _frame(400, 5).assign(label=lambda d: (d["x"] > 0).astype(int))
+    df["prediction"] = np.where(np.random.default_rng(6).uniform(size=len(df)) < 0.9, df["label"], 1 - df["label"])
+    df.to_csv(tmp_path / "data.csv", index=False)
+    x = df[["x", "n"]].to_numpy(np.float32)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(to_onnx(LogisticRegression().fit(x, df["label"]), x[:1], options={"zipmap": False})
+                      .SerializeToString())
+    base = ["baseline", "--data", str(tmp_path / "data.csv")]
+    wants = {"data_quality": (["--exclude", "label,prediction"], "constraints.json"),
+             "model_quality": ([], "constraints.json"),
+             "bias": (["--facet", "c"], "analysis.json"),
+             "attribution": (["--model", str(model), "--features", "x,n"], "analysis.json")}
+    assert set(wants) == set(SCHEDULE_TYPES)
+    assert all(cls.write_baseline is not ScheduleBase.write_baseline for cls in SCHEDULE_TYPES.values())
+    for kind, (flags, written) in wants.items():
+        out = tmp_path / kind
+        r = runner.invoke(app, [*base, "--type", kind.replace("_", "-"), "--out", str(out), *flags])
+        assert r.exit_code == 0, (kind, r.output)
+        assert (out / written).is_file(), kind
+    assert [f["name"] for f in json.loads((tmp_path / "data_quality" / "constraints.json").read_text())["features"]] \
+        == ["x", "n", "c"]
+    mq = json.loads((tmp_path / "model_quality" / "constraints.json").read_text())
+    assert "binary_classification_constraints" in mq
+    for kind, said in (("bias", "at least one facet"), ("attribution", "the model and its features")):
+        r = runner.invoke(app, [*base, "--type", kind, "--out", str(tmp_path / "no")])
+        assert r.exit_code == 2 and said in r.output, r.output

@@ -102,3 +102,11 @@ def test_data_quality_check_decides_with_the_chosen_test():
     cons["monitoring_config"]["distribution_constraints"]["comparison_threshold"] = 0.5
     r = data_quality.check(w, stats_json, cons)
     assert not [v for v in r.violations if v["constraint_check_type"] == "baseline_drift_check"]
+
+
+def test_a_monitoring_config_that_says_nothing_is_the_documented_defaults():
+    """MonitoringConfig.from_json takes each missing key's default from the dataclass (one home for them)."""
+    from monitor.constraints import MonitoringConfig
+
+    assert MonitoringConfig.from_json({}) == MonitoringConfig() == MonitoringConfig.from_json(None)
+    assert MonitoringConfig.from_json({"distribution_constraints": {}}) == MonitoringConfig()
