@@ -279,7 +279,7 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
                 seconds: float, rounds: int, targets: list[str] | None = None) -> list[dict]:
     """Every target (or those whose name holds one of `targets`) at every concurrency, `rounds` times over: each
     round runs the targets one after another, so a reference and the Ferry shape it is compared with are
-    measured seconds apart."""
+    measured seconds apart, in reverse order every other round."""
     from ray import serve
 
     from ferry.app import application
@@ -329,11 +329,14 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
         for name, app, model_name in grpc:
             grpc_load(app, model_name, 4, 1)
         for n in range(rounds):
+            # every other round runs the targets in reverse order, so that no target is always measured right
+            # after the same other one (a reference and its Ferry shape each go first in half the rounds)
+            step = 1 if n % 2 == 0 else -1
             for c in concurrencies:
-                for name, path, data in http:
+                for name, path, data in http[::step]:
                     r = wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", c, seconds)
                     rows.append(_report(r | {"target": name, "ingress": ingress, "protocol": "http", "round": n}))
-                for name, app, model_name in grpc:
+                for name, app, model_name in grpc[::step]:
                     r = grpc_load(app, model_name, c, seconds)
                     rows.append(_report(r | {"target": name, "ingress": ingress, "protocol": "grpc", "round": n}))
     finally:
