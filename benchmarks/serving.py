@@ -10,7 +10,9 @@ the median over the sweeps, and each ratio is taken within a sweep (the two side
 since runs on 2 shared cores vary by 20-40 %):
 
 - bare Ray Serve: one deployment that parses CSV, runs onnxruntime and answers CSV (max_ongoing_requests 64,
-  Ray's strongest setting here), and a hand-written V2 ModelInfer for gRPC;
+  Ray's strongest setting here), and a hand-written V2 ModelInfer for gRPC; the same deployment again with its
+  client sending `x-request-disconnect-disabled: ?1`, which turns off Ray's per-request disconnect watch (what
+  Ferry's HAProxy asks for on its own apps, serving.haproxy; a bare user's clients would have to send it);
 - a hand-written Ray Serve composition: an ingress that parses CSV and calls a model deployment through a
   DeploymentHandle (on Ray Serve's gRPC transport, as Ferry's hops are: the environment's
   RAY_SERVE_USE_GRPC_BY_DEFAULT, which Ray applies only to handles made where it was set before Ray Serve was
@@ -48,6 +50,7 @@ from benchmarks.loadgen import ghz, require_ghz, require_wrk, wrk
 
 RESULTS = Path(__file__).parent / "results"
 MLP_WIDTH = 256
+NO_DISCONNECT_WATCH = {"x-request-disconnect-disabled": "?1"}  # Ray Serve's header (serving.haproxy)
 
 
 def wide_mlp(path: Path, hidden: int = 2048, seed: int = 0) -> None:
@@ -279,7 +282,7 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
                 seconds: float, rounds: int, targets: list[str] | None = None) -> list[dict]:
     """Every target (or those whose name holds one of `targets`) at every concurrency, `rounds` times over: each
     round runs the targets one after another, so a reference and the Ferry shape it is compared with are
-    measured seconds apart."""
+    measured seconds apart, in reverse order every other round."""
     from ray import serve
 
     from ferry.app import application
@@ -304,7 +307,9 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
         alone["endpoints"] = alone["endpoints"][:1]  # the same default endpoint, alone in its gateway
         deploy(application(parse_config(alone, base=demo_dir, environ={}), demo_dir), app_name="ferry-alone",
                route_prefix="/alone")
-        http = [("bare Ray Serve", "/bare", body), ("Ferry default", "/endpoints/default/invocations", body),
+        http = [("bare Ray Serve", "/bare", body),
+                ("bare Ray Serve, client asks for no disconnect watch", "/bare", body, NO_DISCONNECT_WATCH),
+                ("Ferry default", "/endpoints/default/invocations", body),
                 ("Ferry default, alone in its gateway", "/alone/endpoints/default/invocations", body),
                 ("Ferry default, capture 100 %", "/endpoints/captured/invocations", body),
                 ("hand-written composition", "/bare-composed", body),
@@ -324,16 +329,19 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
                     "raw_input_contents": [raw]}
             return ghz(f"127.0.0.1:{grpc_port}", proto, call, data, c, secs, {"application": app})
 
-        for name, path, data in http:  # warm up
-            wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", 4, 1)
+        for name, path, data, *headers in http:  # warm up
+            wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", 4, 1, *headers)
         for name, app, model_name in grpc:
             grpc_load(app, model_name, 4, 1)
         for n in range(rounds):
+            # every other round runs the targets in reverse order, so that no target is always measured right
+            # after the same other one (a reference and its Ferry shape each go first in half the rounds)
+            step = 1 if n % 2 == 0 else -1
             for c in concurrencies:
-                for name, path, data in http:
-                    r = wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", c, seconds)
+                for name, path, data, *headers in http[::step]:
+                    r = wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", c, seconds, *headers)
                     rows.append(_report(r | {"target": name, "ingress": ingress, "protocol": "http", "round": n}))
-                for name, app, model_name in grpc:
+                for name, app, model_name in grpc[::step]:
                     r = grpc_load(app, model_name, c, seconds)
                     rows.append(_report(r | {"target": name, "ingress": ingress, "protocol": "grpc", "round": n}))
     finally:
@@ -381,6 +389,8 @@ def ratios(rows: list[dict], ingress: str, concurrencies: list[int]) -> dict:
     pairs = []
     for c in concurrencies:
         pairs += [(f"default/bare rps c={c}", "Ferry default", "bare Ray Serve", c, "rps"),
+                  (f"default/bare whose client asks for no disconnect watch rps c={c}", "Ferry default",
+                   "bare Ray Serve, client asks for no disconnect watch", c, "rps"),
                   (f"default co-hosted/alone rps c={c}", "Ferry default", "Ferry default, alone in its gateway", c,
                    "rps"),
                   (f"composed/hand-written rps c={c}", "Ferry composed", "hand-written composition", c, "rps"),

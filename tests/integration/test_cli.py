@@ -19,6 +19,7 @@ import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from serving.haproxy import NO_DISCONNECT_WATCH
 from tests.integration.conftest import free_port
 
 FERRY = [sys.executable, "-m", "ferry.cli"]
@@ -52,6 +53,20 @@ def sigv4_checks(url: str, body: str, monkeypatch) -> None:
     status, code, message = refusal(runtime())
     assert (status, code) == (403, "InvalidSignatureException") and message.startswith("Signature expired")
     monkeypatch.undo()
+
+
+def haproxy_config(port: int) -> str:
+    """The config of the running HAProxy that listens on `port` (from its command line's -f)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            args = open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")
+            if os.path.basename(args[0]) == "haproxy" and "-f" in args:
+                text = open(args[args.index("-f") + 1]).read()
+                if f"bind 127.0.0.1:{port}\n" in text:
+                    return text
+        except (OSError, IndexError):
+            continue
+    raise AssertionError(f"no running HAProxy listens on {port}")
 
 
 def listeners() -> dict[int, set[str]]:
@@ -118,6 +133,8 @@ def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress, monkeypatch
             listening = listeners()
             assert listening.get(8404) == {"127.0.0.1"} and listening.get(9101) == {"127.0.0.1"}
             assert listening.get(http) == {"127.0.0.1"}
+            # Ferry's app skips Ray's per-request disconnect watch (serving.haproxy); the calls above went through it
+            assert f"backend http-ferry\n{NO_DISCONNECT_WATCH}" in haproxy_config(http)
         r = subprocess.run(FERRY + ["invoke", "nope", "--body", str(out / "test_features.csv"),
                                     "--url", f"http://127.0.0.1:{http}", "--token", TOKEN],
                            capture_output=True, text=True, timeout=60)

@@ -1,4 +1,5 @@
-"""ferry-haproxy confines the listeners Ray Serve's HAProxy template binds to every interface."""
+"""ferry-haproxy confines the listeners Ray Serve's HAProxy template binds to every interface, and tells Ray Serve
+not to watch requests to Ferry's apps for disconnects."""
 
 import contextlib
 import os
@@ -11,7 +12,7 @@ import time
 import pytest
 from ray.serve._private import haproxy_templates
 
-from serving.haproxy import confine
+from serving.haproxy import NO_DISCONNECT_WATCH, confine
 
 
 def test_wildcard_binds_and_admin_socket_are_confined():
@@ -26,12 +27,33 @@ def test_wildcard_binds_and_admin_socket_are_confined():
     assert "bind [::1]:9101" in confine(config, "::1")
 
 
+def test_ferrys_backends_and_only_theirs_skip_rays_disconnect_watch():
+    config = ("frontend http_frontend\n    bind 127.0.0.1:8080\n    use_backend http-ferry if is_http-ferry\n"
+              "backend http-ferry\n    log global\n    server a 127.0.0.1:30000\n"
+              "backend http-ferry-alone\n    server b 127.0.0.1:30001\n"
+              "backend http-bare\n    server c 127.0.0.1:30002\n"
+              "backend http-ferryman\n    server d 127.0.0.1:30003\n")
+    out = confine(config, "127.0.0.1")
+    assert f"backend http-ferry\n{NO_DISCONNECT_WATCH}    log global\n" in out
+    assert f"backend http-ferry-alone\n{NO_DISCONNECT_WATCH}    server b" in out
+    assert out.count(NO_DISCONNECT_WATCH) == 2  # not another app's backend (http-bare, http-ferryman)
+    assert confine(out, "127.0.0.1") == out  # a config rewritten before is left as it is
+
+
 def test_rays_template_still_has_the_lines_the_wrapper_rewrites():
-    """If Ray changes its template, this fails rather than leaving a port open on every interface."""
+    """If Ray changes its template or the header's meaning, this fails rather than leaving a port open on every
+    interface or a header that does nothing."""
+    from ray.serve._private.constants import SERVE_HTTP_REQUEST_DISCONNECT_DISABLED_HEADER
+    from ray.serve._private.http_util import parse_disconnect_disabled_header
+
     text = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
     assert "bind :{{ config.metrics_port }}" in text
     assert "bind *:{{ config.stats_port }}" in text
     assert "mode 666" in text
+    assert "\nbackend {{ backend.name or 'unknown' }}\n" in text
+    header, value = NO_DISCONNECT_WATCH.split()[-2:]
+    assert header == SERVE_HTTP_REQUEST_DISCONNECT_DISABLED_HEADER
+    assert parse_disconnect_disabled_header({header.encode(): value.encode()})
 
 
 def _alive(pid: int) -> bool:
