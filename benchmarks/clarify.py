@@ -65,15 +65,6 @@ def make_data(n: int, seed: int = 0) -> pd.DataFrame:
                          "y": y, "yhat": yhat})
 
 
-def _timed(fn, repeat: int):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def _runs(fn, repeat: int = REPEAT) -> tuple[list[float], object]:
     """Each run's seconds, and the last run's result."""
     seconds, out = [], None
@@ -173,8 +164,9 @@ def bench_shap(rows: int = 100) -> list[dict]:
     baseline = pd.DataFrame(model_matrix(df.iloc[:4000].sample(10, random_state=0)), columns=MODEL_FEATURES)
     out = []
     for method, num_samples in (("kernel", None), ("kernel", 100), ("exact", None)):
-        t, result = _timed(lambda: explain(model, x.iloc[:rows], baseline, method=method, num_samples=num_samples,
-                                           seed=0), 2)
+        seconds, result = _runs(lambda: explain(model, x.iloc[:rows], baseline, method=method,
+                                                num_samples=num_samples, seed=0), 2)
+        t = min(seconds)
         out.append({"method": method, "num_samples": num_samples or "auto", "features": len(MODEL_FEATURES),
                     "baseline_rows": len(baseline), "rows": rows, "seconds_per_100_rows": t * 100 / rows,
                     "top_feature": max(result["explanations"]["kernel_shap"]["label0"]["global_shap_values"].items(),
