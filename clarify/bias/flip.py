@@ -80,17 +80,30 @@ class FlipVotes:
             with np.errstate(over="ignore", invalid="ignore"):  # a finite sum means all are finite; else look closer
                 finite = xf is not None and bool(np.isfinite(xf.sum()) or np.isfinite(xf).all())
         self.xf = xf if finite else None  # else sklearn raises smclarify's error
-        self._votes: dict[int, np.ndarray] = {}
+        self._votes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # code: its rows in query order, their votes
+        self._flips: dict[int, tuple[int, int]] = {}
 
     def vote(self, code: int) -> np.ndarray:
         """The votes for the rows of ``code``, in row order."""
-        if self.xf is None:
+        if self.xf is None or not self._computed(code):  # no rows, or no others: sklearn says what is wrong
             return sklearn_vote(self.x, self.codes == code, self.predicted)
+        d_rows, vote = self._votes[code]
+        in_rows = np.empty(len(self.codes), dtype=bool)
+        in_rows[d_rows] = vote
+        return in_rows[self.codes == code]  # back to row order
+
+    def flips(self, code: int) -> tuple[int, int]:
+        """The Flip Test's counts for the rows of ``code``: F+ - F- (rows the model predicts positive and their
+        neighbours negative, less the other way round) and the number of rows."""
+        if self.xf is not None and self._computed(code):
+            return self._flips[code]
+        y_knn, y = self.vote(code), self.predicted[self.codes == code]
+        return int((y & ~y_knn).sum()) - int((~y & y_knn).sum()), len(y)
+
+    def _computed(self, code: int) -> bool:
         if code not in self._votes:
             self._run([c for c in [*self.query_codes, code] if c not in self._votes])
-        if code not in self._votes:  # no rows, or no others: sklearn says what is wrong
-            return sklearn_vote(self.x, self.codes == code, self.predicted)
-        return self._votes[code]
+        return code in self._votes
 
     def _run(self, codes: list[int]) -> None:
         n = len(self.codes)
@@ -130,7 +143,7 @@ class FlipVotes:
         return tree.votes_start(d_rows, self.predicted, n_neighbors(tree.n), 2.5 * TIE_RTOL, pool)
 
     def _finish(self, tree: KDTree, d_rows: np.ndarray, code: int, counts, pool: ThreadPoolExecutor) -> None:
-        """The votes of code's rows d_rows (in that order) from their counts, back in row order."""
+        """The votes of code's rows d_rows (in that order) from their counts, and its flips."""
         k = n_neighbors(tree.n)
         if counts is None:
             vote = np.full(len(d_rows), 2 * np.count_nonzero(self.predicted[tree.order]) > k)
@@ -140,9 +153,9 @@ class FlipVotes:
             edge = np.flatnonzero(count < 0)
             if len(edge):
                 vote[edge] = self._tied_vote(tree, d_rows[edge], code, k, pool)
-        in_rows = np.empty(len(self.codes), dtype=bool)
-        in_rows[d_rows] = vote
-        self._votes[code] = in_rows[self.codes == code]  # back to row order
+        y = np.asarray(self.predicted[d_rows], dtype=bool)
+        self._flips[code] = int(np.count_nonzero(y & ~vote)) - int(np.count_nonzero(~y & vote)), len(d_rows)
+        self._votes[code] = d_rows, vote
 
     def _tied_vote(self, tree: KDTree, rows: np.ndarray, code: int, k: int, pool: ThreadPoolExecutor) -> np.ndarray:
         """Votes for the rows (of code) whose k-th nearest distance is tied: kept where no choice of the tied rows
