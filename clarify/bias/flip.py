@@ -127,7 +127,7 @@ class FlipVotes:
             running: list[tuple] = []  # values whose queries run: each finished once the next value's are queued
             for i in reversed(range(m)):
                 tree, order = trees[i].result(), trees[source[i]].result().order
-                d_rows = order[self.codes[order] == codes[i]]
+                d_rows = order[(self.codes == codes[i])[order]]  # a gather from a bool mask: fits in cache
                 running.append((tree, d_rows, codes[i], self._knn_start(tree, d_rows, pool)))
                 if len(running) > 1:
                     self._finish(*running.pop(0), pool)
