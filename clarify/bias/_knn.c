@@ -4,7 +4,10 @@
    its box's widest side at its points' mean there (sides shrunk to the points where a split would leave one side
    empty); each child keeps the exact extent of its points along the split dimension, so queries prune on it.
    order_out receives the rows in the tree's leaf order (a spatial order). The coordinates are copied in that
-   order (each leaf's points contiguous), their columns widest first.
+   order (each leaf's points contiguous), the root's box and column sums taken in the same pass; a node's split
+   mean comes from sums its parent's partition takes, so each level of the build is one pass over its points.
+
+   rows_of_columns(cols, out): a frame's columns to C-order rows (and whether all are finite) in one pass.
 
    Tree.query(x, qrows, d2_out, idx_out): for each row qrows[i] of x, its k = d2_out.shape[1] nearest tree rows:
    squared Euclidean distances ascending in d2_out[i] and their row numbers in idx_out[i] (which of equally far
@@ -32,9 +35,8 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     Py_ssize_t n, d, n_nodes, cap;
-    double *pts;      /* n x d, tree order, columns widest first */
+    double *pts;      /* n x d, tree order */
     Py_ssize_t *rows; /* row number in x of each tree position */
-    Py_ssize_t *cols; /* pts column j is x's column cols[j] */
     Node *nodes;
 } Tree;
 
@@ -171,12 +173,11 @@ static int build_tree(Tree *t, const double *x, const Py_ssize_t *r, Py_ssize_t 
     double *box = calloc(2 * d * (MAX_DEPTH + 1), sizeof(double)), *ext = malloc(2 * d * sizeof(double));
     t->pts = malloc(n * d * sizeof(double));
     t->rows = malloc(n * sizeof(Py_ssize_t));
-    t->cols = malloc(d * sizeof(Py_ssize_t));
     int rc = -1;
-    if (!box || !ext || !t->pts || !t->rows || !t->cols) goto done;
+    if (!box || !ext || !t->pts || !t->rows) goto done;
     Py_BEGIN_ALLOW_THREADS
     double *lo = box, *hi = box + d, *sum = ext; /* the root's box and sums, in one pass with the copy */
-    for (Py_ssize_t j = 0; j < d; j++) lo[j] = INFINITY, hi[j] = -INFINITY, sum[j] = 0.0, t->cols[j] = j;
+    for (Py_ssize_t j = 0; j < d; j++) lo[j] = INFINITY, hi[j] = -INFINITY, sum[j] = 0.0;
     memcpy(t->rows, r, n * sizeof(Py_ssize_t));
     for (Py_ssize_t i = 0; i < n; i++) {
         const double *p = x + r[i] * d;
@@ -310,7 +311,7 @@ static void search(Search *s, const Node *nodes, int node, double rd) {
 /* The k nearest tree points of xq (a row of x): squared distances ascending in s->hd, positions in s->hp. */
 static void nearest(Search *s, const double *xq) {
     const Tree *t = s->t;
-    for (Py_ssize_t j = 0; j < t->d; j++) s->q[j] = xq[t->cols[j]];
+    memcpy(s->q, xq, t->d * sizeof(double));
     for (Py_ssize_t j = 0; j < t->d; j++) s->off[j] = 0.0;
     s->cnt = 0, s->bound = INFINITY;
     search(s, t->nodes, 0, 0.0);
@@ -419,7 +420,7 @@ static PyMethodDef module_methods[] = {
 /* ---------- the Tree type ---------- */
 
 static void Tree_dealloc(Tree *t) {
-    free(t->pts), free(t->rows), free(t->cols), free(t->nodes);
+    free(t->pts), free(t->rows), free(t->nodes);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
