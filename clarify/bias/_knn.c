@@ -241,23 +241,35 @@ static inline void offer(Search *s, double dist, Py_ssize_t pos) {
     }
 }
 
-typedef double v4d __attribute__((vector_size(32))); /* GCC/Clang vectors: SSE2 pairs, or one AVX register */
 
-/* Squared distance over d columns, in four running sums (one vector, the last d % 4 columns one by one). */
+typedef double v2d __attribute__((vector_size(16)));
+
+/* Squared distance over d columns, in pairs of columns (SSE2 registers) summed in two running pairs, an odd last
+   column by itself. */
 static inline __attribute__((always_inline)) double dist2(const double *q, const double *p, Py_ssize_t d) {
-    v4d acc = {0.0, 0.0, 0.0, 0.0};
+    v2d a0 = {0.0, 0.0}, a1 = {0.0, 0.0};
     Py_ssize_t j = 0;
     for (; j + 4 <= d; j += 4) {
-        v4d a, b;
-        memcpy(&a, q + j, sizeof a), memcpy(&b, p + j, sizeof b);
-        a -= b;
-        acc += a * a;
+        v2d x0, y0, x1, y1;
+        memcpy(&x0, q + j, sizeof x0), memcpy(&y0, p + j, sizeof y0);
+        memcpy(&x1, q + j + 2, sizeof x1), memcpy(&y1, p + j + 2, sizeof y1);
+        x0 -= y0, x1 -= y1;
+        a0 += x0 * x0, a1 += x1 * x1;
     }
-    for (; j < d; j++) {
+    if (j + 2 <= d) {
+        v2d x0, y0;
+        memcpy(&x0, q + j, sizeof x0), memcpy(&y0, p + j, sizeof y0);
+        x0 -= y0;
+        a0 += x0 * x0;
+        j += 2;
+    }
+    a0 += a1;
+    double r = a0[0] + a0[1];
+    if (j < d) {
         double v = q[j] - p[j];
-        acc[j & 3] += v * v;
+        r += v * v;
     }
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    return r;
 }
 
 /* Offers a leaf's points, 64 at a time: their distances first, then those within the bound (a mask of them, so
