@@ -241,7 +241,6 @@ static inline void offer(Search *s, double dist, Py_ssize_t pos) {
     }
 }
 
-
 typedef double v2d __attribute__((vector_size(16)));
 
 /* Squared distance over d columns, in pairs of columns (SSE2 registers) summed in two running pairs, an odd last

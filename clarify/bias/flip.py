@@ -9,7 +9,8 @@ neighbours with its own compiled KD-tree (clarify/bias/knn.py):
 - each value's rows are asked in a spatial order taken from another value's tree, which holds them all (3x
   faster queries than in row order; with one value only, a tree over its own rows gives the order);
 - each value's rows are asked for their k + 1 nearest in one pass (squared distances, two threads): the vote is
-  the k nearest's majority unless the (k+1)-th distance ties the k-th, and only those rows look further.
+  the k nearest's majority unless the (k+1)-th distance ties the k-th, and only those rows look further;
+- each value's votes and flip counts are taken as its queries finish, while the next value's queries run.
 
 The k nearest rows are unique except where distances tie at the k-th place; there sklearn's own tree decides
 which tied row counts, so a row whose tie group (rows within 1e-9 relative of the k-th distance) cannot change
