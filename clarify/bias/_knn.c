@@ -4,7 +4,10 @@
    its box's widest side at its points' mean there (sides shrunk to the points where a split would leave one side
    empty); each child keeps the exact extent of its points along the split dimension, so queries prune on it.
    order_out receives the rows in the tree's leaf order (a spatial order). The coordinates are copied in that
-   order (each leaf's points contiguous), their columns widest first.
+   order (each leaf's points contiguous), the root's box and column sums taken in the same pass; a node's split
+   mean comes from sums its parent's partition takes, so each level of the build is one pass over its points.
+
+   rows_of_columns(cols, out): a frame's columns to C-order rows (and whether all are finite) in one pass.
 
    Tree.query(x, qrows, d2_out, idx_out): for each row qrows[i] of x, its k = d2_out.shape[1] nearest tree rows:
    squared Euclidean distances ascending in d2_out[i] and their row numbers in idx_out[i] (which of equally far
@@ -32,9 +35,8 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     Py_ssize_t n, d, n_nodes, cap;
-    double *pts;      /* n x d, tree order, columns widest first */
+    double *pts;      /* n x d, tree order */
     Py_ssize_t *rows; /* row number in x of each tree position */
-    Py_ssize_t *cols; /* pts column j is x's column cols[j] */
     Node *nodes;
 } Tree;
 
@@ -85,14 +87,19 @@ static int new_node(Tree *t) {
 }
 
 /* Partitions points [s, e) (their coordinates and rows, moved together: each pass reads memory in order) into
-   column c < split (left) and >= split (Hoare's way: only misplaced pairs are swapped); returns the left count
-   and the sides' extents on c. */
-static Py_ssize_t partition(Tree *t, Py_ssize_t s, Py_ssize_t e, Py_ssize_t c, double split, double *ext) {
+   column c < split (left) and >= split (Hoare's way: only misplaced pairs are swapped); returns the left count,
+   the sides' extents on c, and the sides' sums of columns c and c2 (the children's split means, without a pass
+   of their own: a child splits on c or on c2, the widest of the other sides). */
+static Py_ssize_t partition(Tree *t, Py_ssize_t s, Py_ssize_t e, Py_ssize_t c, Py_ssize_t c2, double split,
+                            double *ext, double *sums) {
     Py_ssize_t d = t->d, i = s, j = e - 1;
     double *pts = t->pts, lmin = INFINITY, lmax = -INFINITY, rmin = INFINITY, rmax = -INFINITY, v;
+    double ls = 0.0, ls2 = 0.0, rs = 0.0, rs2 = 0.0;
     for (;;) {
-        for (; i <= j && (v = pts[i * d + c]) < split; i++) lmin = v < lmin ? v : lmin, lmax = v > lmax ? v : lmax;
-        for (; i <= j && (v = pts[j * d + c]) >= split; j--) rmin = v < rmin ? v : rmin, rmax = v > rmax ? v : rmax;
+        for (; i <= j && (v = pts[i * d + c]) < split; i++)
+            lmin = v < lmin ? v : lmin, lmax = v > lmax ? v : lmax, ls += v, ls2 += pts[i * d + c2];
+        for (; i <= j && (v = pts[j * d + c]) >= split; j--)
+            rmin = v < rmin ? v : rmin, rmax = v > rmax ? v : rmax, rs += v, rs2 += pts[j * d + c2];
         if (i > j) break;
         double *a = pts + i * d, *b = pts + j * d; /* a is >= split, b < split: swap them into place */
         for (Py_ssize_t m = 0; m < d; m++) {
@@ -101,48 +108,62 @@ static Py_ssize_t partition(Tree *t, Py_ssize_t s, Py_ssize_t e, Py_ssize_t c, d
         }
         Py_ssize_t tmp = t->rows[i];
         t->rows[i] = t->rows[j], t->rows[j] = tmp;
-        v = a[c], lmin = v < lmin ? v : lmin, lmax = v > lmax ? v : lmax;
-        v = b[c], rmin = v < rmin ? v : rmin, rmax = v > rmax ? v : rmax;
+        v = a[c], lmin = v < lmin ? v : lmin, lmax = v > lmax ? v : lmax, ls += v, ls2 += a[c2];
+        v = b[c], rmin = v < rmin ? v : rmin, rmax = v > rmax ? v : rmax, rs += v, rs2 += b[c2];
         i++, j--;
     }
     ext[0] = lmin, ext[1] = lmax, ext[2] = rmin, ext[3] = rmax;
+    sums[0] = ls, sums[1] = ls2, sums[2] = rs, sums[3] = rs2;
     return i - s;
 }
 
-/* Builds the node of points [s, e), whose box is b->box at this depth (lo then hi), and its subtree. */
-static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth) {
+/* Builds the node of points [s, e), whose box is b->box at this depth (lo then hi), and its subtree. hint: the
+   points' sums of two columns (hint[0], hint[1] of columns hc[0], hc[1]; hc -1 when not known). */
+static int build(Build *b, Py_ssize_t s, Py_ssize_t e, int depth, const Py_ssize_t *hc, const double *hint) {
     Tree *t = b->t;
     Py_ssize_t d = t->d;
     int me = new_node(t);
     if (me < 0) return -1;
     t->nodes[me].start = s, t->nodes[me].end = e, t->nodes[me].dim = -1;
     if (e - s <= b->leafsize || depth >= MAX_DEPTH) return 0;
-    double *lo = b->box + 2 * d * depth, *hi = lo + d, *clo = hi + d, *chi = clo + d, ext[4];
+    double *lo = b->box + 2 * d * depth, *hi = lo + d, *clo = hi + d, *chi = clo + d, ext[4], sums[4], known[2];
+    Py_ssize_t kc[2] = {hc[0], hc[1]};
+    known[0] = hint[0], known[1] = hint[1];
     for (;;) {
-        Py_ssize_t c = 0;
+        Py_ssize_t c = 0, c2 = -1;
         for (Py_ssize_t j = 1; j < d; j++)
             if (hi[j] - lo[j] > hi[c] - lo[c]) c = j;
         if (!(hi[c] > lo[c])) return 0; /* all points equal: one leaf */
-        double sum = 0.0; /* split at the points' mean (a tree half as deep as at the side's midpoint on skewed
-                             columns), else at the midpoint, else (adjacent doubles, or a mean rounded above the
-                             top, which would send every point left for ever) at the top */
-        for (Py_ssize_t i = s; i < e; i++) sum += t->pts[i * d + c];
+        for (Py_ssize_t j = 0; j < d; j++)
+            if (j != c && (c2 < 0 || hi[j] - lo[j] > hi[c2] - lo[c2])) c2 = j;
+        if (c2 < 0) c2 = c;
+        double sum; /* split at the points' mean (a tree half as deep as at the side's midpoint on skewed
+                       columns), else at the midpoint, else (adjacent doubles, or a mean rounded above the
+                       top, which would send every point left for ever) at the top */
+        if (c == kc[0]) sum = known[0];
+        else if (c == kc[1]) sum = known[1];
+        else {
+            sum = 0.0;
+            for (Py_ssize_t i = s; i < e; i++) sum += t->pts[i * d + c];
+        }
         double split = sum / (double)(e - s);
         if (!(split > lo[c])) split = 0.5 * (lo[c] + hi[c]);
         if (split <= lo[c] || split > hi[c]) split = hi[c];
-        Py_ssize_t nl = partition(t, s, e, c, split, ext);
+        Py_ssize_t nl = partition(t, s, e, c, c2, split, ext, sums);
         if (nl == 0 || nl == e - s) { /* one side empty: shrink the side to the points and choose again */
             lo[c] = nl ? ext[0] : ext[2], hi[c] = nl ? ext[1] : ext[3];
+            kc[0] = c, kc[1] = c2, known[0] = sums[0] + sums[2], known[1] = sums[1] + sums[3];
             continue;
         }
+        Py_ssize_t cc[2] = {c, c2};
         t->nodes[me].dim = (int)c, t->nodes[me].lo_max = ext[1], t->nodes[me].hi_min = ext[2];
         memcpy(clo, lo, 2 * d * sizeof(double));
         clo[c] = ext[0], chi[c] = ext[1];
-        if (build(b, s, s + nl, depth + 1) < 0) return -1;
+        if (build(b, s, s + nl, depth + 1, cc, sums) < 0) return -1;
         t->nodes[me].right = (int)t->n_nodes;
         memcpy(clo, lo, 2 * d * sizeof(double));
         clo[c] = ext[2], chi[c] = ext[3];
-        return build(b, s + nl, e, depth + 1);
+        return build(b, s + nl, e, depth + 1, cc, sums + 2);
     }
 }
 
@@ -152,30 +173,30 @@ static int build_tree(Tree *t, const double *x, const Py_ssize_t *r, Py_ssize_t 
     double *box = calloc(2 * d * (MAX_DEPTH + 1), sizeof(double)), *ext = malloc(2 * d * sizeof(double));
     t->pts = malloc(n * d * sizeof(double));
     t->rows = malloc(n * sizeof(Py_ssize_t));
-    t->cols = malloc(d * sizeof(Py_ssize_t));
     int rc = -1;
-    if (!box || !ext || !t->pts || !t->rows || !t->cols) goto done;
+    if (!box || !ext || !t->pts || !t->rows) goto done;
     Py_BEGIN_ALLOW_THREADS
-    double *lo = ext, *hi = ext + d;
-    for (Py_ssize_t j = 0; j < d; j++) lo[j] = INFINITY, hi[j] = -INFINITY;
+    double *lo = box, *hi = box + d, *sum = ext; /* the root's box and sums, in one pass with the copy */
+    for (Py_ssize_t j = 0; j < d; j++) lo[j] = INFINITY, hi[j] = -INFINITY, sum[j] = 0.0;
+    memcpy(t->rows, r, n * sizeof(Py_ssize_t));
     for (Py_ssize_t i = 0; i < n; i++) {
         const double *p = x + r[i] * d;
-        for (Py_ssize_t j = 0; j < d; j++) lo[j] = p[j] < lo[j] ? p[j] : lo[j], hi[j] = p[j] > hi[j] ? p[j] : hi[j];
-    }
-    for (Py_ssize_t j = 0; j < d; j++) { /* columns widest first (insertion sort: d is small) */
-        Py_ssize_t i = j;
-        for (; i > 0 && hi[t->cols[i - 1]] - lo[t->cols[i - 1]] < hi[j] - lo[j]; i--) t->cols[i] = t->cols[i - 1];
-        t->cols[i] = j;
-    }
-    for (Py_ssize_t j = 0; j < d; j++) box[j] = lo[t->cols[j]], box[d + j] = hi[t->cols[j]]; /* the root's box */
-    memcpy(t->rows, r, n * sizeof(Py_ssize_t));
-    for (Py_ssize_t i = 0; i < n; i++) { /* coordinates in the tree's column order */
-        const double *p = x + r[i] * d;
         double *q = t->pts + i * d;
-        for (Py_ssize_t j = 0; j < d; j++) q[j] = p[t->cols[j]];
+        for (Py_ssize_t j = 0; j < d; j++) {
+            double v = p[j];
+            q[j] = v, lo[j] = v < lo[j] ? v : lo[j], hi[j] = v > hi[j] ? v : hi[j], sum[j] += v;
+        }
     }
     Build b = {t, leafsize, box};
-    rc = build(&b, 0, n, 0);
+    Py_ssize_t c = 0, c2 = -1; /* the root's hint: its two widest columns' sums */
+    for (Py_ssize_t j = 0; j < d; j++)
+        if (hi[j] - lo[j] > hi[c] - lo[c]) c = j;
+    for (Py_ssize_t j = 0; j < d; j++)
+        if (j != c && (c2 < 0 || hi[j] - lo[j] > hi[c2] - lo[c2])) c2 = j;
+    if (c2 < 0) c2 = c;
+    Py_ssize_t hc[2] = {c, c2};
+    double hs[2] = {sum[c], sum[c2]};
+    rc = build(&b, 0, n, 0, hc, hs);
     if (rc == 0) memcpy(order, t->rows, n * sizeof(Py_ssize_t));
     Py_END_ALLOW_THREADS
 done:
@@ -220,23 +241,34 @@ static inline void offer(Search *s, double dist, Py_ssize_t pos) {
     }
 }
 
-typedef double v4d __attribute__((vector_size(32))); /* GCC/Clang vectors: SSE2 pairs, or one AVX register */
+typedef double v2d __attribute__((vector_size(16)));
 
-/* Squared distance over d columns, in four running sums (one vector, the last d % 4 columns one by one). */
+/* Squared distance over d columns, in pairs of columns (SSE2 registers) summed in two running pairs, an odd last
+   column by itself. */
 static inline __attribute__((always_inline)) double dist2(const double *q, const double *p, Py_ssize_t d) {
-    v4d acc = {0.0, 0.0, 0.0, 0.0};
+    v2d a0 = {0.0, 0.0}, a1 = {0.0, 0.0};
     Py_ssize_t j = 0;
     for (; j + 4 <= d; j += 4) {
-        v4d a, b;
-        memcpy(&a, q + j, sizeof a), memcpy(&b, p + j, sizeof b);
-        a -= b;
-        acc += a * a;
+        v2d x0, y0, x1, y1;
+        memcpy(&x0, q + j, sizeof x0), memcpy(&y0, p + j, sizeof y0);
+        memcpy(&x1, q + j + 2, sizeof x1), memcpy(&y1, p + j + 2, sizeof y1);
+        x0 -= y0, x1 -= y1;
+        a0 += x0 * x0, a1 += x1 * x1;
     }
-    for (; j < d; j++) {
+    if (j + 2 <= d) {
+        v2d x0, y0;
+        memcpy(&x0, q + j, sizeof x0), memcpy(&y0, p + j, sizeof y0);
+        x0 -= y0;
+        a0 += x0 * x0;
+        j += 2;
+    }
+    a0 += a1;
+    double r = a0[0] + a0[1];
+    if (j < d) {
         double v = q[j] - p[j];
-        acc[j & 3] += v * v;
+        r += v * v;
     }
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    return r;
 }
 
 /* Offers a leaf's points, 64 at a time: their distances first, then those within the bound (a mask of them, so
@@ -290,7 +322,7 @@ static void search(Search *s, const Node *nodes, int node, double rd) {
 /* The k nearest tree points of xq (a row of x): squared distances ascending in s->hd, positions in s->hp. */
 static void nearest(Search *s, const double *xq) {
     const Tree *t = s->t;
-    for (Py_ssize_t j = 0; j < t->d; j++) s->q[j] = xq[t->cols[j]];
+    memcpy(s->q, xq, t->d * sizeof(double));
     for (Py_ssize_t j = 0; j < t->d; j++) s->off[j] = 0.0;
     s->cnt = 0, s->bound = INFINITY;
     search(s, t->nodes, 0, 0.0);
@@ -332,10 +364,74 @@ static int run_queries(const Tree *t, const double *x, const Py_ssize_t *qrows, 
     return 0;
 }
 
+/* ---------- columns to rows ---------- */
+
+/* rows(cols, out): out (n x d float64, C order) receives the columns (a list of d arrays of n float64 or int64
+   values, C-contiguous), a block of rows at a time (the block stays in cache while each column is written to it;
+   pandas keeps a frame's columns apart); returns whether every value is finite. Releases the GIL. */
+static PyObject *rows_of_columns(PyObject *self, PyObject *args) {
+    PyObject *ocols, *oout, *res = NULL;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &ocols, &oout)) return NULL;
+    Py_ssize_t d = PyList_GET_SIZE(ocols), nb = 0;
+    Py_buffer bout, *bc = calloc(d ? d : 1, sizeof(Py_buffer));
+    char *isint = calloc(d ? d : 1, 1);
+    if (!bc || !isint) return free(bc), free(isint), PyErr_NoMemory();
+    if (get_buf(oout, &bout, 1, 'f', 2, "out") < 0) goto done;
+    Py_ssize_t n = bout.shape[0];
+    if (bout.shape[1] != d) {
+        PyErr_SetString(PyExc_ValueError, "out needs one column per array");
+        goto release;
+    }
+    for (; nb < d; nb++) {
+        Py_buffer *b = &bc[nb];
+        if (PyObject_GetBuffer(PyList_GET_ITEM(ocols, nb), b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto release;
+        char f = b->format[0] == '@' || b->format[0] == '=' || b->format[0] == '<' ? b->format[1] : b->format[0];
+        isint[nb] = f != 'd';
+        if (b->ndim != 1 || b->shape[0] != n || b->itemsize != 8 || (f != 'd' && !strchr("lq", f))) {
+            PyErr_SetString(PyExc_TypeError, "columns: 1-D C-contiguous float64 or int64 arrays of len(out) values");
+            PyBuffer_Release(b);
+            goto release;
+        }
+    }
+    unsigned long long bad = 0; /* a float64 column's value with every exponent bit set: infinite or NaN */
+    Py_BEGIN_ALLOW_THREADS
+    double *out = bout.buf;
+    for (Py_ssize_t a = 0; a < n; a += 4096) {
+        Py_ssize_t e = n - a < 4096 ? n : a + 4096;
+        for (Py_ssize_t j = 0; j < d; j++) {
+            if (isint[j]) {
+                const long long *c = bc[j].buf;
+                for (Py_ssize_t i = a; i < e; i++) out[i * d + j] = (double)c[i];
+            } else {
+                const double *c = bc[j].buf;
+                for (Py_ssize_t i = a; i < e; i++) {
+                    unsigned long long u;
+                    memcpy(&u, c + i, sizeof u);
+                    out[i * d + j] = c[i], bad |= (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    res = PyBool_FromLong(!bad);
+release:
+    for (Py_ssize_t j = 0; j < nb; j++) PyBuffer_Release(&bc[j]);
+    PyBuffer_Release(&bout);
+done:
+    free(bc), free(isint);
+    return res;
+}
+
+static PyMethodDef module_methods[] = {
+    {"rows_of_columns", rows_of_columns, METH_VARARGS,
+     "rows_of_columns(cols, out): out (n, d float64, C order) receives the d columns (1-D float64 or int64 arrays "
+     "of n values, C-contiguous); returns whether every value is finite. Releases the GIL."},
+    {NULL}};
+
 /* ---------- the Tree type ---------- */
 
 static void Tree_dealloc(Tree *t) {
-    free(t->pts), free(t->rows), free(t->cols), free(t->nodes);
+    free(t->pts), free(t->rows), free(t->nodes);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
@@ -444,7 +540,7 @@ static PyTypeObject TreeType = {
     .tp_methods = Tree_methods,
 };
 
-static struct PyModuleDef knn_module = {PyModuleDef_HEAD_INIT, "_knn", "Exact k-NN on a KD-tree (see _knn.c).", -1, NULL};
+static struct PyModuleDef knn_module = {PyModuleDef_HEAD_INIT, "_knn", "Exact k-NN on a KD-tree (see _knn.c).", -1, module_methods};
 
 PyMODINIT_FUNC PyInit__knn(void) {
     if (PyType_Ready(&TreeType) < 0) return NULL;

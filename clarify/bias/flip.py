@@ -9,7 +9,8 @@ neighbours with its own compiled KD-tree (clarify/bias/knn.py):
 - each value's rows are asked in a spatial order taken from another value's tree, which holds them all (3x
   faster queries than in row order; with one value only, a tree over its own rows gives the order);
 - each value's rows are asked for their k + 1 nearest in one pass (squared distances, two threads): the vote is
-  the k nearest's majority unless the (k+1)-th distance ties the k-th, and only those rows look further.
+  the k nearest's majority unless the (k+1)-th distance ties the k-th, and only those rows look further;
+- each value's votes and flip counts are taken as its queries finish, while the next value's queries run.
 
 The k nearest rows are unique except where distances tie at the k-th place; there sklearn's own tree decides
 which tied row counts, so a row whose tie group (rows within 1e-9 relative of the k-th distance) cannot change
@@ -25,7 +26,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 
+from clarify.bias._knn import rows_of_columns
 from clarify.bias.knn import THREADS, KDTree
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,21 @@ TIE_RTOL = 1e-9  # distances this close to the k-th count as tied (far above any
 def n_neighbors(n_a: int) -> int:
     """smclarify's k: 5, or 1 when a has at most 9 rows."""
     return 5 if n_a > 9 else 1
+
+
+def feature_rows(features: pd.DataFrame) -> tuple[np.ndarray, bool | None]:
+    """The feature columns as an array of rows, what ``np.array(features)`` gives, and whether all are finite (None:
+    not known). When every column is bool, integer or float64 (all float64 to sklearn and to the kernel), float64
+    in C order straight from the columns, in one pass that also tells whether they are finite: pandas' own array
+    is column-major, and the kernel's C-order copy of it would be a second pass, the finiteness check a third."""
+    if not len(features.columns) or not all(isinstance(t, np.dtype) and (t.kind in "biu" or t == np.float64)
+                                            for t in features.dtypes):
+        return np.array(features), None
+    cols = [features.iloc[:, j].to_numpy() for j in range(features.shape[1])]
+    cols = [np.ascontiguousarray(c, dtype=np.float64 if c.dtype.kind != "i" or c.itemsize != 8 else None)
+            for c in cols]
+    x = np.empty((len(features), len(cols)))
+    return x, rows_of_columns(cols, x)
 
 
 def sklearn_vote(x: np.ndarray, d: np.ndarray, predicted: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -51,62 +69,94 @@ class FlipVotes:
     """The k-NN votes of one facet split: for the rows of each facet value (codes == code), the majority
     prediction of their k nearest rows among the others (codes != code), as sklearn gives it."""
 
-    def __init__(self, x: np.ndarray, predicted: np.ndarray, codes: np.ndarray, query_codes: list[int]):
+    def __init__(self, x: np.ndarray, predicted: np.ndarray, codes: np.ndarray, query_codes: list[int],
+                 finite: bool | None = None):
+        """finite: whether every value of x is finite, when known (``feature_rows`` tells)."""
         self.x, self.predicted, self.codes, self.query_codes = x, predicted, codes, list(query_codes)
         try:
             xf = np.ascontiguousarray(x, dtype=np.float64)
         except (TypeError, ValueError):
             xf = None
-        with np.errstate(over="ignore", invalid="ignore"):  # a finite sum means all are finite; else look closer
-            finite = xf is not None and bool(np.isfinite(xf.sum()) or np.isfinite(xf).all())
+        if finite is None:
+            with np.errstate(over="ignore", invalid="ignore"):  # a finite sum means all are finite; else look closer
+                finite = xf is not None and bool(np.isfinite(xf.sum()) or np.isfinite(xf).all())
         self.xf = xf if finite else None  # else sklearn raises smclarify's error
-        self._votes: dict[int, np.ndarray] = {}
+        self._votes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # code: its rows in query order, their votes
+        self._flips: dict[int, tuple[int, int]] = {}
 
     def vote(self, code: int) -> np.ndarray:
         """The votes for the rows of ``code``, in row order."""
-        if self.xf is None:
+        if self.xf is None or not self._computed(code):  # no rows, or no others: sklearn says what is wrong
             return sklearn_vote(self.x, self.codes == code, self.predicted)
+        d_rows, vote = self._votes[code]
+        in_rows = np.empty(len(self.codes), dtype=bool)
+        in_rows[d_rows] = vote
+        return in_rows[self.codes == code]  # back to row order
+
+    def flips(self, code: int) -> tuple[int, int]:
+        """The Flip Test's counts for the rows of ``code``: F+ - F- (rows the model predicts positive and their
+        neighbours negative, less the other way round) and the number of rows."""
+        if self.xf is not None and self._computed(code):
+            return self._flips[code]
+        y_knn, y = self.vote(code), self.predicted[self.codes == code]
+        return int((y & ~y_knn).sum()) - int((~y & y_knn).sum()), len(y)
+
+    def _computed(self, code: int) -> bool:
         if code not in self._votes:
             self._run([c for c in [*self.query_codes, code] if c not in self._votes])
-        if code not in self._votes:  # no rows, or no others: sklearn says what is wrong
-            return sklearn_vote(self.x, self.codes == code, self.predicted)
-        return self._votes[code]
+        return code in self._votes
 
     def _run(self, codes: list[int]) -> None:
         n = len(self.codes)
-        rows_of = {c: np.flatnonzero(self.codes == c) for c in dict.fromkeys(codes)}
-        codes = sorted((c for c, r in rows_of.items() if 0 < len(r) < n), key=lambda c: len(rows_of[c]))
+        size = {c: np.count_nonzero(self.codes == c) for c in dict.fromkeys(codes)}
+        codes = sorted((c for c, s in size.items() if 0 < s < n), key=lambda c: size[c])
         if not codes:
             return
         # each value's tree over its others; another value's tree holds all its rows and gives their order: the
         # largest value's from the second largest's tree, every other value's from the largest's (with one value,
         # a tree over its own rows). The smallest trees (of the largest values) are built first, and their queries
-        # run while the larger trees build.
+        # run while the larger trees build. Each task finds its tree's rows itself (on the pool's threads).
         m = len(codes)
-        tree_rows = [np.flatnonzero(self.codes != c) for c in codes] + ([rows_of[codes[0]]] if m == 1 else [])
-        source = [len(tree_rows) - 1] * (m - 1) + [m - 2 if m > 1 else 1]
+        tree_of = [(c, False) for c in codes] + ([(codes[0], True)] if m == 1 else [])
+        source = [len(tree_of) - 1] * (m - 1) + [m - 2 if m > 1 else 1]
+
+        def build(c: int, own: bool) -> KDTree:
+            return KDTree(self.xf, np.flatnonzero(self.codes == c if own else self.codes != c))
+
         with ThreadPoolExecutor(THREADS) as pool:
-            trees = {i: pool.submit(KDTree, self.xf, tree_rows[i]) for i in reversed(range(len(tree_rows)))}
+            trees = {i: pool.submit(build, *tree_of[i]) for i in reversed(range(len(tree_of)))}
+            running: list[tuple] = []  # values whose queries run: each finished once the next value's are queued
             for i in reversed(range(m)):
                 tree, order = trees[i].result(), trees[source[i]].result().order
-                d_rows = order[self.codes[order] == codes[i]]
-                vote = np.empty(n, dtype=bool)
-                vote[d_rows] = self._knn_vote(tree, d_rows, codes[i], pool)
-                self._votes[codes[i]] = vote[rows_of[codes[i]]]  # back to row order
+                d_rows = order[(self.codes == codes[i])[order]]  # a gather from a bool mask: fits in cache
+                running.append((tree, d_rows, codes[i], self._knn_start(tree, d_rows, pool)))
+                if len(running) > 1:
+                    self._finish(*running.pop(0), pool)
+            while running:
+                self._finish(*running.pop(0), pool)
 
-    def _knn_vote(self, tree: KDTree, d_rows: np.ndarray, code: int, pool: ThreadPoolExecutor) -> np.ndarray:
-        """Votes for d_rows (in that order) from the tree over the others."""
-        k = n_neighbors(tree.n)
-        if tree.n == k:  # a has k rows: every row is a neighbour
-            return np.full(len(d_rows), 2 * np.count_nonzero(self.predicted[tree.order]) > k)
+    def _knn_start(self, tree: KDTree, d_rows: np.ndarray, pool: ThreadPoolExecutor):
+        """Queues the queries of d_rows on the tree over the others: returns what waits for their counts."""
+        if tree.n == n_neighbors(tree.n):  # a has k rows: every row is a neighbour
+            return None
         # the k nearest are unique unless the (k+1)-th distance ties the k-th (count -1): only those rows look
         # further (on squared distances: a relative gap of 2.5 * TIE_RTOL there is more than TIE_RTOL on distances)
-        count = tree.votes(d_rows, self.predicted, k, 2.5 * TIE_RTOL, pool)
-        vote = 2 * count > k
-        edge = np.flatnonzero(count < 0)
-        if len(edge):
-            vote[edge] = self._tied_vote(tree, d_rows[edge], code, k, pool)
-        return vote
+        return tree.votes_start(d_rows, self.predicted, n_neighbors(tree.n), 2.5 * TIE_RTOL, pool)
+
+    def _finish(self, tree: KDTree, d_rows: np.ndarray, code: int, counts, pool: ThreadPoolExecutor) -> None:
+        """The votes of code's rows d_rows (in that order) from their counts, and its flips."""
+        k = n_neighbors(tree.n)
+        if counts is None:
+            vote = np.full(len(d_rows), 2 * np.count_nonzero(self.predicted[tree.order]) > k)
+        else:
+            count = counts()
+            vote = 2 * count > k
+            edge = np.flatnonzero(count < 0)
+            if len(edge):
+                vote[edge] = self._tied_vote(tree, d_rows[edge], code, k, pool)
+        y = np.asarray(self.predicted[d_rows], dtype=bool)
+        self._flips[code] = int(np.count_nonzero(y & ~vote)) - int(np.count_nonzero(~y & vote)), len(d_rows)
+        self._votes[code] = d_rows, vote
 
     def _tied_vote(self, tree: KDTree, rows: np.ndarray, code: int, k: int, pool: ThreadPoolExecutor) -> np.ndarray:
         """Votes for the rows (of code) whose k-th nearest distance is tied: kept where no choice of the tied rows

@@ -10,6 +10,7 @@ threads (the kernel releases the GIL). Queries asked in a spatial order, e.g. an
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 
@@ -47,11 +48,31 @@ class KDTree:
         _chunked(lambda c: self._tree.votes(self.x, qrows[c], labels, k, rtol, count[c]), len(qrows), pool)
         return count
 
+    def votes_start(self, qrows: np.ndarray, labels: np.ndarray, k: int, rtol: float,
+                    pool: ThreadPoolExecutor) -> Callable[[], np.ndarray]:
+        """``votes`` queued on pool: returns a function that waits for the counts and returns them."""
+        qrows, labels = np.ascontiguousarray(qrows, dtype=np.intp), np.ascontiguousarray(labels, dtype=bool)
+        count = np.empty(len(qrows), dtype=np.intp)
+        futures = [pool.submit(self._tree.votes, self.x, qrows[c], labels, k, rtol, count[c])
+                   for c in _chunks(len(qrows))]
+
+        def wait() -> np.ndarray:
+            for f in futures:
+                f.result()
+            return count
+
+        return wait
+
+
+def _chunks(m: int) -> list[slice]:
+    """0..m in chunks of at most CHUNK rows, at least THREADS."""
+    cuts = np.linspace(0, m, max(THREADS, -(-m // CHUNK)) + 1).astype(int)
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
 
 def _chunked(run, m: int, pool: ThreadPoolExecutor | None) -> None:
-    """run(slice) over 0..m in chunks of at most CHUNK rows, at least THREADS, on pool (one of its own when None)."""
-    cuts = np.linspace(0, m, max(THREADS, -(-m // CHUNK)) + 1).astype(int)
-    chunks = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    """run(slice) over _chunks(m) on pool (one of its own when None)."""
+    chunks = _chunks(m)
     if len(chunks) < 2:
         list(map(run, chunks))
     elif pool is None:

@@ -25,7 +25,7 @@ import pandas as pd
 from clarify.bias import metrics as _metrics  # noqa: F401  (registers the metrics)
 from clarify.bias import registry
 from clarify.bias.counts import FacetCounts, combined_codes, joint_counts
-from clarify.bias.flip import FlipVotes
+from clarify.bias.flip import FlipVotes, feature_rows
 from core.jsonio import json_value
 
 log = logging.getLogger(__name__)
@@ -268,10 +268,11 @@ def _flip_factory(features: pd.DataFrame, predicted: np.ndarray, split: "_Split"
             bad = [c for c in features.columns if c not in set(numeric)]
             raise ValueError(f"FlipTest does not support non-numeric columns: {', '.join(map(str, bad))} (pass "
                              "numeric feature columns as features=[...], --features on the CLI)")
-        return FlipVotes(np.array(features), predicted, split.codes, [code for _, code in split.entries])
+        x, finite = feature_rows(features)
+        return FlipVotes(x, predicted, split.codes, [code for _, code in split.entries], finite)
 
     def for_code(code: int) -> Callable[[], float]:
-        return lambda: _metrics.flip_score(votes().vote(code), predicted[split.codes == code])
+        return lambda: _metrics.divide(*votes().flips(code))  # flip_score's, from counts taken beside the queries
 
     return for_code
 
