@@ -1,7 +1,8 @@
 """The capture backends, one map from a destination's scheme (the backend's `type`) to its sink class.
 
 A backend is one module: its typed config (a `Strict` model with `type: Literal["<scheme>"]` and
-`from_destination`, read once when the deploy file is: DataCaptureSpec.sink), its sink class (`config_class`,
+`from_destination`: the destination is checked against it when the deploy file is read, and
+DataCaptureSpec.sink derives it from the destination), its sink class (`config_class`,
 `from_config`, `write_batch`), and one line in SINKS.
 """
 
@@ -16,7 +17,7 @@ from serving.capture.sink import CaptureSink
 if TYPE_CHECKING:
     from serving.spec import DataCaptureSpec
 
-SINKS: dict[str, type[CaptureSink]] = {"file": JsonlFileSink, "kafka": KafkaSink}
+SINKS: dict[str, type[JsonlFileSink] | type[KafkaSink]] = {"file": JsonlFileSink, "kafka": KafkaSink}
 
 CaptureConfig = Union[FilesCaptureConfig, KafkaCaptureConfig]
 

@@ -17,7 +17,6 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
-from typing import ClassVar
 
 from serving import metrics
 
@@ -30,18 +29,11 @@ QUEUED = metrics.CAPTURE_QUEUED.client()
 
 
 class CaptureSink(ABC):
-    """Base of the capture backends: subclasses implement write_batch (and optionally close_backend), and name
-    their typed config (`config_class`, read from the destination) and how they are made from it (`from_config`);
-    serving.capture.factory maps each config's `type` to its class."""
+    """Base of the capture backends: subclasses implement write_batch (and optionally close_backend). A backend a
+    deploy file can name also has its typed config (`config_class`) and `from_config`, and a line in
+    serving.capture.factory.SINKS."""
 
     kind = "base"
-    config_class: ClassVar[type]
-
-    @classmethod
-    def from_config(cls, config, endpoint: str, kafka_bootstrap: str | None = None, **options) -> "CaptureSink":
-        """The sink of an endpoint for its config (`options`: the queue's and the backend's own keyword arguments);
-        a backend in serving.capture.factory.SINKS has it."""
-        raise NotImplementedError(f"{cls.__name__} is made directly, not from a deploy file's destination")
 
     def __init__(self, endpoint: str, max_queue: int = 10_000, batch_size: int = 500,
                  flush_interval_s: float = 0.2, retry_for_s: float = 120.0, max_backoff_s: float = 5.0):
