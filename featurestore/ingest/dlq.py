@@ -2,8 +2,10 @@
 
 A dead letter keeps the source key and value; headers `ferry.error`, `ferry.error.field`, `ferry.source.topic`,
 `ferry.source.partition`, `ferry.source.offset`, `ferry.source.timestamp`. Every offset commit stores, in its
-metadata, how far each DLQ partition had been written; a restarted worker scans the DLQ from there (`recover`)
-and does not send again a record an earlier run already dead-lettered (matched by the source headers).
+metadata, where in each DLQ partition a later recovery must start reading: how far this worker had written it, or
+earlier where a record lies that an earlier run sent for an offset past the commit. A restarted worker scans the DLQ
+from there (`recover`) and does not send again a record an earlier run already dead-lettered (matched by the source
+headers).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class DeadLetters:
                                       linger_ms=5)
         self._sent: list[Any] = []
         self._marks: dict[str, dict[int, int]] = defaultdict(dict)  # DLQ topic -> partition -> next offset
-        self._done: dict[TopicPartition, set[int]] = defaultdict(set)  # source partition -> offsets already sent
+        # source partition -> offset already dead-lettered by an earlier run -> where: (DLQ partition, DLQ offset)
+        self._done: dict[TopicPartition, dict[int, tuple[int, int]]] = defaultdict(dict)
 
     def send(self, tp: TopicPartition, message: Any, err: RecordError) -> bool:
         """Dead-letter one message unless an earlier run already did; True when sent."""
@@ -56,15 +59,23 @@ class DeadLetters:
             marks = self._marks[md.topic]
             marks[md.partition] = max(marks.get(md.partition, 0), md.offset + 1)
 
-    def commit_metadata(self, topic: str) -> str:
-        """What an offset commit of `topic` stores: the DLQ's written-up-to offsets."""
-        return orjson.dumps({str(k): v for k, v in self._marks[topic + ".dlq"].items()}).decode()
+    def checkpoint(self, tp: TopicPartition, next_offset: int) -> str:
+        """The metadata of an offset commit of `tp` at `next_offset`: per DLQ partition, where a recovery from this
+        commit starts reading. That is how far this worker has written it, unless a record an earlier run sent for an
+        offset at or past `next_offset` lies before that (found by `recover`, not replayed yet): then that record's
+        DLQ offset, or the next recovery would miss it and send it again. Offsets below the commit are never replayed:
+        they are forgotten."""
+        done = {o: at for o, at in self._done.get(tp, {}).items() if o >= next_offset}
+        self._done[tp] = done
+        start = dict(self._marks[tp.topic + ".dlq"])
+        for part, off in done.values():
+            start[part] = min(start.get(part, off), off)
+        return orjson.dumps({str(k): v for k, v in start.items()}).decode()
 
-    def committed(self, tp: TopicPartition, next_offset: int) -> None:
-        """Offsets below a commit are never replayed: forget them."""
-        done = self._done.get(tp)
-        if done:
-            self._done[tp] = {o for o in done if o >= next_offset}
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Partitions this worker no longer owns: their next owner recovers them from the DLQ itself."""
+        for tp in partitions:
+            self._done.pop(tp, None)
 
     def recover(self, topic: str, committed: dict[int, int], metadata: Iterable[str]) -> None:
         """After (re)assignment: find the DLQ records an earlier run sent for offsets past `committed`."""
@@ -75,13 +86,16 @@ class DeadLetters:
                 p = int(p)
                 start[p] = min(start.get(p, o), o)
                 self._marks[dlq][p] = max(self._marks[dlq].get(p, 0), o)
-        for part, off in self._scan(topic, start, committed):
-            self._done[TopicPartition(topic, part)].add(off)
+        for (part, off), at in self._scan(topic, start, committed).items():
+            done = self._done[TopicPartition(topic, part)]
+            done[off] = min(done.get(off, at), at)
 
-    def _scan(self, topic: str, start: dict[int, int], committed: dict[int, int]) -> set[tuple[int, int]]:
-        """(source partition, offset) of DLQ records for `topic` at or past the committed offsets."""
+    def _scan(self, topic: str, start: dict[int, int],
+              committed: dict[int, int]) -> dict[tuple[int, int], tuple[int, int]]:
+        """(source partition, offset) -> (DLQ partition, DLQ offset) of the DLQ records for `topic` at or past the
+        committed offsets (the first, should one have been sent twice)."""
         c = KafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False, group_id=None)
-        found: set[tuple[int, int]] = set()
+        found: dict[tuple[int, int], tuple[int, int]] = {}
         try:
             parts = c.partitions_for_topic(topic + ".dlq")
             if not parts:
@@ -103,7 +117,7 @@ class DeadLetters:
                             continue
                         part, off = int(h["ferry.source.partition"]), int(h["ferry.source.offset"])
                         if part in committed and off >= committed[part]:
-                            found.add((part, off))
+                            found.setdefault((part, off), (m.partition, m.offset))
         finally:
             c.close()
         if found:

@@ -60,8 +60,12 @@ class IngestWorker:
     def _join(self) -> KafkaConsumer:
         consumer = KafkaConsumer(**self._consumer_options)
         consumer.subscribe(list(self.by_topic), listener=RebalanceListener(
-            revoked=self._give_up, assigned=self._fresh.update, lost=self._forget))
+            revoked=self._give_up, assigned=self._assigned, lost=self._forget))
         return consumer
+
+    def _assigned(self, partitions: set[TopicPartition]) -> None:
+        """Every assignment, not only the first, is recovered before its first batch is written."""
+        self._fresh.update(partitions)
 
     def _give_up(self, partitions: set[TopicPartition]) -> None:
         """Partitions about to be revoked: commit what was written for them, then forget them (an offset that could
@@ -75,6 +79,7 @@ class IngestWorker:
         for tp in partitions:
             self._pending.pop(tp, None)
         self._fresh.difference_update(partitions)  # recovery on a partition another member owns would undo its work
+        self.dlq.forget(partitions)
 
     # ---- lifecycle
     def stop(self) -> None:
@@ -112,7 +117,8 @@ class IngestWorker:
         """Recover newly assigned partitions, then consume them again from the committed offsets the recovery read
         (the batch is rewound, not written). The positions were set at assignment; replaying from anywhere but the
         point recovery cleaned up from would write records twice or skip them. Retried when Kafka is away."""
-        fresh, self._fresh = self._fresh, set()
+        fresh = set(self._fresh)
+        self._fresh.clear()
         self._rewind(batch)
         try:
             start = recover_partitions(self.consumer, self.store, self.dlq, self.by_topic, fresh)
@@ -206,8 +212,7 @@ class IngestWorker:
             return False
         for tp, msgs in batch.items():
             nxt = msgs[-1].offset + 1
-            self._pending[tp] = OffsetAndMetadata(nxt, self.dlq.commit_metadata(tp.topic), -1)
-            self.dlq.committed(tp, nxt)
+            self._pending[tp] = OffsetAndMetadata(nxt, self.dlq.checkpoint(tp, nxt), -1)
         self.commit_pending()
         self.metrics.observe({tp: self.group_of_topic[tp.topic] for tp in batch}, batch, good, applied, dead,
                              started)
