@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -19,7 +20,7 @@ import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from serving.haproxy import NO_DISCONNECT_WATCH
+from serving.haproxy import FERRY_BACKEND_RULES
 from tests.integration.conftest import free_port
 
 FERRY = [sys.executable, "-m", "ferry.cli"]
@@ -133,8 +134,12 @@ def test_demo_up_status_invoke_and_clean_shutdown(tmp_path, ingress, monkeypatch
             listening = listeners()
             assert listening.get(8404) == {"127.0.0.1"} and listening.get(9101) == {"127.0.0.1"}
             assert listening.get(http) == {"127.0.0.1"}
-            # Ferry's app skips Ray's per-request disconnect watch (serving.haproxy); the calls above went through it
-            assert f"backend http-ferry\n{NO_DISCONNECT_WATCH}" in haproxy_config(http)
+            # Ferry's app skips Ray's per-request disconnect watch and HAProxy gives each request an id
+            # (serving.haproxy); the calls above went through it
+            assert f"backend http-ferry\n{FERRY_BACKEND_RULES}" in haproxy_config(http)
+            assert uuid.UUID(httpx.get(f"http://127.0.0.1:{http}/ping").headers["x-request-id"]).version == 4
+            mine = {"x-request-id": "client-chosen-1"}
+            assert httpx.get(f"http://127.0.0.1:{http}/ping", headers=mine).headers["x-request-id"] == "client-chosen-1"
         r = subprocess.run(FERRY + ["invoke", "nope", "--body", str(out / "test_features.csv"),
                                     "--url", f"http://127.0.0.1:{http}", "--token", TOKEN],
                            capture_output=True, text=True, timeout=60)

@@ -12,7 +12,7 @@ import time
 import pytest
 from ray.serve._private import haproxy_templates
 
-from serving.haproxy import NO_DISCONNECT_WATCH, confine
+from serving.haproxy import FERRY_BACKEND_RULES, NO_DISCONNECT_WATCH, REQUEST_ID, confine
 
 
 def test_wildcard_binds_and_admin_socket_are_confined():
@@ -34,16 +34,16 @@ def test_ferrys_backends_and_only_theirs_skip_rays_disconnect_watch():
               "backend http-bare\n    server c 127.0.0.1:30002\n"
               "backend http-ferryman\n    server d 127.0.0.1:30003\n")
     out = confine(config, "127.0.0.1")
-    assert f"backend http-ferry\n{NO_DISCONNECT_WATCH}    log global\n" in out
-    assert f"backend http-ferry-alone\n{NO_DISCONNECT_WATCH}    server b" in out
-    assert out.count(NO_DISCONNECT_WATCH) == 2  # not another app's backend (http-bare, http-ferryman)
+    assert f"backend http-ferry\n{NO_DISCONNECT_WATCH}{REQUEST_ID}    log global\n" in out
+    assert f"backend http-ferry-alone\n{FERRY_BACKEND_RULES}    server b" in out
+    assert out.count(FERRY_BACKEND_RULES) == 2  # not another app's backend (http-bare, http-ferryman)
     assert confine(out, "127.0.0.1") == out  # a config rewritten before is left as it is
 
 
 def test_rays_template_still_has_the_lines_the_wrapper_rewrites():
     """If Ray changes its template or the header's meaning, this fails rather than leaving a port open on every
     interface or a header that does nothing."""
-    from ray.serve._private.constants import SERVE_HTTP_REQUEST_DISCONNECT_DISABLED_HEADER
+    from ray.serve._private.constants import SERVE_HTTP_REQUEST_DISCONNECT_DISABLED_HEADER, SERVE_HTTP_REQUEST_ID_HEADER
     from ray.serve._private.http_util import parse_disconnect_disabled_header
 
     text = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
@@ -54,6 +54,7 @@ def test_rays_template_still_has_the_lines_the_wrapper_rewrites():
     header, value = NO_DISCONNECT_WATCH.split()[-2:]
     assert header == SERVE_HTTP_REQUEST_DISCONNECT_DISABLED_HEADER
     assert parse_disconnect_disabled_header({header.encode(): value.encode()})
+    assert REQUEST_ID.split()[2] == SERVE_HTTP_REQUEST_ID_HEADER
 
 
 def _alive(pid: int) -> bool:
