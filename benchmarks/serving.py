@@ -2,12 +2,21 @@
 
     python -m benchmarks.serving [--seconds 3] [--rounds 3] [--concurrency 1,8,32,64] [--ingress haproxy]
                                  [--targets composed,MLP]  (targets whose name holds one of these; default all)
+                                 [--pairs 12] [--pair-seconds 3]
 
 What runs, on the same cluster, behind the same ingress (HAProxy by default, Ray Serve's fastest here),
 loaded by the same native clients (wrk for HTTP, one CSV row per request; ghz for gRPC, one raw FP32 row
 per ModelInfer) over loopback, every target at every concurrency in each of `--rounds` sweeps; the table shows
 the median over the sweeps, and each ratio is taken within a sweep (the two sides measured seconds apart,
-since runs on 2 shared cores vary by 20-40 %):
+since runs on 2 shared cores vary by 20-40 %).
+
+Then the comparisons the targets are judged on (PAIRED: Ferry's default against bare at c=8, 32 and 64, the
+composed shape against the pickle composition at c=1) are measured again as `--pairs` pairs of runs back to back,
+which side goes first alternating, each pair giving one ratio; the median of the pairs is the figure. A control
+pair, bare against itself, shows the method's own spread: on this project's 2-core machine the same target
+measured twice in a row differs by up to 20 %, so a sweep's few ratios cannot resolve 10 %.
+
+The targets:
 
 - bare Ray Serve: one deployment that parses CSV, runs onnxruntime and answers CSV (max_ongoing_requests 64,
   Ray's strongest setting here), and a hand-written V2 ModelInfer for gRPC; the same deployment again with its
@@ -278,11 +287,22 @@ def handler_cost(demo_dir: Path, body: str, n: int = 20000) -> dict:
 
 # --- load through the ingress
 
+# The comparisons the targets are judged on, measured again as `--pairs` back-to-back pairs: (key, target,
+# reference, concurrency). The first is a control: the same target twice, so its spread is the method's own.
+PAIRED = [("control: bare/bare rps c=32", "bare Ray Serve", "bare Ray Serve", 32),
+          ("default/bare rps c=8", "Ferry default", "bare Ray Serve", 8),
+          ("default/bare rps c=32", "Ferry default", "bare Ray Serve", 32),
+          ("default/bare rps c=64", "Ferry default", "bare Ray Serve", 64),
+          ("composed/hand-written with pickle rps c=1", "Ferry composed", "hand-written composition, pickle", 1)]
+
+
 def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarray, concurrencies: list[int],
-                seconds: float, rounds: int, targets: list[str] | None = None) -> list[dict]:
+                seconds: float, rounds: int, targets: list[str] | None = None, pairs: int = 0,
+                pair_seconds: float = 3.0) -> tuple[list[dict], list[dict]]:
     """Every target (or those whose name holds one of `targets`) at every concurrency, `rounds` times over: each
     round runs the targets one after another, so a reference and the Ferry shape it is compared with are
-    measured seconds apart, in reverse order every other round."""
+    measured seconds apart, in reverse order every other round. Then each PAIRED comparison `pairs` times as two
+    runs back to back, which goes first alternating. Returns (sweep rows, pair rows)."""
     from ray import serve
 
     from ferry.app import application
@@ -344,12 +364,39 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
                 for name, app, model_name in grpc[::step]:
                     r = grpc_load(app, model_name, c, seconds)
                     rows.append(_report(r | {"target": name, "ingress": ingress, "protocol": "grpc", "round": n}))
+        by_name = {name: (path, data, *headers) for name, path, data, *headers in http}
+        pair_rows: list[dict] = []
+        for key, target, reference, c in PAIRED:
+            if target not in by_name or reference not in by_name:
+                continue
+            for n in range(pairs):
+                order = [("target", target), ("reference", reference)][:: 1 if n % 2 == 0 else -1]
+                got = {}
+                for side, name in order:
+                    path, data, *headers = by_name[name]
+                    got[side] = wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", c, pair_seconds, *headers)
+                pair_rows.append({"key": key, "ingress": ingress, "pair": n, "first": order[0][0],
+                                  "target_rps": got["target"]["rps"], "reference_rps": got["reference"]["rps"],
+                                  "ratio": got["target"]["rps"] / got["reference"]["rps"]})
+                print(f"  pair {n} {key}: {got['target']['rps']:.0f} / {got['reference']['rps']:.0f} req/s = "
+                      f"{pair_rows[-1]['ratio']:.2f}", flush=True)
     finally:
         shutdown()
         for var in [k for k in os.environ if k.startswith("RAY_SERVE_")]:
             os.environ.pop(var)
         time.sleep(2)
-    return rows
+    return rows, pair_rows
+
+
+def paired_ratios(pair_rows: list[dict]) -> dict:
+    """Per PAIRED comparison: the median of its pairs' ratios, with quartiles, range and count."""
+    out = {}
+    for key in dict.fromkeys(r["key"] for r in pair_rows):
+        values = [r["ratio"] for r in pair_rows if r["key"] == key]
+        q1, med, q3 = np.percentile(values, [25, 50, 75])
+        out[key] = {"median": float(med), "q1": float(q1), "q3": float(q3), "min": float(min(values)),
+                    "max": float(max(values)), "pairs": len(values)}
+    return out
 
 
 def _report(r: dict) -> dict:
@@ -410,7 +457,7 @@ def ratios(rows: list[dict], ingress: str, concurrencies: list[int]) -> dict:
     return out
 
 
-def markdown(rows: list[dict], direct: dict, handler: dict, ratio: dict) -> str:
+def markdown(rows: list[dict], direct: dict, handler: dict, ratio: dict, paired: dict) -> str:
     concs = sorted({r["concurrency"] for r in rows})
     head = "| ingress | target | " + " | ".join(f"c={c} p50 / p99 ms, req/s" for c in concs) + " |"
     lines = [head, "|" + "---|" * (2 + len(concs))]
@@ -431,6 +478,10 @@ def markdown(rows: list[dict], direct: dict, handler: dict, ratio: dict) -> str:
               f"{handler['ferry_capture_us']:.1f} us (capture adds {handler['capture_adds_us']:.1f} us).", "",
               "| ratio | median over rounds (min-max) |", "|---|---|"]
     lines += [f"| {k} | {v['median']:.2f} ({v['min']:.2f}-{v['max']:.2f}) |" for k, v in ratio.items()]
+    if paired:
+        lines += ["", "| paired ratio | median of the pairs (quartiles; min-max), pairs |", "|---|---|"]
+        lines += [f"| {k} | {v['median']:.2f} ({v['q1']:.2f}-{v['q3']:.2f}; {v['min']:.2f}-{v['max']:.2f}), "
+                  f"{v['pairs']} |" for k, v in paired.items()]
     return "\n".join(lines)
 
 
@@ -442,6 +493,8 @@ def main() -> None:
     ap.add_argument("--ingress", default="haproxy", help="haproxy, python or both (comma-separated)")
     ap.add_argument("--targets", default="", help="run only the targets whose name holds one of these "
                                                   "(comma-separated, any case), e.g. 'composed' or 'MLP'")
+    ap.add_argument("--pairs", type=int, default=12, help="back-to-back pairs per PAIRED comparison (0: none)")
+    ap.add_argument("--pair-seconds", type=float, default=3)
     args = ap.parse_args()
     require_wrk()
     require_ghz()
@@ -456,20 +509,25 @@ def main() -> None:
     handler = handler_cost(demo_dir, ",".join(f"{v:.9g}" for v in row))
     print(f"handler: {handler}", flush=True)
     concs = [int(c) for c in args.concurrency.split(",")]
-    runs, ratio = [], {}
+    runs, ratio, pair_rows, paired = [], {}, [], {}
     for ingress in args.ingress.split(","):
-        runs += run_ingress(ingress, demo_dir, row, mlp_row, concs, args.seconds, args.rounds,
-                            [t.strip() for t in args.targets.split(",") if t.strip()])
+        swept, paired_here = run_ingress(ingress, demo_dir, row, mlp_row, concs, args.seconds, args.rounds,
+                                         [t.strip() for t in args.targets.split(",") if t.strip()], args.pairs,
+                                         args.pair_seconds)
+        runs += swept
+        pair_rows += paired_here
         ratio |= {f"{ingress}: {k}": v for k, v in ratios(runs, ingress, concs).items()}
+        paired |= {f"{ingress}: {k}": v for k, v in paired_ratios(paired_here).items()}
     rows = medians(runs)
-    table = markdown(rows, direct, handler, ratio)
+    table = markdown(rows, direct, handler, ratio, paired)
     print(table)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "serving.json").write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "seconds_per_point": args.seconds, "rounds": args.rounds, "direct_onnxruntime": direct,
         "handler_cost": handler, "load": rows, "runs": runs,
-        "ratios": ratio, "table": table,
+        "ratios": ratio, "pair_seconds": args.pair_seconds, "pairs": pair_rows, "paired_ratios": paired,
+        "table": table,
         "load_generator": "wrk -t1 (HTTP, one CSV row per request) and ghz (gRPC, one raw FP32 row per "
                           "ModelInfer), on the same machine, loopback",
     }, indent=2))
