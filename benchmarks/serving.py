@@ -8,7 +8,8 @@ What runs, on the same cluster, behind the same ingress (HAProxy by default, Ray
 loaded by the same native clients (wrk for HTTP, one CSV row per request; ghz for gRPC, one raw FP32 row
 per ModelInfer) over loopback, every target at every concurrency in each of `--rounds` sweeps; the table shows
 the median over the sweeps, and each ratio is taken within a sweep (the two sides measured seconds apart,
-since runs on 2 shared cores vary by 20-40 %).
+since runs on 2 shared cores vary by 20-40 %). Each measured run follows one second of its own target's load
+(WARM_SECONDS).
 
 Then the comparisons the targets are judged on (PAIRED: Ferry's default against bare at c=8, 32 and 64, the
 composed shape against the pickle composition at c=1) are measured again as `--pairs` pairs of runs back to back,
@@ -287,6 +288,14 @@ def handler_cost(demo_dir: Path, body: str, n: int = 20000) -> dict:
 
 # --- load through the ingress
 
+# Every measured run follows a run of its own target this long, not counted: a target measured right after another
+# one ran ~15 % below the same target measured right after itself (back-to-back pairs at c=32: the first of each
+# pair, which repeated the previous pair's last target, was the faster one in 11 of 12 pairs, whichever side it
+# was; bare measured twice in a row showed no such effect). Without it a sweep measured Ferry's default always
+# cold (it follows other apps' targets) and bare warm in every other sweep (after the same deployment asked not to
+# watch for disconnects).
+WARM_SECONDS = 1
+
 # The comparisons the targets are judged on, measured again as `--pairs` back-to-back pairs: (key, target,
 # reference, concurrency). The first is a control: the same target twice, so its spread is the method's own.
 PAIRED = [("control: bare/bare rps c=32", "bare Ray Serve", "bare Ray Serve", 32),
@@ -359,9 +368,11 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
             step = 1 if n % 2 == 0 else -1
             for c in concurrencies:
                 for name, path, data, *headers in http[::step]:
+                    wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", c, WARM_SECONDS, *headers)
                     r = wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", c, seconds, *headers)
                     rows.append(_report(r | {"target": name, "ingress": ingress, "protocol": "http", "round": n}))
                 for name, app, model_name in grpc[::step]:
+                    grpc_load(app, model_name, c, WARM_SECONDS)
                     r = grpc_load(app, model_name, c, seconds)
                     rows.append(_report(r | {"target": name, "ingress": ingress, "protocol": "grpc", "round": n}))
         by_name = {name: (path, data, *headers) for name, path, data, *headers in http}
@@ -374,7 +385,9 @@ def run_ingress(ingress: str, demo_dir: Path, row: np.ndarray, mlp_row: np.ndarr
                 got = {}
                 for side, name in order:
                     path, data, *headers = by_name[name]
-                    got[side] = wrk(f"http://127.0.0.1:{port}{path}", data, "text/csv", c, pair_seconds, *headers)
+                    url = f"http://127.0.0.1:{port}{path}"
+                    wrk(url, data, "text/csv", c, WARM_SECONDS, *headers)
+                    got[side] = wrk(url, data, "text/csv", c, pair_seconds, *headers)
                 pair_rows.append({"key": key, "ingress": ingress, "pair": n, "first": order[0][0],
                                   "target_rps": got["target"]["rps"], "reference_rps": got["reference"]["rps"],
                                   "ratio": got["target"]["rps"] / got["reference"]["rps"]})
