@@ -55,6 +55,12 @@ def feature_rows(features: pd.DataFrame) -> tuple[np.ndarray, bool | None]:
     return x, rows_of_columns(cols, x)
 
 
+def flip_counts(y_model: np.ndarray, y_knn: np.ndarray) -> tuple[int, int]:
+    """The Flip Test's counts for a facet value's rows: F+ - F- (rows the model predicts positive and their
+    neighbours negative, less the other way round) and the number of rows."""
+    return int(np.count_nonzero(y_model & ~y_knn)) - int(np.count_nonzero(~y_model & y_knn)), len(y_model)
+
+
 def sklearn_vote(x: np.ndarray, d: np.ndarray, predicted: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """What smclarify's classifier predicts for d's rows (or for the given rows only)."""
     from sklearn.neighbors import KNeighborsClassifier
@@ -94,12 +100,10 @@ class FlipVotes:
         return in_rows[self.codes == code]  # back to row order
 
     def flips(self, code: int) -> tuple[int, int]:
-        """The Flip Test's counts for the rows of ``code``: F+ - F- (rows the model predicts positive and their
-        neighbours negative, less the other way round) and the number of rows."""
+        """``flip_counts`` for the rows of ``code``."""
         if self.xf is not None and self._computed(code):
             return self._flips[code]
-        y_knn, y = self.vote(code), self.predicted[self.codes == code]
-        return int((y & ~y_knn).sum()) - int((~y & y_knn).sum()), len(y)
+        return flip_counts(self.predicted[self.codes == code], self.vote(code))
 
     def _computed(self, code: int) -> bool:
         if code not in self._votes:
@@ -154,8 +158,7 @@ class FlipVotes:
             edge = np.flatnonzero(count < 0)
             if len(edge):
                 vote[edge] = self._tied_vote(tree, d_rows[edge], code, k, pool)
-        y = np.asarray(self.predicted[d_rows], dtype=bool)
-        self._flips[code] = int(np.count_nonzero(y & ~vote)) - int(np.count_nonzero(~y & vote)), len(d_rows)
+        self._flips[code] = flip_counts(np.asarray(self.predicted[d_rows], dtype=bool), vote)
         self._votes[code] = d_rows, vote
 
     def _tied_vote(self, tree: KDTree, rows: np.ndarray, code: int, k: int, pool: ThreadPoolExecutor) -> np.ndarray:

@@ -43,10 +43,10 @@ class KDTree:
               pool: ThreadPoolExecutor | None = None) -> np.ndarray:
         """For each row qrows[i] of x, how many of its k nearest tree rows have a true label (labels: bool, one per
         row of x), or -1 where the (k+1)-th squared distance is within rtol (relative) of the k-th. Needs k < n."""
-        qrows, labels = np.ascontiguousarray(qrows, dtype=np.intp), np.ascontiguousarray(labels, dtype=bool)
-        count = np.empty(len(qrows), dtype=np.intp)
-        _chunked(lambda c: self._tree.votes(self.x, qrows[c], labels, k, rtol, count[c]), len(qrows), pool)
-        return count
+        if pool is None:
+            with ThreadPoolExecutor(THREADS) as own:
+                return self.votes_start(qrows, labels, k, rtol, own)()
+        return self.votes_start(qrows, labels, k, rtol, pool)()
 
     def votes_start(self, qrows: np.ndarray, labels: np.ndarray, k: int, rtol: float,
                     pool: ThreadPoolExecutor) -> Callable[[], np.ndarray]:

@@ -348,10 +348,4 @@ def GE(c: FacetCounts) -> float:
 
 def flip_test(x: np.ndarray, d: np.ndarray, predicted: np.ndarray) -> float:
     """The Flip Test on numeric rows x, d mask and predicted-positive mask, as smclarify computes it."""
-    return flip_score(FlipVotes(np.asarray(x), predicted, d.astype(np.int64), [1]).vote(1), predicted[d])
-
-
-def flip_score(y_knn: np.ndarray, y_model: np.ndarray) -> float:
-    """(F+ - F-) / n_d from d's k-NN votes and model predictions."""
-    flips = int((y_model & ~y_knn).sum()) - int((~y_model & y_knn).sum())
-    return divide(flips, len(y_model))
+    return divide(*FlipVotes(np.asarray(x), predicted, d.astype(np.int64), [1]).flips(1))  # (F+ - F-) / n_d

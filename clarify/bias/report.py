@@ -272,7 +272,7 @@ def _flip_factory(features: pd.DataFrame, predicted: np.ndarray, split: "_Split"
         return FlipVotes(x, predicted, split.codes, [code for _, code in split.entries], finite)
 
     def for_code(code: int) -> Callable[[], float]:
-        return lambda: _metrics.divide(*votes().flips(code))  # flip_score's, from counts taken beside the queries
+        return lambda: _metrics.divide(*votes().flips(code))  # (F+ - F-) / n_d, counted beside the queries
 
     return for_code
 
